@@ -1,0 +1,160 @@
+"""Settings: one YAML file parsed into a validated pydantic model.
+
+`load_settings()` is the only place that reads environment variables; everything else receives a
+`Settings`. Relative paths are resolved against the project root (paths under `paths` against
+`paths.data_dir`), so the same settings work from any working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ml.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "training_config.yaml"
+
+# environment variable -> dotted settings key it overrides
+ENV_OVERRIDES = {
+    "LEAD_SCORING_DATA_DIR": "paths.data_dir",
+    "LEAD_SCORING_RAW_DIR": "paths.raw_dir",
+    "LEAD_SCORING_WAREHOUSE": "paths.warehouse",
+    "LEAD_SCORING_CRM_URL": "paths.crm_url",
+    "MLFLOW_TRACKING_URI": "paths.mlflow_tracking_uri",
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathSettings(_Section):
+    data_dir: Path = Path("data")
+    raw_dir: Path = Path("raw")
+    truth_dir: Path = Path("truth")
+    warehouse: Path = Path("warehouse/warehouse.duckdb")
+    marts_dir: Path = Path("marts")
+    feast_dir: Path = Path("feast")
+    mlflow_tracking_uri: str | None = None
+    mlflow_artifacts: Path = Path("mlflow/artifacts")
+    crm_url: str | None = None
+    reports_dir: Path = Path("reports")
+    dagster_home: Path = Path("dagster")
+
+
+class GeneratorSettings(_Section):
+    n_leads: int = Field(20_000, gt=0)
+    days: int = Field(180, gt=0)
+    end_date: date = date(2026, 11, 1)
+    seed: int = 42
+    activities_per_lead: float = Field(30.0, gt=0)
+
+
+class FeatureSettings(_Section):
+    snapshot_interval_days: int = Field(7, gt=0)
+    max_lead_age_days: int = Field(120, gt=0)
+    label_window_days: int = Field(60, gt=0)
+    feature_service: str = "lead_scoring"
+
+
+class Settings(_Section):
+    """All settings of the platform, with paths resolved to absolute ones."""
+
+    paths: PathSettings = PathSettings()
+    generator: GeneratorSettings = GeneratorSettings()
+    features: FeatureSettings = FeatureSettings()
+    source_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        p = self.paths
+        data_dir = p.data_dir if p.data_dir.is_absolute() else PROJECT_ROOT / p.data_dir
+        resolved: dict[str, Any] = {"data_dir": data_dir}
+        for name in ("raw_dir", "truth_dir", "warehouse", "marts_dir", "feast_dir",
+                     "mlflow_artifacts", "reports_dir", "dagster_home"):
+            value = getattr(p, name)
+            resolved[name] = value if value.is_absolute() else data_dir / value
+        resolved["mlflow_tracking_uri"] = (
+            p.mlflow_tracking_uri or f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
+        )
+        resolved["crm_url"] = p.crm_url or f"sqlite:///{data_dir / 'crm' / 'crm.db'}"
+        object.__setattr__(self, "paths", p.model_copy(update=resolved))
+        return self
+
+    @property
+    def feature_repo(self) -> Path:
+        return PROJECT_ROOT / "feature_repo"
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        return PROJECT_ROOT / "dbt_project"
+
+    def config_hash(self) -> str:
+        """A short hash of the effective settings (for reproducibility tags)."""
+        payload = json.dumps(self.model_dump(mode="json", exclude={"source_file"}), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {}) or {}
+    node[leaf] = value
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid settings in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(part) for part in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - {key}: unknown key (check the spelling against config/training_config.yaml)")
+        else:
+            lines.append(f"  - {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_settings(
+    path: Path | str | None = None,
+    overrides: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    """Load and validate the settings file.
+
+    Args:
+        path: the YAML file; default `$LEAD_SCORING_CONFIG` or config/training_config.yaml.
+        overrides: dotted keys to values applied after the file and the environment
+            (tests use this, e.g. ``{"paths.data_dir": tmp_path}``).
+        env: the environment to read overrides from (default ``os.environ``).
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or a key is unknown or has a bad value.
+    """
+    env = dict(os.environ if env is None else env)
+    config_path = Path(path or env.get("LEAD_SCORING_CONFIG") or DEFAULT_CONFIG)
+    if not config_path.is_file():
+        raise ConfigError(f"settings file not found: {config_path}")
+    try:
+        tree = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"settings file {config_path} is not valid YAML: {exc}") from exc
+    if not isinstance(tree, dict):
+        raise ConfigError(f"settings file {config_path} must hold a mapping at the top level")
+    for var, dotted in ENV_OVERRIDES.items():
+        if env.get(var):
+            _set_dotted(tree, dotted, env[var])
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(tree, dotted, value)
+    tree["source_file"] = str(config_path)
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, str(config_path))) from None
