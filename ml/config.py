@@ -12,7 +12,7 @@ import json
 import os
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -65,12 +65,115 @@ class FeatureSettings(_Section):
     feature_service: str = "lead_scoring"
 
 
+class SplitSettings(_Section):
+    """Time-based split by snapshot date. Explicit dates win; otherwise the last matured
+    snapshots are cut into test and validation windows of the given lengths."""
+
+    train_start: date | None = None
+    validation_start: date | None = None
+    test_start: date | None = None
+    validation_days: int = Field(21, gt=0)
+    test_days: int = Field(21, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SplitSettings:
+        given = [d for d in (self.train_start, self.validation_start, self.test_start) if d]
+        if given != sorted(given) or len(set(given)) != len(given):
+            raise ValueError("train_start < validation_start < test_start must hold")
+        return self
+
+
+class XGBoostParams(_Section):
+    n_estimators: int = Field(600, gt=0)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    max_depth: int = Field(4, gt=0, le=16)
+    min_child_weight: float = Field(5.0, ge=0)
+    subsample: float = Field(0.9, gt=0, le=1)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    reg_lambda: float = Field(1.0, ge=0)
+    max_cat_to_onehot: int = Field(4, ge=1)
+    early_stopping_rounds: int = Field(50, gt=0)
+    n_jobs: int = Field(2, gt=0)
+
+
+class TrainingSettings(_Section):
+    seed: int = 42
+    split: SplitSettings = SplitSettings()
+    xgboost: XGBoostParams = XGBoostParams()
+    min_positive_examples: int = Field(50, gt=0)
+    min_negative_examples: int = Field(50, gt=0)
+    calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"
+    categorical_features: list[str] = [
+        "lead_source", "industry", "country", "license_type", "budget_band",
+    ]
+
+
+class EvaluationSettings(_Section):
+    top_k_fraction: float = Field(0.10, gt=0, lt=1)
+    top_k_count: int = Field(500, gt=0)
+    decision_threshold: float | Literal["max_f1"] = "max_f1"
+    segments: list[str] = ["lead_source", "industry"]
+    calibration_bins: int = Field(10, ge=2)
+
+
+class RegistrySettings(_Section):
+    model_name: str = "lead_scoring"
+    experiment: str = "lead_scoring"
+    min_auc: float = Field(0.75, gt=0, le=1)  # promotion gate (original design)
+    champion_tolerance: float = Field(0.005, ge=0, lt=1)  # challenger may trail by at most this AUC
+
+
+class TierSettings(_Section):
+    """Lower score bounds (0–100) of tiers A, B and C; below C is D."""
+
+    A: float = Field(40.0, ge=0, le=100)
+    B: float = Field(20.0, ge=0, le=100)
+    C: float = Field(8.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _descending(self) -> TierSettings:
+        if not self.A > self.B > self.C:
+            raise ValueError("tier cut-offs must satisfy A > B > C")
+        return self
+
+
+class ScoringSettings(_Section):
+    tiers: TierSettings = TierSettings()
+    n_reasons: int = Field(3, ge=0, le=10)
+    extract_format: Literal["parquet", "csv"] = "parquet"
+    write_batch_size: int = Field(50_000, gt=0)
+
+
+class MonitoringSettings(_Section):
+    """Thresholds of the original design: PSI > 0.2, AUC < 0.75, 5,000 new labels."""
+
+    psi_threshold: float = Field(0.2, gt=0)
+    psi_bins: int = Field(10, ge=2)
+    ks_pvalue: float = Field(0.01, gt=0, lt=1)
+    chi2_pvalue: float = Field(0.01, gt=0, lt=1)
+    auc_threshold: float = Field(0.75, gt=0, le=1)
+    new_labels_threshold: int = Field(5_000, gt=0)
+    report_sample_size: int = Field(20_000, gt=0)
+
+
+class ScheduleSettings(_Section):
+    timezone: str = "Asia/Dubai"
+    nightly_scoring_cron: str = "0 2 * * *"   # 02:00 every night
+    weekly_retrain_cron: str = "0 3 * * 0"    # Sundays 03:00
+
+
 class Settings(_Section):
     """All settings of the platform, with paths resolved to absolute ones."""
 
     paths: PathSettings = PathSettings()
     generator: GeneratorSettings = GeneratorSettings()
     features: FeatureSettings = FeatureSettings()
+    training: TrainingSettings = TrainingSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    registry: RegistrySettings = RegistrySettings()
+    scoring: ScoringSettings = ScoringSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    schedules: ScheduleSettings = ScheduleSettings()
     source_file: Path | None = None
 
     @model_validator(mode="after")
