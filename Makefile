@@ -1,0 +1,39 @@
+# Lead-scoring platform. `make demo` runs the main job, `make test` the test suite;
+# both set up the virtual environment first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# dagster-dbt and the ml runner call the venv's `dbt`; put the venv first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster
+
+.PHONY: setup demo test lint serve dashboard dagster mlflow-ui clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing the project into $(VENV) (about a minute the first time)..."
+	@$(BIN)/pip install -q -e ".[dev]" > $(VENV)/install.log 2>&1 || (tail -40 $(VENV)/install.log; exit 1)
+	@touch $@
+
+demo: setup
+	$(BIN)/python -m orchestration.demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check ml orchestration tests feature_repo
+
+dagster: setup
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml
+
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/data/mlflow/mlflow.db --port 5000
+
+clean:
+	rm -rf data/raw data/truth data/warehouse data/marts data/feast data/mlflow data/crm data/reports data/dagster
+	rm -rf dbt_project/target dbt_project/logs
