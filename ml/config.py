@@ -28,6 +28,7 @@ ENV_OVERRIDES = {
     "LEAD_SCORING_RAW_DIR": "paths.raw_dir",
     "LEAD_SCORING_WAREHOUSE": "paths.warehouse",
     "LEAD_SCORING_CRM_URL": "paths.crm_url",
+    "LEAD_SCORING_MONITORING_URL": "paths.monitoring_url",
     "MLFLOW_TRACKING_URI": "paths.mlflow_tracking_uri",
 }
 
@@ -46,6 +47,7 @@ class PathSettings(_Section):
     mlflow_tracking_uri: str | None = None
     mlflow_artifacts: Path = Path("mlflow/artifacts")
     crm_url: str | None = None
+    monitoring_url: str | None = None
     reports_dir: Path = Path("reports")
     dagster_home: Path = Path("dagster")
 
@@ -74,6 +76,9 @@ class SplitSettings(_Section):
     test_start: date | None = None
     validation_days: int = Field(21, gt=0)
     test_days: int = Field(21, gt=0)
+    # Drop training rows whose snapshot lies within this many days before validation_start, so
+    # their label windows do not reach into validation; label_window_days is a strict embargo.
+    embargo_days: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> SplitSettings:
@@ -93,6 +98,7 @@ class XGBoostParams(_Section):
     reg_lambda: float = Field(1.0, ge=0)
     max_cat_to_onehot: int = Field(4, ge=1)
     early_stopping_rounds: int = Field(50, gt=0)
+    eval_metric: Literal["logloss", "auc"] = "logloss"  # early stopping on validation
     n_jobs: int = Field(2, gt=0)
 
 
@@ -189,6 +195,9 @@ class Settings(_Section):
             p.mlflow_tracking_uri or f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
         )
         resolved["crm_url"] = p.crm_url or f"sqlite:///{data_dir / 'crm' / 'crm.db'}"
+        resolved["monitoring_url"] = (
+            p.monitoring_url or f"sqlite:///{data_dir / 'monitoring' / 'monitoring.db'}"
+        )
         object.__setattr__(self, "paths", p.model_copy(update=resolved))
         return self
 

@@ -1,0 +1,79 @@
+"""Checks on the raw landing zone before dbt reads it.
+
+dbt quarantines bad *rows*; this module refuses bad *files*: a missing file, a missing column or
+an empty file stops the run with a message naming the file and the column, before anything
+downstream is replaced.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ml.errors import DataError
+
+# The raw contract (data/README.md): file -> required columns, in order.
+RAW_CONTRACT: dict[str, tuple[str, ...]] = {
+    "leads": (
+        "lead_id", "created_at", "lead_source", "industry", "company_size", "country",
+        "license_type", "visa_quota", "budget_band",
+    ),
+    "activities": ("activity_id", "lead_id", "occurred_at", "activity_type"),
+    "conversions": ("lead_id", "converted_at", "package_value"),
+}
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    name: str
+    path: Path
+    rows: int
+    bytes: int
+    extra_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LandingReport:
+    files: dict[str, LandedFile] = field(default_factory=dict)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(f.rows for f in self.files.values())
+
+
+def _count_rows(path: Path) -> int:
+    # Newline count minus the header; fast enough for tens of millions of rows (buffered read).
+    count = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 24):
+            count += chunk.count(b"\n")
+    return max(count - 1, 0)
+
+
+def validate_landing_zone(raw_dir: Path, count_rows: bool = True) -> LandingReport:
+    """Check that every raw file exists and carries the contract's columns.
+
+    Raises:
+        DataError: naming the missing file or the missing columns.
+    """
+    files: dict[str, LandedFile] = {}
+    for name, required in RAW_CONTRACT.items():
+        path = raw_dir / f"{name}.csv"
+        if not path.is_file():
+            raise DataError(
+                f"raw file missing: {path} (drop a CRM export there or run `lead-scoring generate`)"
+            )
+        with path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+        missing = [col for col in required if col not in header]
+        if missing:
+            raise DataError(
+                f"{path.name} lacks column(s) {', '.join(missing)}; the contract is in data/README.md"
+            )
+        rows = _count_rows(path) if count_rows else -1
+        if rows == 0:
+            raise DataError(f"{path} has a header but no rows")
+        extra = tuple(col for col in header if col not in required)
+        files[name] = LandedFile(name, path, rows, path.stat().st_size, extra)
+    return LandingReport(files)

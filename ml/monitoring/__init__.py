@@ -1,0 +1,1 @@
+"""Monitoring: drift, performance on matured labels, and the tables the sensors read."""

@@ -1,0 +1,107 @@
+"""The monitoring store: every monitoring figure as a row the sensors, CLI and dashboard read.
+
+One table, `monitoring_metrics` (run_date, run_id, model_version, scope, feature, metric, value,
+threshold, status, recorded_at), in an SQLite file of its own by default (WAL mode, so readers
+never block the writer) or any SQLAlchemy URL. Re-recording the same (run_id, scope) replaces it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from ml.config import Settings
+
+metadata = sa.MetaData()
+monitoring_metrics = sa.Table(
+    "monitoring_metrics",
+    metadata,
+    sa.Column("run_date", sa.Date, nullable=False, index=True),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("model_version", sa.String(32), nullable=True),
+    sa.Column("scope", sa.String(32), nullable=False),  # data_drift | prediction_drift | performance | business
+    sa.Column("feature", sa.String(128), nullable=True),
+    sa.Column("metric", sa.String(64), nullable=False),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("threshold", sa.Float, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # ok | warning | drift | breach | info
+    sa.Column("recorded_at", sa.DateTime, nullable=False),
+)
+
+COLUMNS = [c.name for c in monitoring_metrics.columns]
+
+
+def engine_for(url: str) -> sa.Engine:
+    """An engine for a store URL; SQLite files get their folder and WAL mode."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url)
+
+        @sa.event.listens_for(engine, "connect")
+        def _wal(dbapi_conn, _record) -> None:  # noqa: ANN001
+            dbapi_conn.execute("pragma journal_mode=wal")
+            dbapi_conn.execute("pragma busy_timeout=10000")
+
+        return engine
+    return sa.create_engine(url)
+
+
+def monitoring_engine(settings: Settings) -> sa.Engine:
+    engine = engine_for(settings.paths.monitoring_url)
+    metadata.create_all(engine)
+    return engine
+
+
+def record_metrics(
+    settings: Settings,
+    rows: pd.DataFrame,
+    *,
+    run_date: date,
+    run_id: str,
+    scope: str,
+    model_version: str | None,
+) -> int:
+    """Replace the (run_id, scope) figures with `rows` (columns feature, metric, value,
+    threshold, status). Returns the number of rows written."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    records = [
+        {
+            "run_date": run_date,
+            "run_id": run_id,
+            "model_version": model_version,
+            "scope": scope,
+            "feature": row.get("feature"),
+            "metric": row["metric"],
+            "value": None if pd.isna(row.get("value")) else float(row["value"]),
+            "threshold": None if pd.isna(row.get("threshold")) else float(row["threshold"]),
+            "status": row["status"],
+            "recorded_at": now,
+        }
+        for row in rows.to_dict("records")
+    ]
+    engine = monitoring_engine(settings)
+    with engine.begin() as conn:
+        conn.execute(
+            monitoring_metrics.delete().where(
+                (monitoring_metrics.c.run_id == run_id) & (monitoring_metrics.c.scope == scope)
+            )
+        )
+        if records:
+            conn.execute(monitoring_metrics.insert(), records)
+    engine.dispose()
+    return len(records)
+
+
+def read_metrics(settings: Settings, scope: str | None = None) -> pd.DataFrame:
+    """All recorded figures (optionally of one scope), oldest first."""
+    engine = monitoring_engine(settings)
+    query = sa.select(monitoring_metrics)
+    if scope:
+        query = query.where(monitoring_metrics.c.scope == scope)
+    with engine.connect() as conn:
+        frame = pd.read_sql(query.order_by(monitoring_metrics.c.recorded_at), conn)
+    engine.dispose()
+    return frame if not frame.empty else pd.DataFrame(columns=COLUMNS)
