@@ -1,0 +1,1 @@
+"""Assets by domain, in data-flow order: data → dbt → feast → model → scoring → monitoring."""

@@ -1,0 +1,101 @@
+"""Resources the assets receive: settings, dbt CLI, Feast, MLflow and the CRM database.
+
+Each is a thin handle over the `ml` package, built from the one settings file, so a test can
+point every store at a temporary folder by setting `data_dir`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from ml.config import PROJECT_ROOT, Settings, load_settings
+
+
+class SettingsResource(dg.ConfigurableResource):
+    """The platform settings (config/training_config.yaml unless `config_path` says otherwise)."""
+
+    config_path: str | None = None
+    data_dir: str | None = None
+
+    def load(self) -> Settings:
+        overrides = {"paths.data_dir": self.data_dir} if self.data_dir else None
+        return load_settings(self.config_path, overrides=overrides)
+
+
+class FeastResource(dg.ConfigurableResource):
+    """The Feast feature store of the settings' data dir."""
+
+    settings: SettingsResource
+
+    def apply(self) -> list[str]:
+        from ml.feature_store import apply_feature_repo
+
+        return apply_feature_repo(self.settings.load())
+
+    def refresh_online(self):  # noqa: ANN201 - RefreshStats
+        from ml.online_refresh import refresh_online_store
+
+        return refresh_online_store(self.settings.load())
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking and registry (a local SQLite store unless the settings say otherwise)."""
+
+    settings: SettingsResource
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.settings.load().paths.mlflow_tracking_uri
+
+
+class CrmResource(dg.ConfigurableResource):
+    """The CRM database where nightly scores land (its own file, never the warehouse)."""
+
+    settings: SettingsResource
+
+    @property
+    def url(self) -> str:
+        return self.settings.load().paths.crm_url
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for a child process started inside the block.
+
+    DbtCliResource passes the current environment to dbt; this is how the warehouse and raw
+    paths of the settings reach the dbt profile.
+    """
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def build_resources(data_dir: str | None = None, config_path: str | None = None) -> dict:
+    """All resources, wired to one settings resource."""
+    settings = SettingsResource(config_path=config_path, data_dir=data_dir)
+    return {
+        "settings": settings,
+        "dbt": DbtCliResource(
+            project_dir=str(PROJECT_ROOT / "dbt_project"),
+            profiles_dir=str(PROJECT_ROOT / "dbt_project"),
+            # The venv's dbt, whatever PATH says.
+            dbt_executable=str(Path(sys.executable).parent / "dbt"),
+        ),
+        "feast": FeastResource(settings=settings),
+        "mlflow": MlflowResource(settings=settings),
+        "crm": CrmResource(settings=settings),
+    }
