@@ -1,7 +1,7 @@
 """The monitoring store: every monitoring figure as a row the sensors, CLI and dashboard read.
 
-One table, `monitoring_metrics` (run_date, run_id, model_version, scope, feature, metric, value,
-threshold, status, recorded_at), in an SQLite file of its own by default (WAL mode, so readers
+One table, `monitoring_metrics` (run_date, run_id, model_version, scope, feature, cohort, metric,
+value, threshold, status, recorded_at), in an SQLite file of its own by default (WAL mode, so readers
 never block the writer) or any SQLAlchemy URL. Re-recording the same (run_id, scope) replaces it.
 """
 
@@ -24,6 +24,7 @@ monitoring_metrics = sa.Table(
     sa.Column("model_version", sa.String(32), nullable=True),
     sa.Column("scope", sa.String(32), nullable=False),  # data_drift | prediction_drift | performance | business
     sa.Column("feature", sa.String(128), nullable=True),
+    sa.Column("cohort", sa.String(32), nullable=True),  # scoring date of a matured cohort
     sa.Column("metric", sa.String(64), nullable=False),
     sa.Column("value", sa.Float, nullable=True),
     sa.Column("threshold", sa.Float, nullable=True),
@@ -64,8 +65,8 @@ def record_metrics(
     scope: str,
     model_version: str | None,
 ) -> int:
-    """Replace the (run_id, scope) figures with `rows` (columns feature, metric, value,
-    threshold, status). Returns the number of rows written."""
+    """Replace the (run_id, scope) figures with `rows` (columns metric, value, status and
+    optionally feature, cohort, threshold). Returns the number of rows written."""
     now = datetime.now(UTC).replace(tzinfo=None)
     records = [
         {
@@ -74,6 +75,7 @@ def record_metrics(
             "model_version": model_version,
             "scope": scope,
             "feature": row.get("feature"),
+            "cohort": row.get("cohort"),
             "metric": row["metric"],
             "value": None if pd.isna(row.get("value")) else float(row["value"]),
             "threshold": None if pd.isna(row.get("threshold")) else float(row["threshold"]),

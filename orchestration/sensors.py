@@ -1,0 +1,69 @@
+"""Sensors that start retraining: data drift, performance on matured labels, new labels.
+
+Each reads what the monitoring runs recorded (ml.monitoring.triggers), starts one run per
+condition (the run key names the champion version and what crossed the line; the cursor keeps
+the keys already fired) and otherwise says in its skip reason why it did not fire.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import dagster as dg
+
+from ml.monitoring.triggers import (
+    ChampionInfo,
+    TriggerDecision,
+    champion_info,
+    drift_trigger,
+    new_labels_trigger,
+    performance_trigger,
+)
+from orchestration.jobs import weekly_retrain_job
+from orchestration.resources import SettingsResource
+
+Trigger = Callable[..., TriggerDecision]
+
+
+def _evaluate(context: dg.SensorEvaluationContext, settings: SettingsResource, trigger: Trigger,
+              name: str) -> dg.SensorResult | dg.SkipReason:
+    s = settings.load()
+    champion: ChampionInfo | None = champion_info(s)
+    decision = trigger(s, champion)
+    fired: list[str] = json.loads(context.cursor) if context.cursor else []
+    if not decision.fire:
+        return dg.SkipReason(decision.reason)
+    if decision.key in fired:
+        return dg.SkipReason(f"already started a retrain for this condition ({decision.key}): {decision.reason}")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=decision.key,
+                run_config={"ops": {"champion_model": {"config": {"reason": f"{name}: {decision.reason}"}}}},
+                tags={"trigger": name, "condition": decision.key or ""},
+            )
+        ],
+        cursor=json.dumps([*fired, decision.key][-200:]),
+    )
+
+
+@dg.sensor(job=weekly_retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+def drift_retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
+    """Fires when a model feature's PSI in the latest drift run exceeds monitoring.psi_threshold."""
+    return _evaluate(context, settings, drift_trigger, "data_drift")
+
+
+@dg.sensor(job=weekly_retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+def performance_retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
+    """Fires when the AUC of the latest matured scoring cohort is below monitoring.auc_threshold."""
+    return _evaluate(context, settings, performance_trigger, "performance")
+
+
+@dg.sensor(job=weekly_retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+def new_labels_retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
+    """Fires when ≥ monitoring.new_labels_threshold labels matured after the champion's training data."""
+    return _evaluate(context, settings, new_labels_trigger, "new_labels")
+
+
+sensors = [drift_retrain_sensor, performance_retrain_sensor, new_labels_retrain_sensor]
