@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -68,3 +69,45 @@ def show_config(config: ConfigOption = None) -> None:
     """Validate the settings file and print the effective settings."""
     settings = _settings(config)
     typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
+
+
+@app.command("generate")
+@user_errors
+def generate_data(
+    leads: Annotated[int | None, typer.Option("--leads", min=1, help="Number of leads.")] = None,
+    days: Annotated[int | None, typer.Option("--days", min=1, help="Days of history.")] = None,
+    end_date: Annotated[
+        datetime | None, typer.Option("--end-date", formats=["%Y-%m-%d"], help="Exclusive end.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0)] = None,
+    drift: Annotated[
+        list[str] | None,
+        typer.Option("--drift", help="KIND:TARGET:START[:FACTOR], repeatable; see data/README.md."),
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Generate a synthetic CRM export (raw CSVs) and its latent truth; sizes default to the
+    settings' `generator` section."""
+    from rich.console import Console
+
+    from ml.data.generator import generate, parse_drift
+
+    settings = _settings(config)
+    g = settings.generator
+    drifts = [parse_drift(spec) for spec in drift or []]
+    with Console(stderr=True).status("generating") as status:
+        summary = generate(
+            settings.paths.raw_dir, settings.paths.truth_dir,
+            n_leads=leads or g.n_leads, days=days or g.days,
+            end_date=end_date.date() if end_date else g.end_date,
+            seed=g.seed if seed is None else seed, activities_per_lead=g.activities_per_lead,
+            drifts=drifts, progress=lambda step: status.update(f"generator: {step}"),
+        )
+    result = {
+        "leads": summary.n_leads, "activities": summary.n_activities,
+        "conversions": summary.n_conversions, "period": f"{summary.start} to {summary.end}",
+        "drifts": [d.name for d in drifts], "seconds": summary.seconds,
+        "files": {name: str(path) for name, path in summary.files.items()},
+    }
+    echo_summary(result, as_json, "generated")
