@@ -110,7 +110,11 @@ class TrainingSettings(_Section):
     min_negative_examples: int = Field(50, gt=0)
     calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"
     categorical_features: list[str] = [
-        "lead_source", "industry", "country", "license_type", "budget_band",
+        "lead_source",
+        "industry",
+        "country",
+        "license_type",
+        "budget_band",
     ]
 
 
@@ -164,8 +168,8 @@ class MonitoringSettings(_Section):
 
 class ScheduleSettings(_Section):
     timezone: str = "Asia/Dubai"
-    nightly_scoring_cron: str = "0 2 * * *"   # 02:00 every night
-    weekly_retrain_cron: str = "0 3 * * 0"    # Sundays 03:00
+    nightly_scoring_cron: str = "0 2 * * *"  # 02:00 every night
+    weekly_retrain_cron: str = "0 3 * * 0"  # Sundays 03:00
 
 
 class Settings(_Section):
@@ -187,8 +191,16 @@ class Settings(_Section):
         p = self.paths
         data_dir = p.data_dir if p.data_dir.is_absolute() else PROJECT_ROOT / p.data_dir
         resolved: dict[str, Any] = {"data_dir": data_dir}
-        for name in ("raw_dir", "truth_dir", "warehouse", "marts_dir", "feast_dir",
-                     "mlflow_artifacts", "reports_dir", "dagster_home"):
+        for name in (
+            "raw_dir",
+            "truth_dir",
+            "warehouse",
+            "marts_dir",
+            "feast_dir",
+            "mlflow_artifacts",
+            "reports_dir",
+            "dagster_home",
+        ):
             value = getattr(p, name)
             resolved[name] = value if value.is_absolute() else data_dir / value
         resolved["mlflow_tracking_uri"] = (
@@ -228,7 +240,9 @@ def _format_errors(err: ValidationError, source: str) -> str:
     for e in err.errors():
         key = ".".join(str(part) for part in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
-            lines.append(f"  - {key}: unknown key (check the spelling against config/training_config.yaml)")
+            lines.append(
+                f"  - {key}: unknown key (check the spelling against config/training_config.yaml)"
+            )
         else:
             lines.append(f"  - {key}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)

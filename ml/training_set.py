@@ -94,8 +94,9 @@ def oracle_for(settings: Settings, frame: pd.DataFrame) -> pd.Series:
 
 def fingerprint(frame: pd.DataFrame) -> TrainingSetFingerprint:
     """Row count, date range and a content hash that identify a training set."""
-    hashed = pd.util.hash_pandas_object(frame.drop(columns=["oracle_probability"], errors="ignore"),
-                                        index=False)
+    hashed = pd.util.hash_pandas_object(
+        frame.drop(columns=["oracle_probability"], errors="ignore"), index=False
+    )
     digest = hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()[:16]
     return TrainingSetFingerprint(
         rows=len(frame),

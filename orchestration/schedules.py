@@ -37,7 +37,9 @@ def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
         week = context.scheduled_execution_time.strftime("%G-W%V")
         return dg.RunRequest(
             run_key=f"weekly:{week}",
-            run_config={"ops": {"champion_model": {"config": {"reason": f"weekly retrain {week}"}}}},
+            run_config={
+                "ops": {"champion_model": {"config": {"reason": f"weekly retrain {week}"}}}
+            },
             tags={"trigger": "schedule", "week": week},
         )
 

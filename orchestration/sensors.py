@@ -26,8 +26,9 @@ from orchestration.resources import SettingsResource
 Trigger = Callable[..., TriggerDecision]
 
 
-def _evaluate(context: dg.SensorEvaluationContext, settings: SettingsResource, trigger: Trigger,
-              name: str) -> dg.SensorResult | dg.SkipReason:
+def _evaluate(
+    context: dg.SensorEvaluationContext, settings: SettingsResource, trigger: Trigger, name: str
+) -> dg.SensorResult | dg.SkipReason:
     s = settings.load()
     champion: ChampionInfo | None = champion_info(s)
     decision = trigger(s, champion)
@@ -35,12 +36,16 @@ def _evaluate(context: dg.SensorEvaluationContext, settings: SettingsResource, t
     if not decision.fire:
         return dg.SkipReason(decision.reason)
     if decision.key in fired:
-        return dg.SkipReason(f"already started a retrain for this condition ({decision.key}): {decision.reason}")
+        return dg.SkipReason(
+            f"already started a retrain for this condition ({decision.key}): {decision.reason}"
+        )
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
                 run_key=decision.key,
-                run_config={"ops": {"champion_model": {"config": {"reason": f"{name}: {decision.reason}"}}}},
+                run_config={
+                    "ops": {"champion_model": {"config": {"reason": f"{name}: {decision.reason}"}}}
+                },
                 tags={"trigger": name, "condition": decision.key or ""},
             )
         ],
@@ -48,19 +53,31 @@ def _evaluate(context: dg.SensorEvaluationContext, settings: SettingsResource, t
     )
 
 
-@dg.sensor(job=weekly_retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job=weekly_retrain_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def drift_retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
     """Fires when a model feature's PSI in the latest drift run exceeds monitoring.psi_threshold."""
     return _evaluate(context, settings, drift_trigger, "data_drift")
 
 
-@dg.sensor(job=weekly_retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job=weekly_retrain_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def performance_retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
     """Fires when the AUC of the latest matured scoring cohort is below monitoring.auc_threshold."""
     return _evaluate(context, settings, performance_trigger, "performance")
 
 
-@dg.sensor(job=weekly_retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job=weekly_retrain_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def new_labels_retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
     """Fires when ≥ monitoring.new_labels_threshold labels matured after the champion's training data."""
     return _evaluate(context, settings, new_labels_trigger, "new_labels")

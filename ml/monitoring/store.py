@@ -22,7 +22,9 @@ monitoring_metrics = sa.Table(
     sa.Column("run_date", sa.Date, nullable=False, index=True),
     sa.Column("run_id", sa.String(64), nullable=False, index=True),
     sa.Column("model_version", sa.String(32), nullable=True),
-    sa.Column("scope", sa.String(32), nullable=False),  # data_drift | prediction_drift | performance | business
+    sa.Column(
+        "scope", sa.String(32), nullable=False
+    ),  # data_drift | prediction_drift | performance | business
     sa.Column("feature", sa.String(128), nullable=True),
     sa.Column("cohort", sa.String(32), nullable=True),  # scoring date of a matured cohort
     sa.Column("metric", sa.String(64), nullable=False),

@@ -37,8 +37,10 @@ def champion_info(settings: Settings) -> ChampionInfo | None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=settings.paths.mlflow_tracking_uri,
-                          registry_uri=settings.paths.mlflow_tracking_uri)
+    client = MlflowClient(
+        tracking_uri=settings.paths.mlflow_tracking_uri,
+        registry_uri=settings.paths.mlflow_tracking_uri,
+    )
     try:
         version = client.get_model_version_by_alias(settings.registry.model_name, "champion")
     except MlflowException:
@@ -46,7 +48,8 @@ def champion_info(settings: Settings) -> ChampionInfo | None:
     last = version.tags.get("training_set.last_snapshot")
     return ChampionInfo(
         version=str(version.version),
-        last_training_snapshot=pd.Timestamp(last, tz="UTC") if last and pd.Timestamp(last).tzinfo is None
+        last_training_snapshot=pd.Timestamp(last, tz="UTC")
+        if last and pd.Timestamp(last).tzinfo is None
         else (pd.Timestamp(last) if last else None),
     )
 
@@ -71,8 +74,11 @@ def drift_trigger(settings: Settings, champion: ChampionInfo | None) -> TriggerD
     run_id = run["run_id"].iloc[0]
     if not drifted:
         worst = psi.sort_values("value", ascending=False).head(1)
-        detail = (f"max PSI {worst['value'].iloc[0]:.3f} on {worst['feature'].iloc[0]}"
-                  if not worst.empty else "no PSI figures")
+        detail = (
+            f"max PSI {worst['value'].iloc[0]:.3f} on {worst['feature'].iloc[0]}"
+            if not worst.empty
+            else "no PSI figures"
+        )
         return TriggerDecision(False, f"no feature drifted in run {run_id}: {detail} ≤ {threshold}")
     return TriggerDecision(
         True,
@@ -88,13 +94,17 @@ def performance_trigger(settings: Settings, champion: ChampionInfo | None) -> Tr
     perf = perf[(perf["model_version"].astype(str) == champion.version) & (perf["metric"] == "auc")]
     if perf.empty:
         return TriggerDecision(
-            False, f"no matured scoring cohort of champion v{champion.version} yet (labels take "
-                   f"{settings.features.label_window_days} days to mature)")
+            False,
+            f"no matured scoring cohort of champion v{champion.version} yet (labels take "
+            f"{settings.features.label_window_days} days to mature)",
+        )
     latest = perf.sort_values(["cohort", "recorded_at"]).iloc[-1]
     threshold = settings.monitoring.auc_threshold
     cohort = str(latest["cohort"])
     if latest["value"] >= threshold:
-        return TriggerDecision(False, f"AUC {latest['value']:.3f} on matured cohort {cohort} ≥ {threshold}")
+        return TriggerDecision(
+            False, f"AUC {latest['value']:.3f} on matured cohort {cohort} ≥ {threshold}"
+        )
     return TriggerDecision(
         True,
         f"AUC {latest['value']:.3f} < {threshold} on matured cohort {cohort} (champion v{champion.version})",
@@ -116,8 +126,10 @@ def new_labels_trigger(settings: Settings, champion: ChampionInfo | None) -> Tri
     threshold = settings.monitoring.new_labels_threshold
     if new < threshold:
         return TriggerDecision(
-            False, f"{new} new matured labels since {champion.last_training_snapshot:%Y-%m-%d} "
-                   f"< {threshold}")
+            False,
+            f"{new} new matured labels since {champion.last_training_snapshot:%Y-%m-%d} "
+            f"< {threshold}",
+        )
     return TriggerDecision(
         True,
         f"{new} new matured labels since champion v{champion.version}'s training data (≥ {threshold})",

@@ -25,7 +25,9 @@ class RawDataConfig(dg.Config):
     ],
     can_subset=False,
 )
-def raw_crm_files(context: dg.AssetExecutionContext, config: RawDataConfig, settings: SettingsResource):
+def raw_crm_files(
+    context: dg.AssetExecutionContext, config: RawDataConfig, settings: SettingsResource
+):
     """Validate the landed CRM files (and generate them first when asked)."""
     s = settings.load()
     if config.generate:

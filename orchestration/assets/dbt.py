@@ -41,7 +41,9 @@ def ensure_manifest() -> Path:
 
 
 @dbt_assets(manifest=ensure_manifest())
-def crm_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: SettingsResource):
+def crm_dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: SettingsResource
+):
     """Staging, intermediate and mart models; a failing dbt test fails this step and so
     stops everything downstream (the exported marts keep their previous good version)."""
     from ml.warehouse import dbt_env, dbt_vars
@@ -72,8 +74,10 @@ def mart_parquet(settings: SettingsResource) -> dg.MaterializeResult:
 
     return dg.MaterializeResult(
         metadata={
-            **{f"rows_{name}": dg.MetadataValue.int(pq.ParquetFile(p).metadata.num_rows)
-               for name, p in paths.items()},
+            **{
+                f"rows_{name}": dg.MetadataValue.int(pq.ParquetFile(p).metadata.num_rows)
+                for name, p in paths.items()
+            },
             **{f"rejected_{name}": dg.MetadataValue.int(n) for name, n in rejected.items()},
             "marts_dir": dg.MetadataValue.path(str(s.paths.marts_dir)),
         }
