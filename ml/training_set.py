@@ -84,6 +84,7 @@ def oracle_for(settings: Settings, frame: pd.DataFrame) -> pd.Series:
         oracle_probability(
             truth,
             frame["lead_id"].to_numpy(),
+            None,  # creation times from the truth file
             frame[TIMESTAMP],
             settings.features.label_window_days,
         ),
