@@ -1,0 +1,221 @@
+"""The Feast feature store, configured from `Settings` rather than from the working directory.
+
+`feature_repo/feature_store.yaml` holds the store's shape (project, offline and online store
+types); this module reads it and points the registry, the online store and the mart sources at
+the folders the settings name, so the same code serves the default data dir and a temporary one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+import yaml
+from feast import Entity, FeatureService, FeatureStore, FeatureView, FileSource, RepoConfig
+from feast.data_source import DataSource
+from feast.repo_contents import RepoContents
+from feast.repo_operations import extract_objects_for_apply_delete
+
+from ml.config import Settings
+from ml.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+REGISTRY_FILE = "registry.db"
+ONLINE_STORE_FILE = "online_store.db"
+
+
+def repo_config(settings: Settings) -> RepoConfig:
+    """Feast's RepoConfig: feature_store.yaml with its paths replaced by the settings' ones."""
+    yaml_path = settings.feature_repo / "feature_store.yaml"
+    if not yaml_path.is_file():
+        raise ConfigError(f"Feast repo config not found: {yaml_path}")
+    raw: dict[str, Any] = yaml.safe_load(yaml_path.read_text()) or {}
+    feast_dir = settings.paths.feast_dir
+    raw["registry"] = {**raw.get("registry", {}), "path": str(feast_dir / REGISTRY_FILE)}
+    online = {**raw.get("online_store", {}), "path": str(feast_dir / ONLINE_STORE_FILE)}
+    raw["online_store"] = online
+    config = RepoConfig(**raw)
+    config.repo_path = settings.feature_repo
+    return config
+
+
+def get_store(settings: Settings) -> FeatureStore:
+    """A FeatureStore over the registry and online store under `settings.paths.feast_dir`."""
+    settings.paths.feast_dir.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(config=repo_config(settings))
+
+
+def _load_module(path: Path) -> ModuleType:
+    # A fresh module per call (not cached in sys.modules): apply_feature_repo re-points the
+    # sources it defines, and a later call with other settings must not see the old paths.
+    spec = importlib.util.spec_from_file_location(f"_feature_repo_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot import Feast definitions from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_repo_contents(settings: Settings) -> RepoContents:
+    """Collect the Feast objects defined in feature_repo/*.py, like `feast apply` does.
+
+    File sources are re-pointed at `settings.paths.marts_dir` (same file name), so definitions
+    made with the default settings serve any data dir.
+    """
+    entities: list[Entity] = []
+    sources: list[DataSource] = []
+    views: list[FeatureView] = []
+    services: list[FeatureService] = []
+
+    def add(bucket: list[Any], obj: Any) -> None:
+        if not any(obj is seen for seen in bucket):
+            bucket.append(obj)
+
+    for path in sorted(settings.feature_repo.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        module = _load_module(path)
+        for name in dir(module):
+            obj = getattr(module, name)
+            if isinstance(obj, Entity):
+                add(entities, obj)
+            elif isinstance(obj, FeatureView):
+                add(views, obj)
+                if obj.batch_source is not None:
+                    add(sources, obj.batch_source)
+            elif isinstance(obj, DataSource):
+                add(sources, obj)
+            elif isinstance(obj, FeatureService):
+                add(services, obj)
+
+    # Views hold the very source objects collected above, so re-pointing these re-points them.
+    for source in sources:
+        if isinstance(source, FileSource):
+            source.file_options.uri = str(settings.paths.marts_dir / Path(source.path).name)
+
+    return RepoContents(
+        projects=[],
+        data_sources=sources,
+        feature_views=views,
+        on_demand_feature_views=[],
+        stream_feature_views=[],
+        label_views=[],
+        entities=entities,
+        feature_services=services,
+        permissions=[],
+    )
+
+
+def apply_feature_repo(settings: Settings) -> list[str]:
+    """Register the definitions of feature_repo/ (like `feast apply`) and create online tables.
+
+    Objects in the registry that the repo no longer defines are deleted, as `feast apply` does.
+
+    Returns:
+        The names of the objects applied (entities, sources, views, services).
+    """
+    store = get_store(settings)
+    repo = load_repo_contents(settings)
+    to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
+        store.project, store.registry, repo
+    )
+    # extract_objects_for_apply_delete returns only new or changed objects; apply all of them so
+    # the returned names describe the repo, and re-applying unchanged objects is a no-op.
+    objects = [*repo.entities, *repo.data_sources, *repo.feature_views, *repo.feature_services]
+    store.apply(objects, objects_to_delete=to_delete, partial=False)
+    names = [obj.name for obj in objects]
+    logger.info(
+        "applied %d Feast objects (%d new or changed, %d deleted) to %s",
+        len(names),
+        len(to_apply),
+        len(to_delete),
+        settings.paths.feast_dir,
+    )
+    return names
+
+
+def feature_service(store: FeatureStore, settings: Settings) -> FeatureService:
+    """The feature service the model uses (`settings.features.feature_service`)."""
+    name = settings.features.feature_service
+    try:
+        return store.get_feature_service(name)
+    except Exception as exc:  # Feast raises its own FeatureServiceNotFoundException
+        raise ConfigError(
+            f"feature service {name!r} is not in the Feast registry under "
+            f"{settings.paths.feast_dir}; run `lead-scoring features apply` first"
+        ) from exc
+
+
+def feature_names(store: FeatureStore, settings: Settings) -> list[str]:
+    """The model's features in service order, without feature-view prefixes."""
+    service = feature_service(store, settings)
+    return [f.name for projection in service.feature_view_projections for f in projection.features]
+
+
+def _utc(ts: pd.Series) -> pd.Series:
+    ts = pd.to_datetime(ts)
+    return ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
+
+
+def historical_features(settings: Settings, entity_df: pd.DataFrame) -> pd.DataFrame:
+    """Point-in-time features of the service for each (lead_id, event_timestamp) row.
+
+    Args:
+        entity_df: `lead_id` and `event_timestamp` (naive means UTC) plus any columns to carry
+            through, such as labels.
+
+    Returns:
+        entity_df's rows (in their original order) with one column per model feature; features
+        are null where the lead had no snapshot within one TTL before the timestamp.
+    """
+    missing = {"lead_id", "event_timestamp"} - set(entity_df.columns)
+    if missing:
+        raise DataError(f"entity_df lacks column(s) {sorted(missing)}")
+    source = settings.paths.marts_dir / "lead_features.parquet"
+    if not source.is_file():
+        raise DataError(f"feature mart not found: {source}; run `dbt build` first")
+    store = get_store(settings)
+    # Feast returns rows in its own order; a row number restores the caller's.
+    entities = entity_df.assign(event_timestamp=_utc(entity_df["event_timestamp"]))
+    entities["_row"] = range(len(entities))
+    job = store.get_historical_features(
+        entity_df=entities, features=feature_service(store, settings), full_feature_names=False
+    )
+    out = job.to_df().sort_values("_row").drop(columns="_row").reset_index(drop=True)
+    return out
+
+
+def online_features(settings: Settings, lead_ids: list[str]) -> pd.DataFrame:
+    """The service's features of each lead from the online store (nulls for unknown leads).
+
+    Returns:
+        One row per requested lead, in request order: `lead_id`, then the features in service order.
+    """
+    store = get_store(settings)
+    service = feature_service(store, settings)
+    response = store.get_online_features(
+        features=service, entity_rows=[{"lead_id": lead_id} for lead_id in lead_ids]
+    )
+    return response.to_df()[["lead_id", *feature_names(store, settings)]]
+
+
+def materialize_stock(settings: Settings, end: datetime) -> dict[str, Any]:
+    """Stock `feast materialize` of the service's views over (end - TTL, end], for comparison.
+
+    The window is one TTL (the snapshot interval) so it holds each open lead's latest snapshot;
+    leads that closed inside that window are loaded too, because stock Feast cannot delete.
+    """
+    store = get_store(settings)
+    service = feature_service(store, settings)
+    views = [store.get_feature_view(p.name) for p in service.feature_view_projections]
+    ttl = max((v.ttl for v in views if v.ttl), default=timedelta(days=7))
+    end = end if end.tzinfo else end.replace(tzinfo=UTC)  # naive means UTC, as in the marts
+    start = end - ttl
+    store.materialize(start_date=start, end_date=end, feature_views=[v.name for v in views])
+    return {"feature_views": [v.name for v in views], "start": start, "end": end}
