@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from ml.errors import ConfigError
 
@@ -30,6 +37,7 @@ ENV_OVERRIDES = {
     "LEAD_SCORING_CRM_URL": "paths.crm_url",
     "LEAD_SCORING_MONITORING_URL": "paths.monitoring_url",
     "MLFLOW_TRACKING_URI": "paths.mlflow_tracking_uri",
+    "LEAD_SCORING_PREDICTION_LOG_URL": "serving.prediction_log_url",
 }
 
 
@@ -166,6 +174,128 @@ class MonitoringSettings(_Section):
     report_sample_size: int = Field(20_000, gt=0)
 
 
+class ChannelSettings(_Section):
+    """Delivery settings shared by every alert channel. Secrets are never written here: fields
+    ending in `_env` name the environment variable that holds them (read by load_settings)."""
+
+    enabled: bool = True
+    timeout_s: float = Field(5.0, gt=0)
+    retries: int = Field(3, ge=0, le=10)  # attempts after the first
+    backoff_s: float = Field(1.0, ge=0)  # wait before retry k: backoff_s * 2**(k-1)
+
+
+class SlackChannel(ChannelSettings):
+    webhook_url_env: str = "LEAD_SCORING_SLACK_WEBHOOK_URL"
+
+
+class WebhookChannel(ChannelSettings):
+    url_env: str = "LEAD_SCORING_ALERT_WEBHOOK_URL"
+
+
+class EmailChannel(ChannelSettings):
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(25, gt=0, lt=65536)
+    starttls: bool = False
+    sender: str = "lead-scoring@localhost"
+    recipients: list[str] = []
+    username_env: str = "LEAD_SCORING_SMTP_USER"
+    password_env: str = "LEAD_SCORING_SMTP_PASSWORD"
+
+
+class PagerDutyChannel(ChannelSettings):
+    events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    routing_key_env: str = "LEAD_SCORING_PAGERDUTY_ROUTING_KEY"
+
+
+class JsonlChannel(_Section):
+    path: Path = Path("alerts/alerts.jsonl")  # relative to paths.data_dir; always on
+
+
+class AlertChannels(_Section):
+    slack: SlackChannel = SlackChannel()
+    webhook: WebhookChannel = WebhookChannel()
+    email: EmailChannel = EmailChannel()
+    pagerduty: PagerDutyChannel = PagerDutyChannel()
+    jsonl: JsonlChannel = JsonlChannel()
+
+
+Severity = Literal["info", "warning", "critical"]
+ChannelName = Literal["slack", "webhook", "email", "pagerduty"]
+
+
+class AlertingSettings(_Section):
+    """Rules map a condition to a severity, routes map a severity to channels (the JSON-lines
+    file gets every alert). Defaults are the original design's."""
+
+    rules: dict[str, Severity] = {
+        "daily_report": "info",
+        "deployment": "info",
+        "promotion": "info",
+        "data_drift": "warning",  # PSI > monitoring.psi_threshold on a model feature
+        "prediction_drift": "warning",  # PSI > monitoring.psi_threshold on the score
+        "latency_p99": "warning",  # p99 > latency_p99_ms
+        "performance": "warning",  # AUC on matured labels < monitoring.auc_threshold
+        "error_rate": "critical",  # > error_rate_threshold
+        "model_failure": "critical",
+        "nightly_run_failure": "critical",
+    }
+    routes: dict[Severity, list[ChannelName]] = {
+        "info": ["slack"],
+        "warning": ["slack", "email"],
+        "critical": ["pagerduty", "slack"],
+    }
+    latency_p99_ms: float = Field(200.0, gt=0)
+    error_rate_threshold: float = Field(0.05, gt=0, lt=1)
+    cooldown_minutes: float = Field(360.0, ge=0)  # the same alert is not re-sent within this
+    channels: AlertChannels = AlertChannels()
+
+    def secret_env_names(self) -> list[str]:
+        """Names of the environment variables the channels read secrets from."""
+        names = []
+        for channel in self.channels.model_dump().values():
+            names += [v for k, v in channel.items() if k.endswith("_env") and v]
+        return sorted(set(names))
+
+
+class CanarySettings(_Section):
+    """Canary: a sticky share of leads gets the challenger; the service routes them back to the
+    champion when the challenger's last `window` requests (once `min_requests` were seen) show
+    an error rate, p95 latency or score shift (PSI against the champion's scores) above these."""
+
+    share: float = Field(0.1, gt=0, lt=1)
+    min_requests: int = Field(200, gt=0)
+    window: int = Field(1000, gt=0)
+    max_error_rate: float = Field(0.02, ge=0, le=1)
+    max_p95_latency_ms: float = Field(50.0, gt=0)
+    max_score_psi: float = Field(0.25, gt=0)
+
+
+class ABSettings(_Section):
+    """A/B: a sticky `split` of leads gets the challenger; `lead-scoring ab-report` tests the
+    conversion rates at `alpha` and sizes the test for `min_effect` (absolute) at `power`."""
+
+    split: float = Field(0.5, gt=0, lt=1)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    power: float = Field(0.8, gt=0, lt=1)
+    min_effect: float = Field(0.02, gt=0, lt=1)
+
+
+class ServingSettings(_Section):
+    """The real-time service (ml/serving): model polling, request limits, online testing."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+    mode: Literal["off", "shadow", "canary", "ab"] = "shadow"
+    poll_interval_seconds: float = Field(30.0, gt=0)
+    batch_limit: int = Field(500, gt=0)  # leads per /predict/batch call
+    micro_batch: int = Field(64, gt=0)  # concurrent requests scored in one call at most
+    log_queue_size: int = Field(100_000, gt=0)  # predictions waiting for the log writer
+    log_flush_seconds: float = Field(0.5, gt=0)
+    prediction_log_url: str | None = None  # null: sqlite:///<data_dir>/serving/predictions.db
+    canary: CanarySettings = CanarySettings()
+    ab: ABSettings = ABSettings()
+
+
 class ScheduleSettings(_Section):
     timezone: str = "Asia/Dubai"
     nightly_scoring_cron: str = "0 2 * * *"  # 02:00 every night
@@ -184,7 +314,11 @@ class Settings(_Section):
     scoring: ScoringSettings = ScoringSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     schedules: ScheduleSettings = ScheduleSettings()
+    serving: ServingSettings = ServingSettings()
+    alerting: AlertingSettings = AlertingSettings()
     source_file: Path | None = None
+    # secrets read from the environment by load_settings (never dumped, hashed or printed)
+    _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
@@ -211,7 +345,25 @@ class Settings(_Section):
             p.monitoring_url or f"sqlite:///{data_dir / 'monitoring' / 'monitoring.db'}"
         )
         object.__setattr__(self, "paths", p.model_copy(update=resolved))
+        if self.serving.prediction_log_url is None:
+            url = f"sqlite:///{data_dir / 'serving' / 'predictions.db'}"
+            object.__setattr__(
+                self, "serving", self.serving.model_copy(update={"prediction_log_url": url})
+            )
+        jsonl = self.alerting.channels.jsonl
+        if not jsonl.path.is_absolute():
+            channels = self.alerting.channels.model_copy(
+                update={"jsonl": jsonl.model_copy(update={"path": data_dir / jsonl.path})}
+            )
+            object.__setattr__(
+                self, "alerting", self.alerting.model_copy(update={"channels": channels})
+            )
         return self
+
+    def secret(self, env_name: str) -> str | None:
+        """The value of a secret named in the settings (e.g. `alerting.channels.slack.
+        webhook_url_env`), as read from the environment by load_settings; None if unset."""
+        return self._secrets.get(env_name)
 
     @property
     def feature_repo(self) -> Path:
@@ -281,6 +433,11 @@ def load_settings(
         _set_dotted(tree, dotted, value)
     tree["source_file"] = str(config_path)
     try:
-        return Settings.model_validate(tree)
+        settings = Settings.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, str(config_path))) from None
+    # Secrets (alert webhooks, SMTP password, PagerDuty key) come only from the environment.
+    settings._secrets.update(
+        {name: env[name] for name in settings.alerting.secret_env_names() if env.get(name)}
+    )
+    return settings

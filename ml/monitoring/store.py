@@ -1,7 +1,12 @@
 """The monitoring store: every monitoring figure as a row the sensors, CLI and dashboard read.
 
-One table, `monitoring_metrics` (run_date, run_id, model_version, scope, feature, cohort, metric,
-value, threshold, status, recorded_at), in an SQLite file of its own by default (WAL mode, so readers
+`monitoring_metrics` (run_date, run_id, model_version, scope, feature, cohort, metric, value,
+threshold, status, recorded_at) holds the figures; scopes: data_drift (metric psi, ks_pvalue,
+chi2_pvalue per feature), prediction_drift (psi, ks_pvalue on the score; tier shares), performance
+(auc, pr_auc, precision_at_k, brier, ece, n, positives per matured cohort), business (conversion
+rate, lift, lead-to-close days and share per tier per cohort), serving (latency_p99_ms,
+error_rate, written by the prediction-log writer). `alert_log` keeps every alert delivery. Both
+live in an SQLite file of its own by default (WAL mode, so readers
 never block the writer) or any SQLAlchemy URL. Re-recording the same (run_id, scope) replaces it.
 """
 
@@ -34,6 +39,23 @@ monitoring_metrics = sa.Table(
     sa.Column("recorded_at", sa.DateTime, nullable=False),
 )
 
+# One row per alert per channel (delivered, failed, suppressed or skipped): the alert history
+# the dashboard shows and the memory of the alerts' cool-down (ml/alerts/channels.py).
+alert_log = sa.Table(
+    "alert_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_key", sa.String(255), nullable=False, index=True),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # sent | failed | suppressed | skipped
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("title", sa.String(500), nullable=False),
+    sa.Column("sent_at", sa.DateTime, nullable=False, index=True),  # UTC
+)
+
 COLUMNS = [c.name for c in monitoring_metrics.columns]
 
 
@@ -58,6 +80,10 @@ def monitoring_engine(settings: Settings) -> sa.Engine:
     return engine
 
 
+def _text(value: object) -> str | None:
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
 def record_metrics(
     settings: Settings,
     rows: pd.DataFrame,
@@ -68,16 +94,18 @@ def record_metrics(
     model_version: str | None,
 ) -> int:
     """Replace the (run_id, scope) figures with `rows` (columns metric, value, status and
-    optionally feature, cohort, threshold). Returns the number of rows written."""
+    optionally feature, cohort, threshold, and model_version where a row's figure belongs to
+    another version than the run's, e.g. a matured cohort scored by an earlier champion).
+    Returns the number of rows written."""
     now = datetime.now(UTC).replace(tzinfo=None)
     records = [
         {
             "run_date": run_date,
             "run_id": run_id,
-            "model_version": model_version,
+            "model_version": _text(row.get("model_version")) or model_version,
             "scope": scope,
-            "feature": row.get("feature"),
-            "cohort": row.get("cohort"),
+            "feature": _text(row.get("feature")),
+            "cohort": _text(row.get("cohort")),
             "metric": row["metric"],
             "value": None if pd.isna(row.get("value")) else float(row["value"]),
             "threshold": None if pd.isna(row.get("threshold")) else float(row["threshold"]),

@@ -45,7 +45,7 @@ def champion_info(settings: Settings) -> ChampionInfo | None:
         version = client.get_model_version_by_alias(settings.registry.model_name, "champion")
     except MlflowException:
         return None
-    last = version.tags.get("training_set.last_snapshot")
+    last = version.tags.get("training_snapshot_max")
     return ChampionInfo(
         version=str(version.version),
         last_training_snapshot=pd.Timestamp(last, tz="UTC")
@@ -107,7 +107,8 @@ def performance_trigger(settings: Settings, champion: ChampionInfo | None) -> Tr
         )
     return TriggerDecision(
         True,
-        f"AUC {latest['value']:.3f} < {threshold} on matured cohort {cohort} (champion v{champion.version})",
+        f"AUC {latest['value']:.3f} < {threshold} on matured cohort {cohort} "
+        f"(champion v{champion.version})",
         key=f"performance:v{champion.version}:{cohort}",
     )
 
@@ -132,6 +133,7 @@ def new_labels_trigger(settings: Settings, champion: ChampionInfo | None) -> Tri
         )
     return TriggerDecision(
         True,
-        f"{new} new matured labels since champion v{champion.version}'s training data (≥ {threshold})",
+        f"{new} new matured labels since champion v{champion.version}'s training data "
+        f"(≥ {threshold})",
         key=f"new-labels:v{champion.version}",
     )
