@@ -1,0 +1,234 @@
+"""The FastAPI app: /predict, /predict/batch, /health, /ready, /model, /metrics, /docs.
+
+`create_app(settings)` wires the parts: the online-feature reader (Feast online store, resolved
+once), the model manager (registry aliases, hot reload), the predictor (micro-batched scoring
+with shadow / canary / A-B routing) and the prediction-log writer. Errors a client can cause are
+answered with 404/422/503 and a message; anything else is logged and answered with a plain 500
+that carries no traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ml.config import Settings
+from ml.serving.features import OnlineFeatureReader
+from ml.serving.metrics import ServiceMetrics
+from ml.serving.model_manager import Loader, ModelManager, ModelState
+from ml.serving.prediction_log import PredictionLogWriter
+from ml.serving.predictor import ModelNotReady, Predictor
+from ml.serving.routing import challenger_share
+from ml.serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ErrorResponse,
+    ModelsResponse,
+    PredictRequest,
+    PredictResponse,
+)
+
+log = logging.getLogger(__name__)
+
+NOT_READY = "no model is loaded yet; the service retries the registry every poll interval"
+
+
+def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status)
+
+
+def create_app(settings: Settings, *, loader: Loader | None = None,
+               alias_lookup: Any | None = None, log_predictions: bool = True) -> FastAPI:
+    """The service for `settings`. `loader` / `alias_lookup` replace the registry calls
+    (tests); `log_predictions=False` turns the prediction log off."""
+    metrics = ServiceMetrics()
+    kwargs: dict[str, Any] = {}
+    if loader is not None:
+        kwargs["loader"] = loader
+    if alias_lookup is not None:
+        kwargs["alias_lookup"] = alias_lookup
+    manager = ModelManager(settings, **kwargs)
+    serving = settings.serving
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        reader = OnlineFeatureReader(settings)
+        writer = None
+        if log_predictions:
+            writer = PredictionLogWriter(serving.prediction_log_url, serving.log_queue_size,
+                                         serving.log_flush_seconds)
+            writer.start()
+        predictor = Predictor(settings, reader, manager, writer, metrics)
+
+        def on_swap(state: ModelState) -> None:
+            predictor.guard.arm(state.challenger.version if state.challenger else None)
+            for alias, model in (("champion", state.champion),
+                                 ("challenger", state.challenger)):
+                metrics.model_version.labels(alias).set(model.version if model else 0)
+
+        manager.on_swap = on_swap
+        predictor.start()
+        manager.start()
+        app.state.reader, app.state.writer, app.state.predictor = reader, writer, predictor
+        try:
+            yield
+        finally:
+            manager.stop()
+            await predictor.stop()
+            if writer is not None:
+                writer.stop()
+
+    app = FastAPI(
+        title="Lead scoring",
+        summary="Real-time lead scores from the registered champion over the Feast online store.",
+        version="1.0",
+        lifespan=lifespan,
+        responses={503: {"model": ErrorResponse, "description": "No model loaded yet."}},
+    )
+    app.state.manager, app.state.metrics, app.state.settings = manager, metrics, settings
+
+    def record(endpoint: str, status: int, started: float, variant: str = "none",
+               version: str = "none") -> None:
+        metrics.requests.labels(endpoint, str(status), variant, version).inc()
+        metrics.latency.labels(endpoint, variant, version).observe(time.perf_counter() - started)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
+             "message": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        metrics.errors.labels(request.url.path, "invalid_payload").inc()
+        metrics.requests.labels(request.url.path, "422", "none", "none").inc()
+        fields = ", ".join(sorted({e["field"] for e in errors}))
+        return _error(422, f"invalid request: {fields}", errors=errors)
+
+    @app.exception_handler(ModelNotReady)
+    async def not_ready(request: Request, exc: ModelNotReady) -> JSONResponse:
+        metrics.errors.labels(request.url.path, "not_ready").inc()
+        metrics.requests.labels(request.url.path, "503", "none", "none").inc()
+        return _error(503, NOT_READY)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        metrics.errors.labels(request.url.path, "internal").inc()
+        metrics.requests.labels(request.url.path, "500", "none", "none").inc()
+        return _error(500, "internal error; the service log has the details")
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses={404: {"model": ErrorResponse, "description": "Unknown lead, id only."},
+                   422: {"description": "Invalid payload; names the field."}},
+        summary="Score one lead",
+    )
+    async def predict(body: PredictRequest) -> Any:
+        """Score a lead by id (features from the Feast online store); fields given in the
+        request win over stored ones. A lead the store does not know is scored from the
+        request alone; an id-only request for it is a 404."""
+        started = time.perf_counter()
+        (result,) = await app.state.predictor.predict([body], "predict")
+        if result is None:
+            metrics.errors.labels("/predict", "unknown_lead").inc()
+            record("/predict", 404, started)
+            return _error(404, f"lead {body.lead_id!r} is not in the online store; send its "
+                               "fields (lead_source, industry, ...) to score it from the request")
+        record("/predict", 200, started, result["variant"], result["model_version"])
+        return result
+
+    @app.post(
+        "/predict/batch",
+        response_model=BatchResponse,
+        responses={422: {"description": "Invalid payload or more leads than the batch limit."}},
+        summary="Score many leads",
+    )
+    async def predict_batch(body: BatchRequest) -> Any:
+        """Score up to `serving.batch_limit` leads in one call; id-only leads the online store
+        does not know are listed under `not_found`."""
+        started = time.perf_counter()
+        if len(body.leads) > serving.batch_limit:
+            metrics.errors.labels("/predict/batch", "invalid_payload").inc()
+            record("/predict/batch", 422, started)
+            return _error(422, f"invalid request: leads has {len(body.leads)} items, more than "
+                               f"the limit of {serving.batch_limit} (serving.batch_limit)",
+                          errors=[{"field": "leads", "message": "too many leads",
+                                   "type": "too_long"}])
+        results = await app.state.predictor.predict(body.leads, "predict_batch")
+        found = [r for r in results if r is not None]
+        missing = [b.lead_id for b, r in zip(body.leads, results, strict=True) if r is None]
+        variants = {r["variant"] for r in found}
+        versions = {r["model_version"] for r in found}
+        record("/predict/batch", 200, started,
+               variants.pop() if len(variants) == 1 else ("mixed" if variants else "none"),
+               versions.pop() if len(versions) == 1 else ("mixed" if versions else "none"))
+        return {"predictions": found, "not_found": missing}
+
+    @app.get("/health", summary="Process alive")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="Model loaded and online store reachable",
+             responses={503: {"model": ErrorResponse}})
+    async def ready(request: Request) -> Any:
+        if not manager.ready:
+            return _error(503, NOT_READY)
+        try:
+            request.app.state.reader.ping()
+        except Exception as exc:
+            return _error(503, f"the online store cannot be read: {exc}")
+        state = manager.state
+        return {"status": "ready", "champion": str(state.champion.version)}
+
+    @app.get("/model", response_model=ModelsResponse, summary="Models in use")
+    async def model(request: Request) -> Any:
+        state = manager.state
+
+        def info(m: Any) -> dict[str, str] | None:
+            return None if m is None else {"name": m.name, "version": str(m.version),
+                                           "loaded_at": m.loaded_at.isoformat()}
+
+        canary = None
+        if serving.mode == "canary":
+            v = request.app.state.predictor.guard.verdict()
+            canary = {"rolled_back": v.tripped, "reason": v.reason, "requests": v.requests,
+                      "error_rate": v.error_rate, "p95_latency_ms": v.p95_latency_ms,
+                      "score_psi": v.score_psi}
+        share = challenger_share(serving) if state.challenger is not None else 0.0
+        if canary and canary["rolled_back"]:
+            share = 0.0
+        return {
+            "mode": serving.mode, "champion": info(state.champion),
+            "challenger": info(state.challenger), "challenger_share": share, "canary": canary,
+            "checked_at": state.checked_at.isoformat() if state.checked_at else None,
+            "last_error": state.last_error, "swaps": state.swaps,
+        }
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus(request: Request) -> Response:
+        writer = request.app.state.writer
+        if writer is not None:
+            metrics.log_dropped.set(writer.dropped)
+            metrics.log_pending.set(writer.pending)
+        if serving.mode == "canary":
+            metrics.canary_rolled_back.set(int(request.app.state.predictor.guard.tripped))
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def run(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Serve with uvicorn (one process; the event loop is the scoring thread)."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=host or settings.serving.host,
+                port=port or settings.serving.port, log_level="info", access_log=False)

@@ -1,0 +1,154 @@
+"""Every endpoint and error case, id-only and full payloads, batch/online agreement."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import Aliases
+
+from ml.feature_store import online_features
+from ml.scoring import score_frame
+from ml.serving.schemas import ORIGINAL_EXAMPLE
+
+KNOWN = "L0000001"
+
+
+def test_predict_by_id_scores_from_the_online_store(client):
+    r = client.post("/predict", json={"lead_id": KNOWN})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["lead_id"] == KNOWN
+    assert 0 <= body["score"] <= 100 and body["score"] == round(body["probability"] * 100, 1)
+    assert body["tier"] in "ABCD"
+    assert body["model_name"] == "lead_scoring" and body["model_version"] == "1"
+    assert body["variant"] == "champion"
+    assert 1 <= len(body["reasons"]) <= 3 and all(isinstance(p, str) for p in body["reasons"])
+    src = body["feature_sources"]
+    assert src["in_online_store"] and src["from_request"] == []
+    assert len(src["from_online_store"]) + len(src["missing"]) == 41
+
+
+def test_original_payload_is_accepted_verbatim_for_an_unknown_lead(client):
+    r = client.post("/predict", json=ORIGINAL_EXAMPLE)
+    assert r.status_code == 200
+    src = r.json()["feature_sources"]
+    assert not src["in_online_store"]
+    assert src["from_request"] == sorted(set(ORIGINAL_EXAMPLE) - {"lead_id"})
+    assert src["from_online_store"] == [] and "country" in src["missing"]
+
+
+def test_request_fields_win_over_the_online_store(client, stack, scorers):
+    payload = {**ORIGINAL_EXAMPLE, "lead_id": KNOWN}
+    body = client.post("/predict", json=payload).json()
+    assert body["feature_sources"]["in_online_store"]
+    assert "engagement_score" in body["feature_sources"]["from_request"]
+    assert "engagement_score" not in body["feature_sources"]["from_online_store"]
+    features = online_features(stack, [KNOWN])
+    for name, value in ORIGINAL_EXAMPLE.items():
+        if name != "lead_id":
+            features[name] = [value]
+    expected = score_frame(scorers[1], features, stack).iloc[0]
+    assert body["score"] == expected["score"]
+    assert body["reasons"] == json.loads(expected["reasons_for"])
+
+
+def test_id_only_request_for_an_unknown_lead_is_404(client):
+    r = client.post("/predict", json={"lead_id": "no-such-lead"})
+    assert r.status_code == 404
+    assert "no-such-lead" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"lead_id": KNOWN, "company_size": -1}, "company_size"),
+        ({"lead_id": KNOWN, "engagement_score": "high"}, "engagement_score"),
+        ({"lead_id": KNOWN, "engagement_score": 101}, "engagement_score"),
+        ({"lead_id": KNOWN, "website_visits": 1.5}, "website_visits"),
+        ({"industry": "Technology"}, "lead_id"),
+        ({"lead_id": ""}, "lead_id"),
+        ({"lead_id": KNOWN, "budget": 5}, "budget"),
+    ],
+)
+def test_invalid_payload_is_422_naming_the_field(client, payload, field):
+    r = client.post("/predict", json=payload)
+    assert r.status_code == 422
+    body = r.json()
+    assert field in body["detail"]
+    assert field in {e["field"] for e in body["errors"]}
+
+
+def test_malformed_json_is_422_without_a_traceback(client):
+    r = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert "Traceback" not in r.text
+
+
+def test_batch_scores_known_and_reports_unknown_leads(client):
+    leads = [{"lead_id": f"L{i:07d}"} for i in range(20)] + [{"lead_id": "ghost"}, ORIGINAL_EXAMPLE]
+    r = client.post("/predict/batch", json={"leads": leads})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["not_found"] == ["ghost"]
+    assert [p["lead_id"] for p in body["predictions"]] == [
+        f"L{i:07d}" for i in range(20)] + ["lead-123"]
+
+
+def test_batch_over_the_limit_is_422(make_client):
+    client = make_client(batch_limit=5)
+    r = client.post("/predict/batch", json={"leads": [{"lead_id": KNOWN}] * 6})
+    assert r.status_code == 422 and "batch_limit" in r.json()["detail"]
+    assert client.post("/predict/batch", json={"leads": []}).status_code == 422
+
+
+def test_batch_and_online_scores_agree(client, stack, scorers):
+    """The same leads score identically through the API and through batch scoring, whether
+    batch reads the online store (Feast SDK) or the mart it was refreshed from."""
+    ids = [f"L{i:07d}" for i in range(60)]
+    api = pd.DataFrame(client.post("/predict/batch",
+                                   json={"leads": [{"lead_id": i} for i in ids]}).json()
+                       ["predictions"])
+    via_feast = score_frame(scorers[1], online_features(stack, ids), stack)
+    mart = pd.read_parquet(stack.paths.marts_dir / "lead_features_latest.parquet")
+    via_mart = score_frame(scorers[1], mart.set_index("lead_id").loc[ids].reset_index(), stack)
+    for batch in (via_feast, via_mart):
+        assert api["score"].tolist() == batch["score"].tolist()
+        assert api["probability"].tolist() == batch["probability"].tolist()
+        assert api["tier"].tolist() == batch["tier"].tolist()
+        assert api["reasons"].tolist() == [json.loads(x) for x in batch["reasons_for"]]
+        assert api["reasons_against"].tolist() == [json.loads(x) for x in batch["reasons_against"]]
+
+
+def test_health_ready_model_and_metrics(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").json()["champion"] == "1"
+    model = client.get("/model").json()
+    assert model["mode"] == "shadow"
+    assert model["champion"]["version"] == "1" and model["challenger"]["version"] == "2"
+    client.post("/predict", json={"lead_id": KNOWN})
+    client.post("/predict", json={"lead_id": KNOWN, "company_size": -5})
+    text = client.get("/metrics").text
+    assert ('lead_scoring_requests_total{endpoint="/predict",model_version="1",status="200",'
+            'variant="champion"}') in text
+    assert 'lead_scoring_request_latency_seconds_bucket{endpoint="/predict"' in text
+    assert 'lead_scoring_errors_total{endpoint="/predict",kind="invalid_payload"} 1.0' in text
+    assert 'lead_scoring_model_version{alias="champion"} 1.0' in text
+
+
+def test_no_model_loaded_is_503_and_not_ready(make_client):
+    client = make_client(aliases=Aliases(champion=None, challenger=None), ready=False)
+    assert client.get("/health").status_code == 200
+    assert client.get("/ready").status_code == 503
+    r = client.post("/predict", json={"lead_id": KNOWN})
+    assert r.status_code == 503 and "no model" in r.json()["detail"]
+
+
+def test_openapi_documents_the_original_payload(client):
+    schema = client.get("/openapi.json").json()
+    request = schema["components"]["schemas"]["PredictRequest"]
+    assert ORIGINAL_EXAMPLE in request["examples"]
+    assert {"/predict", "/predict/batch", "/health", "/ready", "/model", "/metrics"} <= set(
+        schema["paths"])
+    assert client.get("/docs").status_code == 200
