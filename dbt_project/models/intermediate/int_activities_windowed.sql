@@ -1,0 +1,57 @@
+-- One row per open lead per snapshot: activity counts per type over (t - w, t] for w in 7, 30 and
+-- 90 days, all activities up to t, and the last activity at or before t.
+--
+-- Why not a range join of activities with snapshots: at 30M activities and 13 weekly snapshots per
+-- 90 days that is hundreds of millions of joined rows. Instead each window is the difference of
+-- two running totals from int_activities_accumulated, each found by an ASOF join (the last bucket
+-- ending at or before t, and at or before t - w). The joins are chained rather than joined back
+-- on (lead, snapshot), which would cost a hash join per window.
+-- A view: lead_features reads it once, so a table would only be written to be read back.
+{{ config(materialized='view') }}
+
+{%- set windows = [7, 30, 90] %}
+
+with lead_snapshots as (
+
+    select hash(lead_id) as lead_key, lead_id, snapshot_ts, created_at
+    from {{ ref('int_leads_snapshotted') }}
+
+),
+
+running_totals as (
+
+    select * from {{ ref('int_activities_accumulated') }}
+
+),
+
+windowed as (
+
+    select
+        lead_snapshots.lead_id,
+        lead_snapshots.snapshot_ts,
+        -- carried through so lead_features needs no second join with the lead snapshots
+        lead_snapshots.created_at,
+        {%- for t in activity_types() %}
+        {%- for w in windows %}
+        cast(
+            coalesce(at_t.cum_{{ t }}, 0) - coalesce(before_{{ w }}d.cum_{{ t }}, 0) as integer
+        ) as n_{{ t }}_{{ w }}d,
+        {%- endfor %}
+        {%- endfor %}
+        cast(coalesce(at_t.cum_website_visit, 0) as integer) as website_visits,
+        cast(coalesce(at_t.cum_email_open, 0) as integer) as email_opens,
+        at_t.last_occurred_at
+    from lead_snapshots
+    asof left join running_totals as at_t
+        on lead_snapshots.lead_key = at_t.lead_key
+        and at_t.bucket_end <= lead_snapshots.snapshot_ts
+    {%- for w in windows %}
+    -- running totals at t - {{ w }}d: what the {{ w }}-day window must not count
+    asof left join running_totals as before_{{ w }}d
+        on lead_snapshots.lead_key = before_{{ w }}d.lead_key
+        and before_{{ w }}d.bucket_end <= lead_snapshots.snapshot_ts - {{ days(w) }}
+    {%- endfor %}
+
+)
+
+select * from windowed

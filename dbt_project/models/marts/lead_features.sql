@@ -1,0 +1,69 @@
+-- One row per lead per snapshot while the lead is open (docs/contracts.md). Only data stamped at or
+-- before snapshot_ts is used: int_activities_windowed (one row per open lead per snapshot) and the
+-- lead's static attributes.
+with activity_windows as (
+
+    select * from {{ ref('int_activities_windowed') }}
+
+),
+
+leads as (
+
+    select * from {{ ref('stg_crm__leads') }}
+
+),
+
+joined as (
+
+    select
+        activity_windows.lead_id,
+        activity_windows.snapshot_ts,
+        leads.lead_source,
+        leads.industry,
+        leads.country,
+        leads.license_type,
+        leads.budget_band,
+        leads.company_size,
+        leads.visa_quota,
+        floor(
+            (epoch(activity_windows.snapshot_ts) - epoch(activity_windows.created_at)) / 86400
+        ) as days_since_created,
+        activity_windows.* exclude (lead_id, snapshot_ts, created_at, last_occurred_at),
+        (epoch(activity_windows.snapshot_ts) - epoch(activity_windows.last_occurred_at))
+            / 86400.0 as days_since_last_activity
+    from activity_windows
+    inner join leads on activity_windows.lead_id = leads.lead_id
+
+),
+
+final as (
+
+    select
+        cast(lead_id as varchar) as lead_id,
+        cast(snapshot_ts as timestamp) as snapshot_ts,
+        cast(lead_source as varchar) as lead_source,
+        cast(industry as varchar) as industry,
+        cast(country as varchar) as country,
+        cast(license_type as varchar) as license_type,
+        cast(budget_band as varchar) as budget_band,
+        cast(company_size as integer) as company_size,
+        cast(visa_quota as integer) as visa_quota,
+        cast(days_since_created as integer) as days_since_created,
+        {%- for t in activity_types() %}
+        {%- for w in [7, 30, 90] %}
+        cast(n_{{ t }}_{{ w }}d as integer) as n_{{ t }}_{{ w }}d,
+        {%- endfor %}
+        {%- endfor %}
+        cast(website_visits as integer) as website_visits,
+        cast(email_opens as integer) as email_opens,
+        cast(days_since_last_activity as double) as days_since_last_activity,
+        cast(n_email_click_90d / nullif(n_email_open_90d, 0) as double) as email_click_rate_90d,
+        cast(
+            n_pricing_page_view_90d / nullif(n_website_visit_90d, 0) as double
+        ) as pricing_view_rate_90d,
+        cast({{ engagement_score('n_{}_30d') }} as double) as engagement_score
+    from joined
+
+)
+
+select * from final

@@ -1,0 +1,85 @@
+-- One row per raw activities.csv row: raw text, typed values and the rejection reason (null when
+-- accepted). An activity of a lead that is unknown or itself rejected is rejected too.
+with source as (
+
+    select * from {{ source('crm', 'activities') }}
+
+),
+
+leads as (
+
+    select lead_id from {{ ref('stg_crm__leads') }}
+
+),
+
+typed as (
+
+    select
+        activity_id as activity_id_raw,
+        lead_id as lead_id_raw,
+        occurred_at as occurred_at_raw,
+        activity_type as activity_type_raw,
+        {{ clean_text('activity_id') }} as activity_id,
+        {{ clean_text('lead_id') }} as lead_id,
+        {{ clean_text('activity_type') }} as activity_type,
+        {{ parse_utc_timestamp('occurred_at') }} as occurred_at
+    from source
+
+),
+
+checked as (
+
+    select
+        typed.*,
+        case
+            when typed.activity_id is null or typed.lead_id is null then 'null_id'
+            when typed.occurred_at is null then 'unparseable_timestamp'
+            when typed.occurred_at > {{ future_cutoff() }} then 'future_timestamp'
+            when typed.activity_type is null
+                or {{ is_unknown_enum('typed.activity_type', 'activity_type') }}
+                then 'unknown_activity_type'
+            when leads.lead_id is null then 'unknown_lead'
+        end as row_problem
+    from typed
+    left join leads on typed.lead_id = leads.lead_id
+
+),
+
+ranked as (
+
+    -- clean rows rank first, so a clean row with rank > 1 duplicates a clean winner; the winner
+    -- is deterministic: earliest timestamp, then the raw text (identical rows are interchangeable)
+    select
+        *,
+        row_number() over (
+            partition by activity_id
+            order by row_problem nulls first, occurred_at, lead_id_raw, activity_type_raw
+        ) as id_rank
+    from checked
+
+),
+
+classified as (
+
+    select
+        * exclude (row_problem, id_rank),
+        coalesce(row_problem, case when id_rank > 1 then 'duplicate_id' end) as rejection_reason
+    from ranked
+
+),
+
+final as (
+
+    -- the raw text is kept for rejected rows only: accepted rows have their typed values, and
+    -- not storing their text a second time halves what this table writes
+    select
+        * exclude (activity_id_raw, lead_id_raw, occurred_at_raw, activity_type_raw),
+        case when rejection_reason is not null then activity_id_raw end as activity_id_raw,
+        case when rejection_reason is not null then lead_id_raw end as lead_id_raw,
+        case when rejection_reason is not null then occurred_at_raw end as occurred_at_raw,
+        case when rejection_reason is not null then activity_type_raw end as activity_type_raw
+    from classified
+
+)
+
+select * from final

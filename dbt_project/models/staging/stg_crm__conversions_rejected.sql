@@ -1,0 +1,19 @@
+with base as (
+
+    select * from {{ ref('base_crm__conversions') }}
+
+),
+
+rejected as (
+
+    select
+        rejection_reason,
+        lead_id_raw as lead_id,
+        converted_at_raw as converted_at,
+        package_value_raw as package_value
+    from base
+    where rejection_reason is not null
+
+)
+
+select * from rejected

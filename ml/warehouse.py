@@ -1,0 +1,343 @@
+"""Build the warehouse: run dbt over the raw CSVs, then publish the marts as Parquet.
+
+dbt (dbt-duckdb) is the only writer of the warehouse file; everything here that reads it opens it
+read-only and briefly. The marts are exported by Python only after `dbt build` is green, not by a
+dbt post-hook: a post-hook runs before the tests of its model, so a failing test would already have
+published bad marts. Here a failed build raises before the export, and the previous good Parquet
+files stay in place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ml.config import Settings
+from ml.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+RAW_FILES = ("leads", "activities", "conversions")
+MARTS = ("lead_features", "lead_features_latest", "lead_labels")
+# dbt subcommands that accept --vars
+_VARS_COMMANDS = {
+    "build",
+    "run",
+    "test",
+    "compile",
+    "parse",
+    "seed",
+    "snapshot",
+    "show",
+    "list",
+    "ls",
+    "docs",
+    "run-operation",
+}
+_FAILED_STATUSES = {"error", "fail", "runtime error"}
+
+
+@dataclass(frozen=True)
+class DbtRunResult:
+    """Outcome of one dbt invocation."""
+
+    args: list[str]
+    returncode: int
+    seconds: float
+    output: str
+    failed_nodes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """What a warehouse build read, kept, rejected and published."""
+
+    as_of: datetime | None
+    raw_rows: dict[str, int]
+    accepted_rows: dict[str, int]
+    rejected_rows: dict[str, int]
+    mart_rows: dict[str, int]
+    marts: dict[str, Path]
+    dbt_seconds: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (paths and timestamps as text) for the CLI summary."""
+        out = asdict(self)
+        out["as_of"] = self.as_of.isoformat() if self.as_of else None
+        out["marts"] = {name: str(path) for name, path in self.marts.items()}
+        return out
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """Environment variables dbt needs: absolute warehouse and raw paths, and the profiles dir.
+
+    profiles.yml and the sources read these through `env_var()`; absolute paths make the build
+    independent of dbt's working directory.
+    """
+    return {
+        "LEAD_SCORING_WAREHOUSE": str(Path(settings.paths.warehouse).resolve()),
+        "LEAD_SCORING_RAW_DIR": str(Path(settings.paths.raw_dir).resolve()),
+        "DBT_PROFILES_DIR": str(settings.dbt_project_dir),
+    }
+
+
+def _utc_naive(as_of: datetime | date) -> datetime:
+    """A date or datetime as a naive UTC datetime (the warehouse stores UTC without offsets)."""
+    if not isinstance(as_of, datetime):
+        return datetime(as_of.year, as_of.month, as_of.day)
+    if as_of.tzinfo is not None:
+        return as_of.astimezone(UTC).replace(tzinfo=None)
+    return as_of
+
+
+def dbt_vars(settings: Settings, as_of: datetime | date | None = None) -> dict[str, Any]:
+    """The dbt vars of a build, from `settings.features` and the point in time.
+
+    Args:
+        as_of: pin the build to this instant (naive = UTC). None: rows after the clock are
+            rejected and the snapshots end at midnight after the latest accepted timestamp.
+    """
+    features = settings.features
+    return {
+        "snapshot_interval_days": features.snapshot_interval_days,
+        "max_lead_age_days": features.max_lead_age_days,
+        "label_window_days": features.label_window_days,
+        "as_of": _utc_naive(as_of).isoformat(sep=" ") if as_of is not None else None,
+    }
+
+
+def _dbt_executable() -> str:
+    # the dbt of the running interpreter's environment, not whatever is first on PATH
+    candidate = Path(sys.executable).parent / "dbt"
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def _failed_nodes(target_dir: Path) -> list[str]:
+    """Names and messages of the nodes that errored or failed, from run_results.json."""
+    path = target_dir / "run_results.json"
+    if not path.is_file():
+        return []
+    try:
+        results = json.loads(path.read_text()).get("results", [])
+    except (OSError, ValueError):
+        return []
+    failed = []
+    for result in results:
+        if str(result.get("status", "")).lower() in _FAILED_STATUSES:
+            name = result.get("unique_id", "?").split(".", 2)[-1]
+            message = " ".join(str(result.get("message") or "").split())[:300]
+            failed.append(f"{name}: {message}" if message else name)
+    return failed
+
+
+def run_dbt(
+    settings: Settings, args: list[str], as_of: datetime | date | None = None
+) -> DbtRunResult:
+    """Run the venv's dbt with `args` in the dbt project, streaming its log lines.
+
+    Each warehouse keeps its own dbt target/ and logs/ beside the warehouse file, so builds of
+    different warehouses (tests, benchmarks) running at once cannot mix their run results.
+
+    Raises:
+        DataError: dbt failed; the message names the failing models and tests.
+    """
+    project_dir = settings.dbt_project_dir
+    work_dir = Path(settings.paths.warehouse).resolve().parent
+    target_dir = work_dir / "dbt_target"
+    command = [_dbt_executable(), *args]
+    if args and args[0] in _VARS_COMMANDS and "--vars" not in args:
+        command += ["--vars", json.dumps(dbt_vars(settings, as_of))]
+    env = {
+        **os.environ,
+        **dbt_env(settings),
+        "DBT_TARGET_PATH": str(target_dir),
+        "DBT_LOG_PATH": str(work_dir / "dbt_logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_USE_COLORS": "false",
+    }
+    work_dir.mkdir(parents=True, exist_ok=True)
+    # a failure that stops dbt before it writes results must not be blamed on an older run's nodes
+    (target_dir / "run_results.json").unlink(missing_ok=True)
+    logger.info("dbt %s", " ".join(args))
+    started = time.perf_counter()
+    lines: list[str] = []
+    with subprocess.Popen(
+        command,
+        cwd=project_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            lines.append(line)
+            # model results and the final tally at INFO (progress); test chatter at DEBUG
+            important = "OK created" in line or "Finished running" in line or "ERROR" in line
+            logger.log(logging.INFO if important else logging.DEBUG, "dbt: %s", line)
+    seconds = round(time.perf_counter() - started, 2)
+    result = DbtRunResult(
+        args=list(args), returncode=proc.returncode, seconds=seconds, output="\n".join(lines)
+    )
+    if result.ok:
+        return result
+    failed = _failed_nodes(target_dir)
+    detail = "\n  ".join(failed) if failed else "\n".join(lines[-25:])
+    raise DataError(
+        f"dbt {' '.join(args)} failed after {seconds}s (exit {proc.returncode}):\n  {detail}\n"
+        f"Full log: {work_dir / 'dbt_logs' / 'dbt.log'}"
+    )
+
+
+def _check_raw_files(settings: Settings) -> None:
+    raw_dir = Path(settings.paths.raw_dir)
+    missing = [f"{name}.csv" for name in RAW_FILES if not (raw_dir / f"{name}.csv").is_file()]
+    if missing:
+        raise DataError(
+            f"raw files missing in {raw_dir}: {', '.join(missing)}; run `lead-scoring generate` "
+            "or drop the CRM export there (docs/contracts.md)"
+        )
+
+
+def _connect_read_only(settings: Settings) -> duckdb.DuckDBPyConnection:
+    path = Path(settings.paths.warehouse)
+    if not path.is_file():
+        raise DataError(f"warehouse not found: {path}; run `lead-scoring build` first")
+    return duckdb.connect(str(path), read_only=True)
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    rows = con.sql(
+        "select count(*) from information_schema.tables where table_name = $name",
+        params={"name": name},
+    ).fetchall()
+    return bool(rows[0][0])
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    return int(con.sql(sql).fetchall()[0][0])
+
+
+def export_marts(settings: Settings) -> dict[str, Path]:
+    """Write each mart to `marts_dir/<name>.parquet`, replacing the old file atomically.
+
+    All marts are first written to temporary files, then moved into place with os.replace, so a
+    reader sees either the old or the new file, never a partial one. A mart missing from the
+    warehouse (a build with --select) is skipped with a warning.
+    """
+    marts_dir = Path(settings.paths.marts_dir)
+    marts_dir.mkdir(parents=True, exist_ok=True)
+    staged: dict[str, tuple[Path, Path]] = {}
+    con = _connect_read_only(settings)
+    try:
+        for name in MARTS:
+            if not _table_exists(con, name):
+                logger.warning("mart %s is not in the warehouse; not exported", name)
+                continue
+            final = marts_dir / f"{name}.parquet"
+            tmp = marts_dir / f".{name}.parquet.tmp-{os.getpid()}"
+            escaped = str(tmp).replace("'", "''")
+            con.sql(f"copy (select * from {name}) to '{escaped}' (format parquet)")
+            staged[name] = (tmp, final)
+    except BaseException:
+        for tmp, _ in staged.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        con.close()
+    for tmp, final in staged.values():
+        os.replace(tmp, final)
+    logger.info("exported %s to %s", ", ".join(staged) or "no marts", marts_dir)
+    return {name: final for name, (_, final) in staged.items()}
+
+
+def rejected_counts(settings: Settings) -> dict[str, int]:
+    """Rows rejected per raw file (leads, activities, conversions) in the last build."""
+    con = _connect_read_only(settings)
+    try:
+        return {
+            name: _count(con, f"select count(*) from stg_crm__{name}_rejected")
+            for name in RAW_FILES
+        }
+    finally:
+        con.close()
+
+
+def _row_counts(
+    settings: Settings,
+) -> tuple[dict[str, int], dict[str, int], dict[str, int], dict[str, int], datetime | None]:
+    con = _connect_read_only(settings)
+    try:
+        raw, accepted, rejected = {}, {}, {}
+        for name in RAW_FILES:
+            # the base tables hold one row per raw row (the rows_add_up test checks the source)
+            if not _table_exists(con, f"base_crm__{name}"):
+                continue
+            raw[name] = _count(con, f"select count(*) from base_crm__{name}")
+            rejected[name] = _count(
+                con, f"select count(*) from base_crm__{name} where rejection_reason is not null"
+            )
+            accepted[name] = raw[name] - rejected[name]
+        marts = {
+            name: _count(con, f"select count(*) from {name}")
+            for name in MARTS
+            if _table_exists(con, name)
+        }
+        as_of = None
+        if _table_exists(con, "int_snapshots_scheduled"):
+            as_of = con.sql("select max(as_of_ts) from int_snapshots_scheduled").fetchall()[0][0]
+        return raw, accepted, rejected, marts, as_of
+    finally:
+        con.close()
+
+
+def build_warehouse(
+    settings: Settings, as_of: datetime | date | None = None, select: str | None = None
+) -> BuildSummary:
+    """`dbt build` over the raw files, then export the marts to Parquet.
+
+    Args:
+        as_of: pin the point in time (see `dbt_vars`); None derives it from the data.
+        select: a dbt selection (e.g. "+lead_features") to build part of the project.
+
+    Raises:
+        DataError: a raw file is missing, or a model or test failed (marts are then not exported).
+    """
+    started = time.perf_counter()
+    _check_raw_files(settings)
+    Path(settings.paths.warehouse).parent.mkdir(parents=True, exist_ok=True)
+    args = ["build"] + (["--select", select] if select else [])
+    result = run_dbt(settings, args, as_of=as_of)
+    marts = export_marts(settings)
+    raw, accepted, rejected, mart_rows, effective_as_of = _row_counts(settings)
+    summary = BuildSummary(
+        as_of=effective_as_of,
+        raw_rows=raw,
+        accepted_rows=accepted,
+        rejected_rows=rejected,
+        mart_rows=mart_rows,
+        marts=marts,
+        dbt_seconds=result.seconds,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    logger.info(
+        "warehouse built in %.1fs (dbt %.1fs): %s", summary.seconds, result.seconds, mart_rows
+    )
+    return summary

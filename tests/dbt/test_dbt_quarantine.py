@@ -1,0 +1,138 @@
+"""Malformed raw rows are quarantined in the *_rejected models with the right reason."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import duckdb
+import pytest
+from _dbt_helpers import AS_OF, append_rows, read_csv_rows
+
+from ml.config import Settings
+from ml.warehouse import RAW_FILES, BuildSummary, build_warehouse
+
+LEAD_TAIL = ["Web", "Trading", "10", "Egypt", "Commercial", "1", "<25k"]
+
+
+def _iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture(scope="module")
+def dirty(small_data: Callable[[str], Settings]) -> tuple[Settings, BuildSummary, dict]:
+    """Small data with bad rows appended to each file, built once with an explicit as_of."""
+    settings = small_data("dirty")
+    raw = settings.paths.raw_dir
+    leads = read_csv_rows(raw / "leads.csv")
+    first = leads[0]
+    created = datetime.fromisoformat(first["created_at"].replace("Z", ""))
+    good_ts = _iso(created + timedelta(days=1))
+    # key -> expected rejection reason, per file
+    expected = {
+        "leads": {
+            "": "null_id",
+            "LBAD0001": "unparseable_timestamp",
+            "LBAD0002": "future_timestamp",
+            "LBAD0003": "invalid_company_size",
+            "LBAD0004": "unknown_lead_source",
+            "LBAD0005": "invalid_visa_quota",
+            first["lead_id"]: "duplicate_id",
+        },
+        "activities": {
+            "": "null_id",
+            "ABAD0001": "unknown_activity_type",
+            "ABAD0002": "unknown_lead",
+            "ABAD0003": "unknown_lead",  # of a rejected lead
+            "ABAD0004": "future_timestamp",
+            "ABAD0005": "unparseable_timestamp",
+        },
+        "conversions": {
+            "LNOPE": "unknown_lead",
+            "LBAD0003": "unknown_lead",
+            first["lead_id"]: "conversion_before_creation",
+            leads[1]["lead_id"]: "invalid_package_value",
+        },
+    }
+    append_rows(
+        raw / "leads.csv",
+        [
+            ["", good_ts, *LEAD_TAIL],
+            ["LBAD0001", "yesterday", *LEAD_TAIL],
+            ["LBAD0002", "2027-01-01T00:00:00Z", *LEAD_TAIL],
+            ["LBAD0003", good_ts, "Web", "Trading", "-5", "Egypt", "Commercial", "1", "<25k"],
+            ["LBAD0004", good_ts, "Carrier pigeon", *LEAD_TAIL[1:]],
+            ["LBAD0005", good_ts, "Web", "Trading", "10", "Egypt", "Commercial", "many", "<25k"],
+            list(first.values()),  # an exact duplicate: one copy is kept, the other rejected
+        ],
+    )
+    append_rows(
+        raw / "activities.csv",
+        [
+            ["", first["lead_id"], good_ts, "email_open"],
+            ["ABAD0001", first["lead_id"], good_ts, "telepathy"],
+            ["ABAD0002", "LNOPE", good_ts, "email_open"],
+            ["ABAD0003", "LBAD0003", good_ts, "email_open"],
+            ["ABAD0004", first["lead_id"], "2026-12-01T00:00:00Z", "email_open"],
+            ["ABAD0005", first["lead_id"], "2026-02-30T00:00:00Z", "email_open"],
+        ],
+    )
+    append_rows(
+        raw / "conversions.csv",
+        [
+            ["LNOPE", good_ts, "1000"],
+            ["LBAD0003", good_ts, "1000"],
+            [first["lead_id"], _iso(created - timedelta(days=1)), "1000"],
+            [leads[1]["lead_id"], good_ts, "-1"],
+        ],
+    )
+    summary = build_warehouse(settings, as_of=AS_OF)
+    return settings, summary, expected
+
+
+def _rejected(settings: Settings, name: str) -> list[tuple[str, str]]:
+    key = "activity_id" if name == "activities" else "lead_id"
+    con = duckdb.connect(str(settings.paths.warehouse), read_only=True)
+    try:
+        return con.sql(
+            f"select coalesce({key}, ''), rejection_reason from stg_crm__{name}_rejected"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("name", RAW_FILES)
+def test_bad_rows_land_in_rejected_with_their_reason(dirty, name: str) -> None:
+    settings, _, expected = dirty
+    rejected = _rejected(settings, name)
+    for key, reason in expected[name].items():
+        assert (key, reason) in rejected, f"{name}: {key!r} not rejected as {reason}"
+    # nothing but the planted rows is rejected from clean generated data
+    assert len(rejected) == len(expected[name])
+
+
+def test_rows_still_add_up_with_bad_rows(dirty) -> None:
+    _, summary, expected = dirty
+    for name in RAW_FILES:
+        assert summary.rejected_rows[name] == len(expected[name])
+        assert summary.accepted_rows[name] + summary.rejected_rows[name] == summary.raw_rows[name]
+
+
+def test_duplicate_keeps_exactly_one_copy(dirty) -> None:
+    settings, _, expected = dirty
+    (dup_id,) = [k for k, r in expected["leads"].items() if r == "duplicate_id"]
+    con = duckdb.connect(str(settings.paths.warehouse), read_only=True)
+    try:
+        n = con.sql(f"select count(*) from stg_crm__leads where lead_id = '{dup_id}'").fetchall()
+    finally:
+        con.close()
+    assert n[0][0] == 1
+
+
+def test_rejected_leads_have_no_features(dirty) -> None:
+    import pandas as pd
+
+    _, summary, _ = dirty
+    features = pd.read_parquet(summary.marts["lead_features"], columns=["lead_id"])
+    assert not features["lead_id"].str.startswith("LBAD").any()
+    assert pd.Timestamp(summary.as_of) == pd.Timestamp(AS_OF)
