@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: setup demo test lint serve dashboard dagster mlflow-ui clean
+.PHONY: setup demo test lint serve dashboard screenshots dagster mlflow-ui clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,16 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check ml orchestration tests feature_repo
+
+dashboard: setup
+	$(BIN)/lead-scoring dashboard
+
+# Every dashboard page in headless Chromium (Debian's `chromium`; playwright from the optional
+# `screenshots` extra drives it and never downloads a browser). Fails if a page shows an exception.
+# SCREENSHOTS_ARGS=--fabricate shows a small built-in state instead of the demo's stores.
+screenshots: setup
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/pip install -q -e ".[screenshots]"
+	$(BIN)/python tests/dashboard/screenshots.py $(SCREENSHOTS_ARGS)
 
 dagster: setup
 	@mkdir -p $(DAGSTER_HOME)

@@ -111,3 +111,237 @@ def generate_data(
         "files": {name: str(path) for name, path in summary.files.items()},
     }
     echo_summary(result, as_json, "generated")
+
+
+@app.command("promote")
+@user_errors
+def promote_model(
+    version: Annotated[int | None, typer.Option("--version", help="Version (default @challenger).")]
+    = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the alias history.")]
+    = "manual promotion",
+    force: Annotated[bool, typer.Option("--force", help="Skip the AUC gate (recorded).")] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Move @champion to the challenger (or --version) if it passes the promotion gate."""
+    from ml.registry import promote
+
+    decision = promote(_settings(config), version, reason=reason, actor="cli:promote", force=force)
+    echo_summary(decision.to_dict(), as_json, decision.message)
+    if not decision.accepted:
+        raise typer.Exit(code=1)
+
+
+@app.command("rollback")
+@user_errors
+def rollback_model(
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the alias history.")]
+    = "manual rollback",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Move @champion back to the previous champion."""
+    from ml.registry import rollback
+
+    decision = rollback(_settings(config), reason=reason, actor="cli:rollback")
+    echo_summary(decision.to_dict(), as_json, decision.message)
+
+
+@app.command("history")
+@user_errors
+def alias_history_cmd(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Print every alias move (challenger, promote, rollback) with reason and actor."""
+    from ml.registry import alias_history
+
+    frame = alias_history(_settings(config))
+    if as_json:
+        typer.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+    elif frame.empty:
+        typer.echo("no alias moves yet")
+    else:
+        typer.echo(frame.drop(columns=["id"]).to_string(index=False))
+
+
+@app.command("score")
+@user_errors
+def score_leads(
+    features: Annotated[Path, typer.Option("--features", help="Parquet file, one row per lead.")],
+    model: Annotated[str, typer.Option("--model", help="Alias or version.")] = "champion",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score a Parquet file of lead features with a registered model into the CRM database."""
+    from datetime import UTC
+
+    import pandas as pd
+
+    from ml.errors import DataError
+    from ml.registry import load_version
+    from ml.scoring import batch_score
+
+    settings = _settings(config)
+    if not features.is_file():
+        raise DataError(f"features file not found: {features}")
+    scorer, version = load_version(settings, model)
+    summary = batch_score(settings, pd.read_parquet(features), scorer, str(version),
+                          datetime.now(UTC))
+    echo_summary(summary.to_dict(), as_json, f"scored {summary.rows} leads")
+
+
+@app.command("build")
+@user_errors
+def build(
+    as_of: Annotated[
+        datetime | None,
+        typer.Option("--as-of", help="Point in time (UTC); default: midnight after the data."),
+    ] = None,
+    select: Annotated[str | None, typer.Option("--select", help="dbt selection.")] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build the warehouse with dbt (staging, features, labels) and export the marts."""
+    from ml.warehouse import build_warehouse
+
+    summary = build_warehouse(_settings(config), as_of=as_of, select=select)
+    echo_summary(summary.to_dict(), as_json, f"warehouse built in {summary.seconds}s")
+
+
+features_app = typer.Typer(help="Feast: register the feature repo, refresh the online store.")
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("apply")
+@user_errors
+def features_apply(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Register feature_repo/ in the Feast registry (like `feast apply`)."""
+    from ml.feature_store import apply_feature_repo
+
+    settings = _settings(config)
+    names = apply_feature_repo(settings)
+    summary = {"objects": names, "registry": settings.paths.feast_dir / "registry.db"}
+    echo_summary(summary, as_json, f"applied {len(names)} Feast objects")
+
+
+@features_app.command("refresh")
+@user_errors
+def features_refresh(
+    full: Annotated[bool, typer.Option("--full", help="Rewrite every lead.")] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write the latest features of every open lead into the online store; drop closed leads."""
+    from ml.online_refresh import refresh_online_store
+
+    stats = refresh_online_store(_settings(config), full=full)
+    title = f"online store refreshed: {stats.leads_written} of {stats.leads_read} leads written"
+    echo_summary(stats.as_dict(), as_json, title)
+
+
+@app.command("serve")
+@user_errors
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Default serving.host.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Default serving.port (8000).")]
+    = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the real-time scoring service (FastAPI + uvicorn; docs at /docs)."""
+    from ml.serving.app import run
+
+    run(_settings(config), host=host, port=port)
+
+
+@app.command("ab-report")
+@user_errors
+def ab_report_cmd(
+    conversions: Annotated[
+        Path | None,
+        typer.Option("--conversions", help="CSV/Parquet with lead_id, converted_at "
+                     "(default: the landing zone's conversions.csv)."),
+    ] = None,
+    as_of: Annotated[
+        datetime | None, typer.Option("--as-of", help="Labels known up to (default now, UTC).")
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare the served variants of the prediction log on matured conversions."""
+    from ml.serving.ab_report import ab_report, load_conversions
+    from ml.serving.prediction_log import read_log
+
+    settings = _settings(config)
+    report = ab_report(settings, read_log(settings), load_conversions(settings, conversions),
+                       as_of)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        return
+    typer.secho(report.verdict, bold=True)
+    typer.echo(f"  matured leads: {report.leads_matured} of {report.leads_logged} logged "
+               f"(label window {report.label_window_days} days, as of {report.as_of})")
+    for v in report.variants.values():
+        auc = "n/a" if v.auc is None else f"{v.auc:.3f} [{v.auc_ci[0]:.3f}, {v.auc_ci[1]:.3f}]"
+        rate = "n/a" if v.conversion_rate is None else f"{v.conversion_rate:.4f}"
+        typer.echo(f"  {v.variant} (v{', v'.join(v.model_versions) or '-'}): {v.leads} leads, "
+                   f"conversion {rate}, AUC {auc}")
+        for tier, t in sorted(v.by_tier.items()):
+            rate = t["conversion_rate"]
+            typer.echo(f"    tier {tier}: {t['leads']} leads, conversion {rate:.4f}")
+    typer.echo(f"  leads per variant to detect {report.min_effect:+.3f}: "
+               f"{report.needed_per_variant}")
+
+
+@app.command("monitor")
+@user_errors
+def monitor(
+    day: Annotated[
+        datetime | None, typer.Option("--date", formats=["%Y-%m-%d"], help="Run date (default today, UTC).")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Version (default @champion).")] = None,
+    alerts: Annotated[bool, typer.Option("--alerts/--no-alerts", help="Send the alerts.")] = True,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Drift, matured-label performance and business metrics for a date; Evidently reports;
+    routed alerts. Figures go to the monitoring store."""
+    from datetime import UTC
+
+    from ml.monitoring import run_monitoring, send_alerts
+
+    settings = _settings(config)
+    report = run_monitoring(settings, day.date() if day else datetime.now(UTC).date(),
+                            model_version=model)
+    summary = report.summary()
+    if alerts:
+        results = send_alerts(settings, report)
+        summary["alerts"] = [f"{r.rule}→{r.channel}: {r.status}" for r in results]
+    echo_summary(summary, as_json, f"monitoring {report.run_id}")
+
+
+@app.command("dashboard")
+@user_errors
+def dashboard(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port of the dashboard.")] = 8501,
+    headless: Annotated[
+        bool, typer.Option("--headless/--browser", help="Do not open a browser window.")
+    ] = True,
+    config: ConfigOption = None,
+) -> None:
+    """Run the monitoring dashboard (Streamlit; reads every store read-only)."""
+    import os
+    import subprocess
+    import sys
+
+    import ml.dashboard.pages  # noqa: F401  (fails here, not in the browser, if streamlit is missing)
+
+    settings = _settings(config)  # validate before starting the server
+    env = dict(os.environ)
+    if config:  # the app's load_settings() reads it
+        env["LEAD_SCORING_CONFIG"] = str(config.resolve())
+    typer.echo(f"dashboard on http://{host}:{port}  (data: {settings.paths.data_dir})")
+    command = [sys.executable, "-m", "streamlit", "run", str(Path(__file__).parent / "dashboard"
+               / "app.py"), "--server.address", host, "--server.port", str(port),
+               "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false",
+               "--client.toolbarMode", "viewer"]
+    raise typer.Exit(subprocess.call(command, env=env))

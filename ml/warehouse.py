@@ -146,19 +146,26 @@ def _failed_nodes(target_dir: Path) -> list[str]:
 
 
 def run_dbt(
-    settings: Settings, args: list[str], as_of: datetime | date | None = None
+    settings: Settings,
+    args: list[str],
+    as_of: datetime | date | None = None,
+    target_dir: Path | None = None,
 ) -> DbtRunResult:
     """Run the venv's dbt with `args` in the dbt project, streaming its log lines.
 
     Each warehouse keeps its own dbt target/ and logs/ beside the warehouse file, so builds of
     different warehouses (tests, benchmarks) running at once cannot mix their run results.
 
+    Args:
+        target_dir: where dbt writes its artefacts (default beside the warehouse); Dagster's
+            manifest goes to dbt_project/target.
+
     Raises:
         DataError: dbt failed; the message names the failing models and tests.
     """
     project_dir = settings.dbt_project_dir
     work_dir = Path(settings.paths.warehouse).resolve().parent
-    target_dir = work_dir / "dbt_target"
+    target_dir = target_dir or work_dir / "dbt_target"
     command = [_dbt_executable(), *args]
     if args and args[0] in _VARS_COMMANDS and "--vars" not in args:
         command += ["--vars", json.dumps(dbt_vars(settings, as_of))]

@@ -1,6 +1,5 @@
 """Schedules: nightly scoring and weekly retraining, times and timezone from the settings."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -5,7 +5,6 @@ condition (the run key names the champion version and what crossed the line; the
 the keys already fired) and otherwise says in its skip reason why it did not fire.
 """
 
-from __future__ import annotations
 
 import json
 from collections.abc import Callable

@@ -1,8 +1,8 @@
 """Raw CRM files in the landing zone: generated for the demo, validated for real exports."""
 
-from __future__ import annotations
 
 import dagster as dg
+from pydantic import Field
 
 from ml.data.landing import RAW_CONTRACT, validate_landing_zone
 from orchestration.resources import SettingsResource
@@ -12,7 +12,7 @@ RAW_KEYS = {name: dg.AssetKey(["crm", name]) for name in RAW_CONTRACT}
 
 
 class RawDataConfig(dg.Config):
-    generate: bool = dg.Field(  # type: ignore[assignment]
+    generate: bool = Field(
         default=False,
         description="Fill the landing zone with the deterministic generator (demo) before validating.",
     )

@@ -1,6 +1,5 @@
 """dbt models as assets: one `dbt build` streams each model and each test (as an asset check)."""
 
-from __future__ import annotations
 
 import json
 from pathlib import Path
@@ -36,7 +35,7 @@ def ensure_manifest() -> Path:
     if _sources_newer_than(MANIFEST_PATH):
         from ml.warehouse import run_dbt
 
-        run_dbt(load_settings(), ["parse"])
+        run_dbt(load_settings(), ["parse"], target_dir=MANIFEST_PATH.parent)
     return MANIFEST_PATH
 
 

@@ -1,6 +1,5 @@
 """Feast: register the feature definitions, then refresh the online store from the marts."""
 
-from __future__ import annotations
 
 import dagster as dg
 

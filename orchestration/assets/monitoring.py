@@ -1,0 +1,33 @@
+"""Monitoring: drift of the features and scores, matured-label performance, alerts."""
+
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from orchestration.assets.dbt import mart_parquet
+from orchestration.assets.model import champion_model
+from orchestration.assets.scoring import crm_lead_scores
+from orchestration.resources import SettingsResource
+
+
+@dg.asset(
+    group_name="monitoring",
+    deps=[champion_model, mart_parquet, crm_lead_scores],
+    description="Data and prediction drift against the champion's training data, matured-label "
+    "performance and business metrics; Evidently HTML/JSON reports; routed alerts.",
+)
+def drift_report(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
+    from ml.monitoring import run_monitoring, send_alerts
+
+    s = settings.load()
+    report = run_monitoring(s, datetime.now(UTC).date())
+    alerts = send_alerts(s, report)
+    summary = report.summary()
+    return dg.MaterializeResult(
+        metadata={
+            **{k: v for k, v in summary.items() if isinstance(v, int | float | str | bool)},
+            "summary": dg.MetadataValue.json(summary),
+            "alerts_sent": dg.MetadataValue.int(len(alerts)),
+        }
+    )
