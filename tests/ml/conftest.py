@@ -17,22 +17,61 @@ from ml.config import Settings, load_settings
 from ml.model import ACTIVITY_TYPES, LABEL
 from ml.train import Split, TrainingResult, split_by_time, train_model
 
-LEAD_SOURCES = ["Web", "Referral", "Partner agent", "Event", "Social", "Email campaign",
-                "Walk-in", "Call centre"]
-INDUSTRIES = ["Trading", "Consulting", "E-commerce", "Manufacturing", "Media", "Technology",
-              "Logistics", "Education", "Healthcare", "Food & beverage", "Real estate", "Tourism"]
-COUNTRIES = ["India", "United Kingdom", "Pakistan", "Egypt", "Russia", "Germany", "China",
-             "United States", "Philippines", "France"]
+LEAD_SOURCES = [
+    "Web",
+    "Referral",
+    "Partner agent",
+    "Event",
+    "Social",
+    "Email campaign",
+    "Walk-in",
+    "Call centre",
+]
+INDUSTRIES = [
+    "Trading",
+    "Consulting",
+    "E-commerce",
+    "Manufacturing",
+    "Media",
+    "Technology",
+    "Logistics",
+    "Education",
+    "Healthcare",
+    "Food & beverage",
+    "Real estate",
+    "Tourism",
+]
+COUNTRIES = [
+    "India",
+    "United Kingdom",
+    "Pakistan",
+    "Egypt",
+    "Russia",
+    "Germany",
+    "China",
+    "United States",
+    "Philippines",
+    "France",
+]
 LICENSES = ["Commercial", "Industrial", "Service", "Media", "Educational", "Freelance"]
 BUDGETS = ["<25k", "25k-50k", "50k-100k", "100k+"]
 # Relative daily rates of each activity type for an average lead.
-RATES = {"website_visit": 0.30, "pricing_page_view": 0.06, "email_open": 0.20,
-         "email_click": 0.05, "form_submit": 0.01, "webinar": 0.005, "call_connected": 0.02,
-         "meeting_booked": 0.008, "document_upload": 0.006}
+RATES = {
+    "website_visit": 0.30,
+    "pricing_page_view": 0.06,
+    "email_open": 0.20,
+    "email_click": 0.05,
+    "form_submit": 0.01,
+    "webinar": 0.005,
+    "call_connected": 0.02,
+    "meeting_booked": 0.008,
+    "document_upload": 0.006,
+}
 
 
-def make_training_frame(n_leads: int = 3000, weeks: int = 22, seed: int = 0,
-                        start: str = "2026-04-06") -> pd.DataFrame:
+def make_training_frame(
+    n_leads: int = 3000, weeks: int = 22, seed: int = 0, start: str = "2026-04-06"
+) -> pd.DataFrame:
     """A seeded frame of weekly snapshots with features, label and `p_true` (the oracle)."""
     rng = np.random.default_rng(seed)
     first = rng.integers(0, weeks, n_leads)
@@ -59,10 +98,14 @@ def make_training_frame(n_leads: int = 3000, weeks: int = 22, seed: int = 0,
     lam = intensity[lead_idx] * np.exp(rng.normal(0, 0.3, n))  # this snapshot's activity level
     frame: dict[str, object] = {
         "lead_id": np.array([f"L{i:07d}" for i in range(n_leads)])[lead_idx],
-        "lead_source": source[lead_idx], "industry": industry[lead_idx],
-        "country": country[lead_idx], "license_type": license_type[lead_idx],
-        "budget_band": budget[lead_idx], "company_size": size[lead_idx],
-        "visa_quota": visas[lead_idx], "days_since_created": age,
+        "lead_source": source[lead_idx],
+        "industry": industry[lead_idx],
+        "country": country[lead_idx],
+        "license_type": license_type[lead_idx],
+        "budget_band": budget[lead_idx],
+        "company_size": size[lead_idx],
+        "visa_quota": visas[lead_idx],
+        "days_since_created": age,
     }
     for t in ACTIVITY_TYPES:
         c7 = rng.poisson(RATES[t] * lam * np.minimum(age + 1, 7))
@@ -74,16 +117,25 @@ def make_training_frame(n_leads: int = 3000, weeks: int = 22, seed: int = 0,
     f["email_opens"] = f["n_email_open_90d"]
     any_activity = f[[f"n_{t}_90d" for t in ACTIVITY_TYPES]].sum(axis=1) > 0
     f["days_since_last_activity"] = np.where(
-        any_activity, np.minimum(rng.exponential(3 / np.maximum(lam, 0.05)), age), np.nan)
+        any_activity, np.minimum(rng.exponential(3 / np.maximum(lam, 0.05)), age), np.nan
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         f["email_click_rate_90d"] = np.where(
-            f.n_email_open_90d > 0, f.n_email_click_90d / f.n_email_open_90d, np.nan)
+            f.n_email_open_90d > 0, f.n_email_click_90d / f.n_email_open_90d, np.nan
+        )
         f["pricing_view_rate_90d"] = np.where(
-            f.n_website_visit_90d > 0, f.n_pricing_page_view_90d / f.n_website_visit_90d, np.nan)
+            f.n_website_visit_90d > 0, f.n_pricing_page_view_90d / f.n_website_visit_90d, np.nan
+        )
     # The sales team's rule: a linear, capped points score.
     f["engagement_score"] = np.clip(
-        2 * f.n_website_visit_30d + 6 * f.n_pricing_page_view_30d + 1 * f.n_email_open_30d
-        + 15 * f.n_meeting_booked_30d + 5 * f.n_call_connected_30d, 0, 100).astype(float)
+        2 * f.n_website_visit_30d
+        + 6 * f.n_pricing_page_view_30d
+        + 1 * f.n_email_open_30d
+        + 15 * f.n_meeting_booked_30d
+        + 5 * f.n_call_connected_30d,
+        0,
+        100,
+    ).astype(float)
 
     # True log-odds: interactions and thresholds a linear model cannot express.
     hot_industry = f.industry.isin(["Technology", "E-commerce", "Trading"])
@@ -121,12 +173,14 @@ def training_frame() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def ml_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Default settings with a smaller forest so the tests stay fast."""
-    return load_settings(overrides={
-        "paths.data_dir": str(tmp_path_factory.mktemp("ml")),
-        "training.xgboost.n_estimators": 300,
-        "training.xgboost.learning_rate": 0.1,
-        "evaluation.top_k_count": 200,
-    })
+    return load_settings(
+        overrides={
+            "paths.data_dir": str(tmp_path_factory.mktemp("ml")),
+            "training.xgboost.n_estimators": 300,
+            "training.xgboost.learning_rate": 0.1,
+            "evaluation.top_k_count": 200,
+        }
+    )
 
 
 @pytest.fixture(scope="session")

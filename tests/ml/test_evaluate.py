@@ -31,16 +31,24 @@ class FixedScorer:
 
 @pytest.fixture
 def tiny(tmp_path):
-    frame = pd.DataFrame({
-        "score": SCORES, LABEL: LABELS,
-        "lead_source": ["A"] * 4 + ["B"] * 5 + ["C"],
-        "industry": ["X"] * 10,
-        "engagement_score": 100 * SCORES[::-1],  # a rule that ranks exactly backwards
-    })
-    settings = load_settings(overrides={
-        "paths.data_dir": str(tmp_path), "evaluation.top_k_fraction": 0.2,
-        "evaluation.top_k_count": 5, "evaluation.decision_threshold": 0.55,
-        "evaluation.calibration_bins": 5})
+    frame = pd.DataFrame(
+        {
+            "score": SCORES,
+            LABEL: LABELS,
+            "lead_source": ["A"] * 4 + ["B"] * 5 + ["C"],
+            "industry": ["X"] * 10,
+            "engagement_score": 100 * SCORES[::-1],  # a rule that ranks exactly backwards
+        }
+    )
+    settings = load_settings(
+        overrides={
+            "paths.data_dir": str(tmp_path),
+            "evaluation.top_k_fraction": 0.2,
+            "evaluation.top_k_count": 5,
+            "evaluation.decision_threshold": 0.55,
+            "evaluation.calibration_bins": 5,
+        }
+    )
     return frame, settings
 
 
@@ -83,7 +91,12 @@ def test_segment_auc_with_counts_and_single_class_levels(tiny):
     ev = evaluate(FixedScorer(), frame, settings)
     by_level = {(s["segment"], s["level"]): s for s in ev.segments}
     assert by_level[("lead_source", "A")] == {
-        "segment": "lead_source", "level": "A", "n": 4, "positives": 3, "auc": 1 / 3}
+        "segment": "lead_source",
+        "level": "A",
+        "n": 4,
+        "positives": 3,
+        "auc": 1 / 3,
+    }
     assert by_level[("lead_source", "B")]["auc"] == pytest.approx(0.5)
     c = by_level[("lead_source", "C")]
     assert (c["n"], c["positives"]) == (1, 0) and math.isnan(c["auc"])
@@ -110,9 +123,13 @@ def test_evaluate_rejects_bad_input(tiny):
 
 
 def test_evaluate_trained_model(trained, split, ml_settings):
-    ev = evaluate(trained.scorer, split.test, ml_settings,
-                  truth_probability=split.test["p_true"].to_numpy(),
-                  baselines=trained.baselines)
+    ev = evaluate(
+        trained.scorer,
+        split.test,
+        ml_settings,
+        truth_probability=split.test["p_true"].to_numpy(),
+        baselines=trained.baselines,
+    )
     m = ev.metrics()
     assert m["baseline_logistic_auc"] == pytest.approx(trained.baselines.logistic_test_auc)
     assert m["baseline_rules_auc"] == pytest.approx(trained.baselines.rules_test_auc)

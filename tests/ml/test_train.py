@@ -23,16 +23,24 @@ from ml.train import (
 
 
 def _with(settings: Settings, **overrides: object) -> Settings:
-    return load_settings(overrides={"paths.data_dir": str(settings.paths.data_dir),
-                                    "training.xgboost.n_estimators": 300,
-                                    "training.xgboost.learning_rate": 0.1, **overrides})
+    return load_settings(
+        overrides={
+            "paths.data_dir": str(settings.paths.data_dir),
+            "training.xgboost.n_estimators": 300,
+            "training.xgboost.learning_rate": 0.1,
+            **overrides,
+        }
+    )
 
 
 # --- split -------------------------------------------------------------------------------------
 
+
 def test_split_partitions_rows_without_overlap(training_frame, split):
-    keys = [set(zip(p.lead_id, p.snapshot_ts, strict=True))
-            for p in (split.train, split.validation, split.test)]
+    keys = [
+        set(zip(p.lead_id, p.snapshot_ts, strict=True))
+        for p in (split.train, split.validation, split.test)
+    ]
     assert not keys[0] & keys[1] and not keys[1] & keys[2] and not keys[0] & keys[2]
     assert sum(len(k) for k in keys) == len(training_frame)
 
@@ -49,12 +57,20 @@ def test_split_orders_snapshots_in_time(split):
 
 
 def test_split_explicit_dates_win(training_frame, ml_settings):
-    settings = _with(ml_settings, **{"training.split.train_start": "2026-05-01",
-                                     "training.split.validation_start": "2026-07-01",
-                                     "training.split.test_start": "2026-08-01"})
+    settings = _with(
+        ml_settings,
+        **{
+            "training.split.train_start": "2026-05-01",
+            "training.split.validation_start": "2026-07-01",
+            "training.split.test_start": "2026-08-01",
+        },
+    )
     s = split_by_time(training_frame, settings)
     assert (s.train_start, s.validation_start, s.test_start) == (
-        date(2026, 5, 1), date(2026, 7, 1), date(2026, 8, 1))
+        date(2026, 5, 1),
+        date(2026, 7, 1),
+        date(2026, 8, 1),
+    )
     assert snapshot_dates(s.train).min() >= pd.Timestamp("2026-05-01")
     assert snapshot_dates(s.train).max() < pd.Timestamp("2026-07-01")
     assert snapshot_dates(s.test).min() >= pd.Timestamp("2026-08-01")
@@ -68,8 +84,13 @@ def test_split_embargo_drops_training_rows_near_validation(training_frame, ml_se
 
 
 def test_split_raises_when_a_part_is_empty(training_frame, ml_settings):
-    settings = _with(ml_settings, **{"training.split.validation_start": "2026-08-20",
-                                     "training.split.test_start": "2027-01-01"})
+    settings = _with(
+        ml_settings,
+        **{
+            "training.split.validation_start": "2026-08-20",
+            "training.split.test_start": "2027-01-01",
+        },
+    )
     with pytest.raises(DataError, match="test split is empty"):
         split_by_time(training_frame, settings)
 
@@ -83,12 +104,20 @@ def test_split_drops_unlabelled_rows(training_frame, ml_settings, split):
 
 # --- training ----------------------------------------------------------------------------------
 
+
 def test_refuses_to_train_on_too_few_positives(split, ml_settings):
     train = split.train.copy()
     positives = train.index[train[LABEL] == 1]
     train.loc[positives[10:], LABEL] = 0
-    thin = Split(train, split.validation, split.test, split.train_start, split.validation_start,
-                 split.test_start, split.test_end)
+    thin = Split(
+        train,
+        split.validation,
+        split.test,
+        split.train_start,
+        split.validation_start,
+        split.test_start,
+        split.test_end,
+    )
     with pytest.raises(DataError, match=r"10 positives.*training\.min_positive_examples"):
         train_model(thin, ml_settings)
 
@@ -98,8 +127,9 @@ def test_training_is_deterministic(split, ml_settings, trained):
     assert again.scorer.model_bytes() == trained.scorer.model_bytes()
     assert again.best_iteration == trained.best_iteration
     assert again.calibration.to_dict() == trained.calibration.to_dict()
-    np.testing.assert_array_equal(again.scorer.predict_proba(split.test),
-                                  trained.scorer.predict_proba(split.test))
+    np.testing.assert_array_equal(
+        again.scorer.predict_proba(split.test), trained.scorer.predict_proba(split.test)
+    )
     assert again.baselines.logistic_test_auc == trained.baselines.logistic_test_auc
 
 
@@ -137,13 +167,13 @@ def test_calibration_report_of_training(trained):
 
 # --- the model object --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("approximate", [True, False])
 def test_contributions_add_up_to_margin(trained, split, approximate):
     rows = split.test.head(300)
     contributions, bias = trained.scorer.contributions(rows, approximate=approximate)
     assert contributions.shape == (300, len(trained.scorer.feature_names))
-    np.testing.assert_allclose(contributions.sum(1) + bias, trained.scorer.margin(rows),
-                               atol=1e-4)
+    np.testing.assert_allclose(contributions.sum(1) + bias, trained.scorer.margin(rows), atol=1e-4)
 
 
 def test_prepare_handles_unseen_levels_and_reports_missing_columns(trained, split):
@@ -160,26 +190,35 @@ def test_prepare_handles_unseen_levels_and_reports_missing_columns(trained, spli
 
 def test_prepare_accepts_nullable_and_arrow_dtypes(trained, split):
     rows = split.test.head(200)
-    converted = rows.astype({"industry": "string[pyarrow]", "company_size": "Int64",
-                             "days_since_last_activity": "double[pyarrow]"})
-    np.testing.assert_array_equal(trained.scorer.predict_proba(converted),
-                                  trained.scorer.predict_proba(rows))
+    converted = rows.astype(
+        {
+            "industry": "string[pyarrow]",
+            "company_size": "Int64",
+            "days_since_last_activity": "double[pyarrow]",
+        }
+    )
+    np.testing.assert_array_equal(
+        trained.scorer.predict_proba(converted), trained.scorer.predict_proba(rows)
+    )
 
 
 def test_column_order_and_category_order_do_not_matter(trained, split):
     rows = split.test.head(200)
     shuffled = rows[rows.columns[::-1]].copy()
-    shuffled["industry"] = pd.Categorical(shuffled["industry"],
-                                          categories=sorted(rows.industry.unique())[::-1])
-    np.testing.assert_array_equal(trained.scorer.predict_proba(shuffled),
-                                  trained.scorer.predict_proba(rows))
+    shuffled["industry"] = pd.Categorical(
+        shuffled["industry"], categories=sorted(rows.industry.unique())[::-1]
+    )
+    np.testing.assert_array_equal(
+        trained.scorer.predict_proba(shuffled), trained.scorer.predict_proba(rows)
+    )
 
 
 def test_save_load_round_trip(trained, split, tmp_path):
     trained.scorer.save(tmp_path / "scorer")
     loaded = LeadScorer.load(tmp_path / "scorer")
-    np.testing.assert_array_equal(loaded.predict_proba(split.test),
-                                  trained.scorer.predict_proba(split.test))
+    np.testing.assert_array_equal(
+        loaded.predict_proba(split.test), trained.scorer.predict_proba(split.test)
+    )
     assert loaded.categories == trained.scorer.categories
     assert loaded.decision_threshold == trained.scorer.decision_threshold
     with pytest.raises(DataError, match="no saved model"):
@@ -195,14 +234,16 @@ def test_pyfunc_logs_and_loads(trained, split, tmp_path):
             info = log_scorer(trained.scorer, registered_model_name="lead_scoring_test")
         loaded = mlflow.pyfunc.load_model(info.model_uri)
         rows = split.test.head(100)
-        np.testing.assert_allclose(np.asarray(loaded.predict(rows)),
-                                   trained.scorer.predict_proba(rows))
+        np.testing.assert_allclose(
+            np.asarray(loaded.predict(rows)), trained.scorer.predict_proba(rows)
+        )
         python_model = loaded.unwrap_python_model()
         assert isinstance(python_model, LeadScoringPyfunc)
         assert python_model.scorer.feature_names == trained.scorer.feature_names
         registered = mlflow.pyfunc.load_model("models:/lead_scoring_test/1")
-        np.testing.assert_allclose(np.asarray(registered.predict(rows)),
-                                   trained.scorer.predict_proba(rows))
+        np.testing.assert_allclose(
+            np.asarray(registered.predict(rows)), trained.scorer.predict_proba(rows)
+        )
     finally:
         mlflow.set_tracking_uri(previous)
 

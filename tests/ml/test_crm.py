@@ -1,0 +1,230 @@
+"""CRM database: atomic, idempotent runs; a kill -9 mid-write leaves the previous complete run;
+read-only readers are not blocked by the writer (WAL)."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+from _scoring_fixtures import SCORED_AT, make_scores
+from sqlalchemy import text
+
+from ml import crm
+from ml.config import PROJECT_ROOT, Settings, load_settings
+
+D1, D2, D0 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 10, 25)
+BIG = 300_000  # rows of the run the kill -9 test interrupts
+
+WRITER = """
+import sys
+from datetime import date
+sys.path.insert(0, sys.argv[1])
+from _scoring_fixtures import SCORED_AT, make_scores
+from ml import crm
+from ml.config import load_settings
+
+data_dir, day, n, seed, run_id = sys.argv[2:7]
+settings = load_settings(overrides={"paths.data_dir": data_dir})
+scores = make_scores(int(n), int(seed))
+crm.write_scores(crm.crm_engine(settings), scores, date.fromisoformat(day), model_name="m",
+                 model_version=seed, scored_at=SCORED_AT, run_id=run_id,
+                 batch_size=settings.scoring.write_batch_size)
+"""
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(overrides={"paths.data_dir": str(tmp_path)})
+
+
+def _write(settings: Settings, n: int, seed: int, day: date, run_id: str = "r") -> None:
+    engine = crm.crm_engine(settings)
+    crm.write_scores(
+        engine,
+        make_scores(n, seed),
+        day,
+        model_name="m",
+        model_version=str(seed),
+        scored_at=SCORED_AT,
+        run_id=run_id,
+    )
+    engine.dispose()
+
+
+def _fingerprint(settings: Settings) -> tuple[int, float, str | None, str | None]:
+    """(rows, sum of scores, distinct model versions, scoring date) of lead_scores, read-only."""
+    engine = crm.crm_engine(settings, read_only=True)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "select count(*), coalesce(sum(score), 0), group_concat(distinct model_version), "
+                "max(scoring_date) from lead_scores"
+            )
+        ).one()
+    engine.dispose()
+    return int(row[0]), float(row[1]), row[2], row[3]
+
+
+def _expected(n: int, seed: int, day: date) -> tuple[int, float, str, str]:
+    return n, float(make_scores(n, seed)["score"].sum()), str(seed), day.isoformat()
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    return a[0] == b[0] and math.isclose(a[1], b[1], rel_tol=1e-9) and a[2:] == b[2:]
+
+
+def test_write_is_idempotent_per_scoring_date(settings: Settings) -> None:
+    _write(settings, 500, seed=1, day=D1)
+    _write(settings, 500, seed=2, day=D1)  # the same date again: replaces the run
+    engine = crm.crm_engine(settings, read_only=True)
+    history = crm.read_history(engine)
+    current = crm.read_current_scores(engine)
+    runs = crm.read_runs(engine)
+    assert len(history) == 500 and set(history["scoring_date"]) == {D1}
+    assert set(history["model_version"]) == {"2"}
+    expected = make_scores(500, 2)
+    assert current["lead_id"].tolist() == expected["lead_id"].tolist()
+    assert current["score"].tolist() == expected["score"].tolist()
+    assert current["score_change"].isna().sum() == expected["score_change"].isna().sum()
+    assert runs["status"].tolist() == ["succeeded", "succeeded"]
+    assert runs["rows"].tolist() == [500, 500]
+
+
+def test_second_date_appends_history_and_backfill_keeps_current(settings: Settings) -> None:
+    _write(settings, 300, seed=1, day=D1)
+    _write(settings, 200, seed=2, day=D2)
+    engine = crm.crm_engine(settings, read_only=True)
+    assert crm.read_history(engine).groupby("scoring_date").size().to_dict() == {D1: 300, D2: 200}
+    assert _same(_fingerprint(settings), _expected(200, 2, D2))
+    prev = crm.previous_scores(engine, D2)
+    assert len(prev) == 300  # the run before D2 is D1's
+    _write(settings, 100, seed=3, day=D0)  # a backfill of an older date
+    assert _same(_fingerprint(settings), _expected(200, 2, D2))
+    assert len(crm.read_history(engine, D0)) == 100
+
+
+def _start_writer(
+    settings: Settings, day: date, n: int, seed: int, run_id: str
+) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            WRITER,
+            str(Path(__file__).parent),
+            str(settings.paths.data_dir),
+            day.isoformat(),
+            str(n),
+            str(seed),
+            run_id,
+        ],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for_status(
+    settings: Settings,
+    run_id: str,
+    statuses: set[str],
+    proc: subprocess.Popen,
+    timeout: float = 60.0,
+) -> str:
+    """Poll scoring_runs (read-only) until the run has one of `statuses`."""
+    engine = crm.crm_engine(settings, read_only=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                status = conn.execute(
+                    text("select status from scoring_runs where run_id = :r"), {"r": run_id}
+                ).scalar()
+            if status in statuses:
+                return status
+            if proc.poll() not in (None, 0):
+                raise AssertionError(f"writer failed: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.01)
+    finally:
+        engine.dispose()
+    raise AssertionError(f"run {run_id} never reached {statuses}")
+
+
+def test_kill_9_mid_write_leaves_previous_complete_run(settings: Settings) -> None:
+    _write(settings, 1_000, seed=1, day=D1)
+    previous = _expected(1_000, 1, D1)
+    new = _expected(BIG, 2, D2)
+    # One uninterrupted run measures how long the write transaction takes on this machine, so
+    # the kills below land inside it (after the 'running' mark, before the commit) ...
+    proc = _start_writer(settings, D2, BIG, 2, "timing")
+    _wait_for_status(settings, "timing", {"running"}, proc)
+    t0 = time.monotonic()
+    _wait_for_status(settings, "timing", {"succeeded"}, proc, timeout=120)
+    duration = time.monotonic() - t0
+    proc.wait(30)
+    assert _same(_fingerprint(settings), new)
+    # ... then restore D1 as the latest complete state and interrupt the D2 run repeatedly.
+    engine = crm.crm_engine(settings)
+    with engine.begin() as conn:
+        conn.execute(
+            crm.lead_score_history.delete().where(crm.lead_score_history.c.scoring_date == D2)
+        )
+    engine.dispose()
+    _write(settings, 1_000, seed=1, day=D1)
+    assert _same(_fingerprint(settings), previous)
+
+    rng = random.Random(7)
+    interrupted = 0
+    for attempt in range(3):
+        run_id = f"kill-{attempt}"
+        proc = _start_writer(settings, D2, BIG, 2, run_id)
+        _wait_for_status(settings, run_id, {"running"}, proc)
+        time.sleep(rng.uniform(0.15, 0.7) * duration)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        state = _fingerprint(settings)
+        if _same(state, previous):
+            interrupted += 1
+        else:  # the kill came after the commit: then the new run must be whole
+            assert _same(state, new), f"torn state after kill {attempt}: {state}"
+            previous = new
+        history = crm.read_history(crm.crm_engine(settings, read_only=True), D2)
+        assert len(history) in (0, BIG)
+    assert interrupted >= 1, "no kill landed inside the write transaction"
+    # The next run of the same date completes and marks the killed ones as interrupted.
+    _write(settings, BIG, seed=2, day=D2, run_id="final")
+    assert _same(_fingerprint(settings), new)
+    runs = crm.read_runs(crm.crm_engine(settings, read_only=True))
+    assert "running" not in set(runs["status"])
+
+
+def test_reader_is_not_blocked_by_the_writer(settings: Settings) -> None:
+    _write(settings, 1_000, seed=1, day=D1)
+    proc = _start_writer(settings, D2, BIG // 3, 2, "concurrent")
+    try:
+        _wait_for_status(settings, "concurrent", {"running"}, proc)
+        time.sleep(0.3)  # let the big transaction get going
+        still_writing = proc.poll() is None
+        t0 = time.monotonic()
+        state = _fingerprint(settings)
+        elapsed = time.monotonic() - t0
+        # Blocked, it would wait for the whole write (or the 30 s busy timeout).
+        assert elapsed < 5.0, f"a read-only query waited {elapsed:.1f} s for the writer"
+        if still_writing:  # mid-transaction, readers see the last committed run
+            assert _same(state, _expected(1_000, 1, D1))
+        proc.wait(120)
+        assert proc.returncode == 0
+        assert _same(_fingerprint(settings), _expected(BIG // 3, 2, D2))
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -1,0 +1,125 @@
+"""Scoring: reasons agree with the model, one scoring function for batch and real time, batch
+runs are idempotent per date and compute score changes."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from _scoring_fixtures import SCORED_AT, make_features, make_scorer
+
+from ml import crm, reasons
+from ml.config import Settings, load_settings
+from ml.model import feature_columns
+from ml.scoring import batch_score, extract_path, score_frame
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(overrides={"paths.data_dir": str(tmp_path)})
+
+
+def test_every_contract_feature_has_its_own_phrase() -> None:
+    assert set(feature_columns()) <= set(reasons.TEMPLATES)
+    examples = {
+        ("n_pricing_page_view_7d", 4): "viewed the pricing page 4 times in the last 7 days",
+        ("n_meeting_booked_30d", 1): "booked a meeting in the last 30 days",
+        ("days_since_last_activity", 45.0): "no activity for 45 days",
+        ("days_since_last_activity", np.nan): "no activity recorded yet",
+        ("lead_source", "Partner agent"): "referred by a partner agent",
+        ("company_size", 150): "company of 150 employees",
+        ("license_type", "Industrial"): "wants an industrial licence",
+        ("email_click_rate_90d", 0.25): "clicked through 25% of opened emails in the last 90 days",
+        ("some_new_feature", 3): "some new feature: 3",
+    }
+    for (feature, value), words in examples.items():
+        assert reasons.phrase(feature, value) == words
+
+
+def test_reasons_are_the_largest_contributions_and_add_up_to_the_margin() -> None:
+    scorer, _ = make_scorer()
+    features = make_features(300, seed=5)
+    contribs, bias = scorer.contributions(features)
+    np.testing.assert_allclose(contribs.sum(1) + bias, scorer.margin(features), atol=1e-4)
+    n = 3
+    got_for, got_against = reasons.explain(contribs, scorer.feature_names, features, n)
+    names = scorer.feature_names
+    for i in range(len(features)):
+        row = contribs[i]
+        order = np.argsort(-row, kind="stable")
+        top_pos = [j for j in order[:n] if row[j] > reasons.MIN_CONTRIBUTION]
+        top_neg = [j for j in order[::-1][:n] if row[j] < -reasons.MIN_CONTRIBUTION]
+        want_for = [reasons.phrase(names[j], features[names[j]].iloc[i]) for j in top_pos]
+        want_against = [reasons.phrase(names[j], features[names[j]].iloc[i]) for j in top_neg]
+        # Ties among contributions may order differently; the set of features must agree.
+        assert sorted(json.loads(got_for[i])) == sorted(want_for)
+        assert sorted(json.loads(got_against[i])) == sorted(want_against)
+        if want_for:  # the strongest reason comes first
+            assert json.loads(got_for[i])[0] == want_for[0]
+
+
+def test_score_frame_is_the_same_for_one_lead_and_for_a_batch(settings: Settings) -> None:
+    scorer, _ = make_scorer()
+    features = make_features(200, seed=3)
+    batch = score_frame(scorer, features, settings)
+    assert list(batch.columns) == [
+        "lead_id",
+        "probability",
+        "score",
+        "tier",
+        "reasons_for",
+        "reasons_against",
+    ]
+    np.testing.assert_allclose(batch["score"], np.round(batch["probability"] * 100, 1))
+    t = settings.scoring.tiers
+    expected_tier = np.select(
+        [batch["score"] >= t.A, batch["score"] >= t.B, batch["score"] >= t.C], list("ABC"), "D"
+    )
+    assert (batch["tier"] == expected_tier).all()
+    for i in (0, 17, 199):  # the real-time service scores one lead at a time
+        single = score_frame(scorer, features.iloc[[i]], settings)
+        pd.testing.assert_frame_equal(
+            single.reset_index(drop=True), batch.iloc[[i]].reset_index(drop=True)
+        )
+
+
+def test_batch_score_is_idempotent_and_computes_score_change(settings: Settings) -> None:
+    scorer, _ = make_scorer()
+    features = make_features(400, seed=11)
+    first = batch_score(settings, features, scorer, "1", SCORED_AT, run_id="run-1")
+    engine = crm.crm_engine(settings, read_only=True)
+    current_1 = crm.read_current_scores(engine)
+    again = batch_score(settings, features, scorer, "1", SCORED_AT, run_id="run-1b")
+    assert first.rows == again.rows == 400
+    assert sum(first.tiers.values()) == 400 and first.tiers == again.tiers
+    assert set(first.seconds) >= {"predict", "reasons", "write", "extract"}
+    history = crm.read_history(engine)
+    assert len(history) == 400 and history["run_id"].unique().tolist() == ["run-1b"]
+    current_again = crm.read_current_scores(engine)
+    cols = ["lead_id", "score", "tier", "probability", "reasons_for", "reasons_against"]
+    pd.testing.assert_frame_equal(current_1[cols], current_again[cols])
+    assert current_again["score_change"].isna().all()  # no earlier run: every lead is new
+
+    # Next night: some leads changed, one closed, two are new.
+    later = make_features(402, seed=12)
+    later = later[later["lead_id"] != "L0000000"]
+    second = batch_score(
+        settings, later, scorer, "1", SCORED_AT + timedelta(days=1), run_id="run-2"
+    )
+    assert second.new_leads == 2
+    history = crm.read_history(engine)
+    assert history.groupby("scoring_date").size().tolist() == [400, 401]
+    current = crm.read_current_scores(engine).set_index("lead_id")
+    before = current_1.set_index("lead_id")["score"]
+    common = current.index.intersection(before.index)
+    np.testing.assert_allclose(
+        current.loc[common, "score_change"],
+        np.round(current.loc[common, "score"] - before[common], 1),
+    )
+    assert current.loc[["L0000400", "L0000401"], "score_change"].isna().all()
+    extract = pd.read_parquet(extract_path(settings, second.scoring_date))
+    assert len(extract) == 401 and extract_path(settings, first.scoring_date).is_file()
