@@ -10,35 +10,43 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime, time
+from pathlib import Path
 
 import pandas as pd
 
 from ml.config import Settings
 from ml.errors import DataError
-from ml.registry import load_champion
+from ml.registry import load_version
 from ml.scoring import ScoringRunSummary, batch_score
 
 log = logging.getLogger(__name__)
 
 
-def load_latest_features(settings: Settings) -> pd.DataFrame:
+def load_latest_features(settings: Settings, path: Path | None = None) -> pd.DataFrame:
     """One row per open lead: its features at the data's as-of instant."""
-    path = settings.paths.marts_dir / "lead_features_latest.parquet"
+    path = path or settings.paths.marts_dir / "lead_features_latest.parquet"
     if not path.is_file():
         raise DataError(f"latest features not found: {path} (run `lead-scoring build` first)")
     return pd.read_parquet(path)
 
 
 def score_open_leads(
-    settings: Settings, scoring_date: date | None = None, run_id: str | None = None
+    settings: Settings,
+    scoring_date: date | None = None,
+    run_id: str | None = None,
+    *,
+    model: str | int = "champion",
+    features_path: Path | None = None,
 ) -> ScoringRunSummary:
     """Score every open lead with the champion and write the CRM tables and extract.
 
     Args:
         scoring_date: the CRM date of the run (re-running a date replaces it); default today (UTC).
+        model: a registry alias or version (default the champion).
+        features_path: another Parquet of latest features (default the mart).
     """
-    scorer, version = load_champion(settings)
-    features = load_latest_features(settings)
+    scorer, version = load_version(settings, model)
+    features = load_latest_features(settings, features_path)
     scored_at = (
         datetime.combine(scoring_date, time(), tzinfo=UTC) if scoring_date else datetime.now(UTC)
     )

@@ -6,10 +6,12 @@ printed without a traceback and exit with status 2.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import time
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,6 +45,17 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(code=2) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _progress(label: str) -> Iterator[None]:
+    """A spinner with elapsed time on stderr while a long step runs."""
+    from rich.console import Console
+
+    started = time.perf_counter()
+    with Console(stderr=True).status(f"{label}..."):
+        yield
+    typer.secho(f"{label}: {time.perf_counter() - started:.1f}s", err=True, fg=typer.colors.BRIGHT_BLACK)
 
 
 def echo_summary(summary: dict[str, Any], as_json: bool, title: str) -> None:
@@ -113,6 +126,55 @@ def generate_data(
     echo_summary(result, as_json, "generated")
 
 
+@app.command("train")
+@user_errors
+def train(
+    promote_after: Annotated[
+        bool, typer.Option("--promote", help="Run the promotion gate on the new challenger.")
+    ] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build the training set from Feast, train, evaluate and register a @challenger."""
+    from ml.retrain import promote_challenger, save_training_set, train_challenger
+    from ml.training_set import build_training_set
+
+    settings = _settings(config)
+    with _progress("building the training set from Feast"):
+        frame = build_training_set(settings)
+        save_training_set(settings, frame)
+    with _progress(f"training on {len(frame)} rows"):
+        report = train_challenger(settings, frame, actor="cli:train")
+    summary = report.summary()
+    if promote_after:
+        decision = promote_challenger(settings, frame, reason="cli: train --promote", actor="cli:train")
+        summary["promotion"] = decision.message
+    echo_summary(summary, as_json, f"challenger v{report.version.version}")
+
+
+@app.command("evaluate")
+@user_errors
+def evaluate_model(
+    model: Annotated[str, typer.Option("--model", help="Alias or version.")] = "champion",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate a registered model on the test window of the latest training set."""
+    from ml.evaluate import evaluate
+    from ml.registry import load_version
+    from ml.retrain import ORACLE, load_training_set
+    from ml.train import split_by_time
+
+    settings = _settings(config)
+    scorer, version = load_version(settings, model)
+    split = split_by_time(load_training_set(settings), settings)
+    truth = split.test[ORACLE].to_numpy() if ORACLE in split.test.columns else None
+    evaluation = evaluate(scorer, split.test, settings, truth_probability=truth)
+    summary = {"model_version": version, "test_window": f"{split.test_start}..{split.test_end}",
+               **{k: round(v, 4) for k, v in evaluation.metrics().items()}}
+    echo_summary(summary, as_json, f"v{version} on the test window")
+
+
 @app.command("promote")
 @user_errors
 def promote_model(
@@ -166,26 +228,23 @@ def alias_history_cmd(config: ConfigOption = None, as_json: JsonOption = False) 
 @app.command("score")
 @user_errors
 def score_leads(
-    features: Annotated[Path, typer.Option("--features", help="Parquet file, one row per lead.")],
+    scoring_date: Annotated[
+        datetime | None, typer.Option("--date", formats=["%Y-%m-%d"], help="CRM date (default today).")
+    ] = None,
     model: Annotated[str, typer.Option("--model", help="Alias or version.")] = "champion",
+    features: Annotated[
+        Path | None, typer.Option("--features", help="Parquet of latest features (default the mart).")
+    ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Score a Parquet file of lead features with a registered model into the CRM database."""
-    from datetime import UTC
+    """Score every open lead into the CRM tables (re-running a date replaces that run)."""
+    from ml.batch import score_open_leads
 
-    import pandas as pd
-
-    from ml.errors import DataError
-    from ml.registry import load_version
-    from ml.scoring import batch_score
-
-    settings = _settings(config)
-    if not features.is_file():
-        raise DataError(f"features file not found: {features}")
-    scorer, version = load_version(settings, model)
-    summary = batch_score(settings, pd.read_parquet(features), scorer, str(version),
-                          datetime.now(UTC))
+    summary = score_open_leads(
+        _settings(config), scoring_date.date() if scoring_date else None,
+        model=model, features_path=features,
+    )
     echo_summary(summary.to_dict(), as_json, f"scored {summary.rows} leads")
 
 

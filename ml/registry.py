@@ -413,6 +413,41 @@ def _alias_version(client: Any, name: str, alias: str) -> int | None:
         return None
 
 
+# Tags that together say "this exact model was trained already": same code, settings and data.
+IDENTITY_TAGS = ("git_commit", "config_hash", "training_fingerprint")
+
+
+def find_identical_version(settings: Settings, tags: Mapping[str, str]) -> ModelVersionInfo | None:
+    """A registered version trained from the same code, settings and data, if any.
+
+    Training is deterministic, so retraining on unchanged inputs would only register a copy;
+    callers reuse the existing version instead (re-runs stay idempotent). A dirty work tree
+    never matches, since its commit does not pin the code.
+    """
+    if any(not tags.get(k) for k in IDENTITY_TAGS) or tags["git_commit"].endswith("-dirty"):
+        return None
+    client = mlflow_client(settings)
+    name = settings.registry.model_name
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        if all(mv.tags.get(k) == tags[k] for k in IDENTITY_TAGS):
+            return ModelVersionInfo(
+                name=name,
+                version=int(mv.version),
+                run_id=mv.run_id,
+                model_uri=f"models:/{name}/{mv.version}",
+                aliases=tuple(getattr(mv, "aliases", ()) or ()),
+            )
+    return None
+
+
+def point_challenger(settings: Settings, version: int, *, reason: str, actor: str) -> None:
+    """Move `@challenger` to `version` (recorded in the alias history) unless it is there."""
+    client = mlflow_client(settings)
+    current = _alias_version(client, settings.registry.model_name, CHALLENGER)
+    if current != version:
+        _move_alias(settings, client, CHALLENGER, current, version, "challenger", reason, actor)
+
+
 def current_version(settings: Settings, alias: str = CHAMPION) -> int | None:
     """The version an alias points at, or None."""
     return _alias_version(mlflow_client(settings), settings.registry.model_name, alias)

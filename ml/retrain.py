@@ -27,6 +27,8 @@ from ml.plots import plot_all
 from ml.registry import (
     ModelVersionInfo,
     PromotionDecision,
+    find_identical_version,
+    point_challenger,
     log_and_register,
     promote,
     reproducibility_tags,
@@ -46,11 +48,13 @@ class ChallengerReport:
     metrics: dict[str, float]
     report_dir: Path
     plots: dict[str, Path] = field(default_factory=dict)
+    reused: bool = False  # an identical version existed; nothing new was registered
 
     def summary(self) -> dict[str, Any]:
         m = self.metrics
         return {
             "model_version": self.version.version,
+            "new_version": not self.reused,
             "run_id": self.version.run_id,
             "test_auc": round(m.get("test_auc", float("nan")), 4),
             "oracle_auc": round(m["test_oracle_auc"], 4) if "test_oracle_auc" in m else None,
@@ -142,6 +146,12 @@ def train_challenger(
         },
     )
     params = {**result.params, **split.summary()}
+    existing = find_identical_version(settings, tags)
+    if existing is not None:
+        log.info("v%s was trained from the same code, settings and data: reusing it",
+                 existing.version)
+        point_challenger(settings, existing.version, reason="retrained identically", actor=actor)
+        return ChallengerReport(existing, evaluation, result, metrics, report_dir, plots, reused=True)
     info = log_and_register(
         result.scorer,
         params=params,

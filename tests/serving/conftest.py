@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from serving_stack import build_stack
+from serving_stack import Aliases, build_stack  # noqa: F401 - re-exported for tests
 
 from ml.config import Settings, load_settings
 from ml.model import LeadScorer
@@ -35,16 +35,6 @@ def scorers(stack: Settings) -> dict[int, LeadScorer]:
     from ml.registry import load_version
 
     return {v: load_version(stack, v)[0] for v in (1, 2)}
-
-
-class Aliases:
-    """A movable stand-in for the registry's aliases."""
-
-    def __init__(self, champion: int | None = 1, challenger: int | None = 2) -> None:
-        self.versions = {"champion": champion, "challenger": challenger}
-
-    def __call__(self, settings: Settings, alias: str) -> int | None:
-        return self.versions[alias]
 
 
 def serving_settings(stack: Settings, tmp_path: Path, **serving: Any) -> Settings:

@@ -129,3 +129,13 @@ def build_stack(data_dir: Path, n_leads: int = 300, overrides: dict | None = Non
     promote(settings, reason="tests", actor="tests", force=True)
     register(settings, train_scorer(seed=2))
     return settings
+
+
+class Aliases:
+    """A movable stand-in for the registry's aliases."""
+
+    def __init__(self, champion: int | None = 1, challenger: int | None = 2) -> None:
+        self.versions = {"champion": champion, "challenger": challenger}
+
+    def __call__(self, settings: Settings, alias: str) -> int | None:
+        return self.versions[alias]

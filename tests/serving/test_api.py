@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import Aliases
+from serving_stack import Aliases
 
 from ml.feature_store import online_features
 from ml.scoring import score_frame

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import Aliases
+from serving_stack import Aliases
 
 from ml.model import Calibrator
 from ml.serving.prediction_log import read_log
