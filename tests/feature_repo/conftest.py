@@ -6,14 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fabricate_marts import write_marts
+from fabricate_marts import make_settings, write_marts
 
-from ml.config import Settings, load_settings
+from ml.config import Settings
 from ml.feature_store import apply_feature_repo
-
-
-def make_settings(data_dir: Path) -> Settings:
-    return load_settings(overrides={"paths.data_dir": str(data_dir)})
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ml.config import Settings, load_settings
+
 ACTIVITY_TYPES = (
     "website_visit",
     "pricing_page_view",
@@ -106,3 +108,8 @@ def write_marts(
     pq.write_table(pa.concat_tables(tables), marts_dir / "lead_features.parquet")
     pq.write_table(tables[-1], marts_dir / "lead_features_latest.parquet")
     return {"snapshots": snapshots, "as_of": snapshots[-1], "closed": sorted(closed)}
+
+
+def make_settings(data_dir: Path) -> Settings:
+    """Settings whose generated files all live under `data_dir`."""
+    return load_settings(overrides={"paths.data_dir": str(data_dir)})

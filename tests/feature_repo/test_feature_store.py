@@ -7,8 +7,7 @@ from datetime import UTC, timedelta
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_settings
-from fabricate_marts import FEATURES
+from fabricate_marts import FEATURES, make_settings
 
 from ml import feature_store
 from ml.errors import ConfigError, DataError

@@ -12,8 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_settings
-from fabricate_marts import write_marts
+from fabricate_marts import make_settings, write_marts
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.sqlite import adapt_datetime_epoch
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
