@@ -27,6 +27,9 @@ test: setup
 lint: setup
 	$(BIN)/ruff check ml orchestration tests feature_repo
 
+serve: setup
+	$(BIN)/lead-scoring serve
+
 dashboard: setup
 	$(BIN)/lead-scoring dashboard
 
@@ -45,5 +48,6 @@ mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/data/mlflow/mlflow.db --port 5000
 
 clean:
-	rm -rf data/raw data/truth data/warehouse data/marts data/feast data/mlflow data/crm data/reports data/dagster
+	rm -rf data/raw data/truth data/warehouse data/marts data/feast data/mlflow data/crm data/reports data/dagster \
+		data/monitoring data/serving data/training
 	rm -rf dbt_project/target dbt_project/logs

@@ -72,6 +72,8 @@ class FeatureSettings(_Section):
     snapshot_interval_days: int = Field(7, gt=0)
     max_lead_age_days: int = Field(120, gt=0)
     label_window_days: int = Field(60, gt=0)
+    # a larger share of rejected raw rows fails the build (the export itself is broken)
+    max_rejected_share: float = Field(0.05, ge=0, le=1)
     feature_service: str = "lead_scoring"
 
 

@@ -117,6 +117,7 @@ def dbt_vars(settings: Settings, as_of: datetime | date | None = None) -> dict[s
         "snapshot_interval_days": features.snapshot_interval_days,
         "max_lead_age_days": features.max_lead_age_days,
         "label_window_days": features.label_window_days,
+        "max_rejected_share": features.max_rejected_share,
         "as_of": _utc_naive(as_of).isoformat(sep=" ") if as_of is not None else None,
     }
 

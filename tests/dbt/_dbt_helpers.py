@@ -15,8 +15,14 @@ AS_OF = datetime(2026, 11, 1)
 
 
 def small_settings(data_dir: Path) -> Settings:
-    """Settings whose generated files all live under `data_dir`."""
-    return load_settings(overrides={"paths.data_dir": str(data_dir)})
+    """Settings whose generated files all live under `data_dir`.
+
+    The quarantine tests plant more bad rows than 5 % of 300 leads' conversions, so the
+    rejected-share gate is relaxed here; tests/orchestration proves the gate itself.
+    """
+    return load_settings(
+        overrides={"paths.data_dir": str(data_dir), "features.max_rejected_share": 0.5}
+    )
 
 
 def generate_small(settings: Settings) -> None:
