@@ -12,7 +12,7 @@ from ml.monitoring.triggers import ChampionInfo
 from orchestration import sensors as sensor_module
 from orchestration.assets.dbt import crm_dbt_models
 from orchestration.definitions import ALL_ASSETS, build_definitions, defs
-from orchestration.resources import SettingsResource
+from orchestration.resources import SettingsResource, build_resources
 
 
 def test_definitions_load_with_every_domain():
@@ -134,7 +134,7 @@ def test_new_labels_sensor_counts_labels_after_the_training_data(sensor_env):
 
 
 def test_build_definitions_points_every_store_at_the_data_dir(tmp_path):
-    custom = build_definitions(data_dir=str(tmp_path))
-    settings = custom.get_repository_def().get_top_level_resources()["settings"].load()
+    assert build_definitions(data_dir=str(tmp_path)).get_repository_def() is not None
+    settings = build_resources(data_dir=str(tmp_path))["settings"].load()
     assert settings.paths.warehouse.is_relative_to(tmp_path)
     assert settings.paths.crm_url.endswith(f"{tmp_path}/crm/crm.db")
