@@ -28,7 +28,7 @@ from ml.errors import DataError
 logger = logging.getLogger(__name__)
 
 RAW_FILES = ("leads", "activities", "conversions")
-MARTS = ("lead_features", "lead_features_latest", "lead_labels")
+MARTS = ("lead_features", "lead_features_latest", "lead_labels", "lead_conversions")
 # dbt subcommands that accept --vars
 _VARS_COMMANDS = {
     "build",

@@ -60,16 +60,17 @@ class ABReport:
 
 
 def load_conversions(settings: Settings, path: Path | None = None) -> pd.DataFrame:
-    """lead_id, converted_at (UTC) from a CSV or Parquet file (default: the landing zone's
-    conversions.csv)."""
-    path = path or settings.paths.raw_dir / "conversions.csv"
+    """lead_id, converted_at (UTC) from a CSV or Parquet file (default: the `lead_conversions`
+    mart, or the landing zone's conversions.csv before the first build)."""
+    mart = settings.paths.marts_dir / "lead_conversions.parquet"
+    path = path or (mart if mart.is_file() else settings.paths.raw_dir / "conversions.csv")
     if not path.is_file():
         raise DataError(f"conversions file not found: {path}; pass --conversions")
     frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     missing = {"lead_id", "converted_at"} - set(frame.columns)
     if missing:
         raise DataError(f"{path} lacks column(s) {sorted(missing)}")
-    frame = frame[["lead_id", "converted_at"]].copy()
+    frame = frame.loc[frame["converted_at"].notna(), ["lead_id", "converted_at"]].copy()
     frame["lead_id"] = frame["lead_id"].astype(str)
     frame["converted_at"] = pd.to_datetime(frame["converted_at"], utc=True, format="mixed")
     return frame

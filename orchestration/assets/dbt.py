@@ -13,7 +13,7 @@ from orchestration.resources import SettingsResource, environment
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 # Marts exported to Parquet for Feast and the ML steps.
-EXPORTED_MARTS = ("lead_features", "lead_features_latest", "lead_labels")
+EXPORTED_MARTS = ("lead_features", "lead_features_latest", "lead_labels", "lead_conversions")
 
 
 def _sources_newer_than(path: Path) -> bool:
