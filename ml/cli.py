@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import time
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -21,10 +21,13 @@ import typer
 from ml.config import Settings, load_settings
 from ml.errors import LeadScoringError
 
-app = typer.Typer(help="Lead-scoring platform: data, features, models and scores.", no_args_is_help=True)
+app = typer.Typer(
+    help="Lead-scoring platform: data, features, models and scores.", no_args_is_help=True
+)
 
 ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="Settings file (default config/training_config.yaml).")
+    Path | None,
+    typer.Option("--config", help="Settings file (default config/training_config.yaml)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 
@@ -55,7 +58,9 @@ def _progress(label: str) -> Iterator[None]:
     started = time.perf_counter()
     with Console(stderr=True).status(f"{label}..."):
         yield
-    typer.secho(f"{label}: {time.perf_counter() - started:.1f}s", err=True, fg=typer.colors.BRIGHT_BLACK)
+    typer.secho(
+        f"{label}: {time.perf_counter() - started:.1f}s", err=True, fg=typer.colors.BRIGHT_BLACK
+    )
 
 
 def echo_summary(summary: dict[str, Any], as_json: bool, title: str) -> None:
@@ -111,16 +116,23 @@ def generate_data(
     drifts = [parse_drift(spec) for spec in drift or []]
     with Console(stderr=True).status("generating") as status:
         summary = generate(
-            settings.paths.raw_dir, settings.paths.truth_dir,
-            n_leads=leads or g.n_leads, days=days or g.days,
+            settings.paths.raw_dir,
+            settings.paths.truth_dir,
+            n_leads=leads or g.n_leads,
+            days=days or g.days,
             end_date=end_date.date() if end_date else g.end_date,
-            seed=g.seed if seed is None else seed, activities_per_lead=g.activities_per_lead,
-            drifts=drifts, progress=lambda step: status.update(f"generator: {step}"),
+            seed=g.seed if seed is None else seed,
+            activities_per_lead=g.activities_per_lead,
+            drifts=drifts,
+            progress=lambda step: status.update(f"generator: {step}"),
         )
     result = {
-        "leads": summary.n_leads, "activities": summary.n_activities,
-        "conversions": summary.n_conversions, "period": f"{summary.start} to {summary.end}",
-        "drifts": [d.name for d in drifts], "seconds": summary.seconds,
+        "leads": summary.n_leads,
+        "activities": summary.n_activities,
+        "conversions": summary.n_conversions,
+        "period": f"{summary.start} to {summary.end}",
+        "drifts": [d.name for d in drifts],
+        "seconds": summary.seconds,
         "files": {name: str(path) for name, path in summary.files.items()},
     }
     echo_summary(result, as_json, "generated")
@@ -147,7 +159,9 @@ def train(
         report = train_challenger(settings, frame, actor="cli:train")
     summary = report.summary()
     if promote_after:
-        decision = promote_challenger(settings, frame, reason="cli: train --promote", actor="cli:train")
+        decision = promote_challenger(
+            settings, frame, reason="cli: train --promote", actor="cli:train"
+        )
         summary["promotion"] = decision.message
     echo_summary(summary, as_json, f"challenger v{report.version.version}")
 
@@ -170,18 +184,23 @@ def evaluate_model(
     split = split_by_time(load_training_set(settings), settings)
     truth = split.test[ORACLE].to_numpy() if ORACLE in split.test.columns else None
     evaluation = evaluate(scorer, split.test, settings, truth_probability=truth)
-    summary = {"model_version": version, "test_window": f"{split.test_start}..{split.test_end}",
-               **{k: round(v, 4) for k, v in evaluation.metrics().items()}}
+    summary = {
+        "model_version": version,
+        "test_window": f"{split.test_start}..{split.test_end}",
+        **{k: round(v, 4) for k, v in evaluation.metrics().items()},
+    }
     echo_summary(summary, as_json, f"v{version} on the test window")
 
 
 @app.command("promote")
 @user_errors
 def promote_model(
-    version: Annotated[int | None, typer.Option("--version", help="Version (default @challenger).")]
-    = None,
-    reason: Annotated[str, typer.Option("--reason", help="Why, for the alias history.")]
-    = "manual promotion",
+    version: Annotated[
+        int | None, typer.Option("--version", help="Version (default @challenger).")
+    ] = None,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why, for the alias history.")
+    ] = "manual promotion",
     force: Annotated[bool, typer.Option("--force", help="Skip the AUC gate (recorded).")] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -198,8 +217,9 @@ def promote_model(
 @app.command("rollback")
 @user_errors
 def rollback_model(
-    reason: Annotated[str, typer.Option("--reason", help="Why, for the alias history.")]
-    = "manual rollback",
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why, for the alias history.")
+    ] = "manual rollback",
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -229,11 +249,13 @@ def alias_history_cmd(config: ConfigOption = None, as_json: JsonOption = False) 
 @user_errors
 def score_leads(
     scoring_date: Annotated[
-        datetime | None, typer.Option("--date", formats=["%Y-%m-%d"], help="CRM date (default today).")
+        datetime | None,
+        typer.Option("--date", formats=["%Y-%m-%d"], help="CRM date (default today)."),
     ] = None,
     model: Annotated[str, typer.Option("--model", help="Alias or version.")] = "champion",
     features: Annotated[
-        Path | None, typer.Option("--features", help="Parquet of latest features (default the mart).")
+        Path | None,
+        typer.Option("--features", help="Parquet of latest features (default the mart)."),
     ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -242,8 +264,10 @@ def score_leads(
     from ml.batch import score_open_leads
 
     summary = score_open_leads(
-        _settings(config), scoring_date.date() if scoring_date else None,
-        model=model, features_path=features,
+        _settings(config),
+        scoring_date.date() if scoring_date else None,
+        model=model,
+        features_path=features,
     )
     echo_summary(summary.to_dict(), as_json, f"scored {summary.rows} leads")
 
@@ -301,8 +325,7 @@ def features_refresh(
 @user_errors
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Default serving.host.")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="Default serving.port (8000).")]
-    = None,
+    port: Annotated[int | None, typer.Option("--port", help="Default serving.port (8000).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run the real-time scoring service (FastAPI + uvicorn; docs at /docs)."""
@@ -316,8 +339,11 @@ def serve(
 def ab_report_cmd(
     conversions: Annotated[
         Path | None,
-        typer.Option("--conversions", help="CSV/Parquet with lead_id, converted_at "
-                     "(default: the landing zone's conversions.csv)."),
+        typer.Option(
+            "--conversions",
+            help="CSV/Parquet with lead_id, converted_at "
+            "(default: the landing zone's conversions.csv).",
+        ),
     ] = None,
     as_of: Annotated[
         datetime | None, typer.Option("--as-of", help="Labels known up to (default now, UTC).")
@@ -330,33 +356,40 @@ def ab_report_cmd(
     from ml.serving.prediction_log import read_log
 
     settings = _settings(config)
-    report = ab_report(settings, read_log(settings), load_conversions(settings, conversions),
-                       as_of)
+    report = ab_report(settings, read_log(settings), load_conversions(settings, conversions), as_of)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
         return
     typer.secho(report.verdict, bold=True)
-    typer.echo(f"  matured leads: {report.leads_matured} of {report.leads_logged} logged "
-               f"(label window {report.label_window_days} days, as of {report.as_of})")
+    typer.echo(
+        f"  matured leads: {report.leads_matured} of {report.leads_logged} logged "
+        f"(label window {report.label_window_days} days, as of {report.as_of})"
+    )
     for v in report.variants.values():
         auc = "n/a" if v.auc is None else f"{v.auc:.3f} [{v.auc_ci[0]:.3f}, {v.auc_ci[1]:.3f}]"
         rate = "n/a" if v.conversion_rate is None else f"{v.conversion_rate:.4f}"
-        typer.echo(f"  {v.variant} (v{', v'.join(v.model_versions) or '-'}): {v.leads} leads, "
-                   f"conversion {rate}, AUC {auc}")
+        typer.echo(
+            f"  {v.variant} (v{', v'.join(v.model_versions) or '-'}): {v.leads} leads, "
+            f"conversion {rate}, AUC {auc}"
+        )
         for tier, t in sorted(v.by_tier.items()):
             rate = t["conversion_rate"]
             typer.echo(f"    tier {tier}: {t['leads']} leads, conversion {rate:.4f}")
-    typer.echo(f"  leads per variant to detect {report.min_effect:+.3f}: "
-               f"{report.needed_per_variant}")
+    typer.echo(
+        f"  leads per variant to detect {report.min_effect:+.3f}: {report.needed_per_variant}"
+    )
 
 
 @app.command("monitor")
 @user_errors
 def monitor(
     day: Annotated[
-        datetime | None, typer.Option("--date", formats=["%Y-%m-%d"], help="Run date (default today, UTC).")
+        datetime | None,
+        typer.Option("--date", formats=["%Y-%m-%d"], help="Run date (default today, UTC)."),
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Version (default @champion).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Version (default @champion).")
+    ] = None,
     alerts: Annotated[bool, typer.Option("--alerts/--no-alerts", help="Send the alerts.")] = True,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -368,8 +401,9 @@ def monitor(
     from ml.monitoring import run_monitoring, send_alerts
 
     settings = _settings(config)
-    report = run_monitoring(settings, day.date() if day else datetime.now(UTC).date(),
-                            model_version=model)
+    report = run_monitoring(
+        settings, day.date() if day else datetime.now(UTC).date(), model_version=model
+    )
     summary = report.summary()
     if alerts:
         results = send_alerts(settings, report)
@@ -399,8 +433,21 @@ def dashboard(
     if config:  # the app's load_settings() reads it
         env["LEAD_SCORING_CONFIG"] = str(config.resolve())
     typer.echo(f"dashboard on http://{host}:{port}  (data: {settings.paths.data_dir})")
-    command = [sys.executable, "-m", "streamlit", "run", str(Path(__file__).parent / "dashboard"
-               / "app.py"), "--server.address", host, "--server.port", str(port),
-               "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false",
-               "--client.toolbarMode", "viewer"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(Path(__file__).parent / "dashboard" / "app.py"),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        str(headless).lower(),
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "viewer",
+    ]
     raise typer.Exit(subprocess.call(command, env=env))

@@ -28,8 +28,8 @@ from ml.registry import (
     ModelVersionInfo,
     PromotionDecision,
     find_identical_version,
-    point_challenger,
     log_and_register,
+    point_challenger,
     promote,
     reproducibility_tags,
 )
@@ -148,10 +148,13 @@ def train_challenger(
     params = {**result.params, **split.summary()}
     existing = find_identical_version(settings, tags)
     if existing is not None:
-        log.info("v%s was trained from the same code, settings and data: reusing it",
-                 existing.version)
+        log.info(
+            "v%s was trained from the same code, settings and data: reusing it", existing.version
+        )
         point_challenger(settings, existing.version, reason="retrained identically", actor=actor)
-        return ChallengerReport(existing, evaluation, result, metrics, report_dir, plots, reused=True)
+        return ChallengerReport(
+            existing, evaluation, result, metrics, report_dir, plots, reused=True
+        )
     info = log_and_register(
         result.scorer,
         params=params,
@@ -197,6 +200,4 @@ def promote_challenger(
     """The promotion gate; with the training set, the champion is re-scored on the
     challenger's test window."""
     evaluator = window_evaluator(frame) if frame is not None else None
-    return promote(
-        settings, version, reason=reason, actor=actor, force=force, evaluator=evaluator
-    )
+    return promote(settings, version, reason=reason, actor=actor, force=force, evaluator=evaluator)

@@ -51,12 +51,16 @@ def _score(
     n = settings.scoring.n_reasons if n_reasons is None else n_reasons
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    probability = scorer.predict_proba(features)
+    if n > 0:
+        # One input matrix for both: the margin and the contributions behind the reasons.
+        margin, contribs, _bias = scorer.margin_and_contributions(features)
+    else:
+        margin, contribs = scorer.margin(features), None
+    probability = scorer.probability(margin)
     score = np.round(probability * 100.0, 1)
     timings["predict"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    if n > 0:
-        contribs, _bias = scorer.contributions(features)
+    if contribs is not None:
         reasons_for, reasons_against = reasons.explain(contribs, scorer.feature_names, features, n)
     else:
         reasons_for = reasons_against = np.full(len(features), "[]", dtype=object)

@@ -30,9 +30,13 @@ ALL_ASSETS = [
 ]
 
 
-def build_definitions(data_dir: str | None = None, config_path: str | None = None) -> dg.Definitions:
+def build_definitions(
+    data_dir: str | None = None, config_path: str | None = None
+) -> dg.Definitions:
     """The Definitions, with every store under `data_dir` (default: the settings' data dir)."""
-    settings = load_settings(config_path, overrides={"paths.data_dir": data_dir} if data_dir else None)
+    settings = load_settings(
+        config_path, overrides={"paths.data_dir": data_dir} if data_dir else None
+    )
     return dg.Definitions(
         assets=ALL_ASSETS,
         jobs=[nightly_scoring_job, weekly_retrain_job],

@@ -49,7 +49,9 @@ def run_demo(
 def summary_lines(meta: dict[str, dict[str, Any]], seconds: float, data_dir: str) -> list[str]:
     raw = {k.split("/")[-1]: v.get("rows") for k, v in meta.items() if k.startswith("crm/")}
     marts = meta.get("mart_parquet", {})
-    rejected = {k.removeprefix("rejected_"): v for k, v in marts.items() if k.startswith("rejected_")}
+    rejected = {
+        k.removeprefix("rejected_"): v for k, v in marts.items() if k.startswith("rejected_")
+    }
     model = meta.get("challenger_model", {})
     champion = meta.get("champion_model", {})
     scores = meta.get("crm_lead_scores", {})
@@ -60,12 +62,14 @@ def summary_lines(meta: dict[str, dict[str, Any]], seconds: float, data_dir: str
         f"  raw rows        : {raw}",
         f"  rejected rows   : {rejected}",
         f"  feature rows    : {marts.get('rows_lead_features')} snapshots, "
-        f"{marts.get('rows_lead_features_latest')} open leads, {marts.get('rows_lead_labels')} labels",
+        f"{marts.get('rows_lead_features_latest')} open leads, "
+        f"{marts.get('rows_lead_labels')} labels",
         f"  challenger      : v{model.get('model_version')} test AUC {model.get('test_auc')} "
         f"(oracle {model.get('oracle_auc')}, ratio {model.get('auc_ratio_to_oracle')}; "
         f"logistic {model.get('baseline_logistic_auc')}, rules {model.get('baseline_rules_auc')})",
         f"  champion        : v{champion.get('champion_version')} — {champion.get('decision')}",
-        f"  scored leads    : {scores.get('scored_leads')} ({tiers}) into {scores.get('crm_database')}",
+        f"  scored leads    : {scores.get('scored_leads')} ({tiers}) "
+        f"into {scores.get('crm_database')}",
         f"  drift           : {drift.get('verdict', drift.get('summary'))}",
         f"  reports         : {drift.get('report_html', data_dir + '/reports')}",
         "  explore         : make dagster   (Dagster UI on http://127.0.0.1:3000)",

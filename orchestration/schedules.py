@@ -1,6 +1,5 @@
 """Schedules: nightly scoring and weekly retraining, times and timezone from the settings."""
 
-
 import dagster as dg
 
 from ml.config import Settings

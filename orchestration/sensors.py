@@ -5,7 +5,6 @@ condition (the run key names the champion version and what crossed the line; the
 the keys already fired) and otherwise says in its skip reason why it did not fire.
 """
 
-
 import json
 from collections.abc import Callable
 
@@ -78,7 +77,8 @@ def performance_retrain_sensor(context: dg.SensorEvaluationContext, settings: Se
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def new_labels_retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
-    """Fires when ≥ monitoring.new_labels_threshold labels matured after the champion's training data."""
+    """Fires when ≥ monitoring.new_labels_threshold labels matured after the champion's
+    training data."""
     return _evaluate(context, settings, new_labels_trigger, "new_labels")
 
 

@@ -76,7 +76,8 @@ def validate_landing_zone(raw_dir: Path, count_rows: bool = True) -> LandingRepo
         missing = [col for col in required if col not in header]
         if missing:
             raise DataError(
-                f"{path.name} lacks column(s) {', '.join(missing)}; the contract is in data/README.md"
+                f"{path.name} lacks column(s) {', '.join(missing)}; "
+                "the contract is in data/README.md"
             )
         rows = _count_rows(path) if count_rows else -1
         if rows == 0:

@@ -1,6 +1,5 @@
 """Raw CRM files in the landing zone: generated for the demo, validated for real exports."""
 
-
 import dagster as dg
 from pydantic import Field
 
@@ -14,7 +13,7 @@ RAW_KEYS = {name: dg.AssetKey(["crm", name]) for name in RAW_CONTRACT}
 class RawDataConfig(dg.Config):
     generate: bool = Field(
         default=False,
-        description="Fill the landing zone with the deterministic generator (demo) before validating.",
+        description="Fill the landing zone with the deterministic generator (demo) first.",
     )
 
 

@@ -1,6 +1,5 @@
 """dbt models as assets: one `dbt build` streams each model and each test (as an asset check)."""
 
-
 import json
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """Feast: register the feature definitions, then refresh the online store from the marts."""
 
-
 import dagster as dg
 
 from orchestration.assets.dbt import mart_parquet
@@ -10,7 +9,8 @@ from orchestration.resources import FeastResource
 @dg.asset(
     group_name="features",
     deps=[mart_parquet],
-    description="Feast registry: entity `lead`, views lead_profile/lead_engagement, service lead_scoring.",
+    description="Feast registry: entity lead, views lead_profile/lead_engagement, "
+    "service lead_scoring.",
 )
 def feast_registry(feast: FeastResource) -> dg.MaterializeResult:
     applied = feast.apply()

@@ -1,6 +1,5 @@
 """Model assets: training set → challenger → evaluation against the champion → champion."""
 
-
 import dagster as dg
 
 from orchestration.assets.dbt import mart_parquet

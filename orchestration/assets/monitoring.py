@@ -1,6 +1,5 @@
 """Monitoring: drift of the features and scores, matured-label performance, alerts."""
 
-
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -17,7 +16,9 @@ from orchestration.resources import SettingsResource
     description="Data and prediction drift against the champion's training data, matured-label "
     "performance and business metrics; Evidently HTML/JSON reports; routed alerts.",
 )
-def drift_report(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
+def drift_report(
+    context: dg.AssetExecutionContext, settings: SettingsResource
+) -> dg.MaterializeResult:
     from ml.monitoring import run_monitoring, send_alerts
 
     s = settings.load()

@@ -1,6 +1,5 @@
 """Batch scores into the CRM table: the champion on every open lead's latest features."""
 
-
 from datetime import date
 
 import dagster as dg

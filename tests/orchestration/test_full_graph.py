@@ -9,8 +9,8 @@ from conftest import make_settings
 
 from ml.crm import crm_engine, read_current_scores
 from ml.data.generator import generate_from_settings
-from orchestration.demo import run_demo
 from orchestration.definitions import ALL_ASSETS
+from orchestration.demo import run_demo
 from orchestration.resources import build_resources
 
 

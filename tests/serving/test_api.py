@@ -92,8 +92,9 @@ def test_batch_scores_known_and_reports_unknown_leads(client):
     assert r.status_code == 200
     body = r.json()
     assert body["not_found"] == ["ghost"]
-    assert [p["lead_id"] for p in body["predictions"]] == [
-        f"L{i:07d}" for i in range(20)] + ["lead-123"]
+    assert [p["lead_id"] for p in body["predictions"]] == [f"L{i:07d}" for i in range(20)] + [
+        "lead-123"
+    ]
 
 
 def test_batch_over_the_limit_is_422(make_client):
@@ -107,9 +108,11 @@ def test_batch_and_online_scores_agree(client, stack, scorers):
     """The same leads score identically through the API and through batch scoring, whether
     batch reads the online store (Feast SDK) or the mart it was refreshed from."""
     ids = [f"L{i:07d}" for i in range(60)]
-    api = pd.DataFrame(client.post("/predict/batch",
-                                   json={"leads": [{"lead_id": i} for i in ids]}).json()
-                       ["predictions"])
+    api = pd.DataFrame(
+        client.post("/predict/batch", json={"leads": [{"lead_id": i} for i in ids]}).json()[
+            "predictions"
+        ]
+    )
     via_feast = score_frame(scorers[1], online_features(stack, ids), stack)
     mart = pd.read_parquet(stack.paths.marts_dir / "lead_features_latest.parquet")
     via_mart = score_frame(scorers[1], mart.set_index("lead_id").loc[ids].reset_index(), stack)
@@ -131,15 +134,19 @@ def test_health_ready_model_and_metrics(client):
 
     def invalid_count() -> float:
         # counters are process-wide: other tests' errors count too, so compare before/after
-        line = next((x for x in client.get("/metrics").text.splitlines() if x.startswith(invalid)), "")
+        line = next(
+            (x for x in client.get("/metrics").text.splitlines() if x.startswith(invalid)), ""
+        )
         return float(line.split()[-1]) if line else 0.0
 
     before = invalid_count()
     client.post("/predict", json={"lead_id": KNOWN})
     client.post("/predict", json={"lead_id": KNOWN, "company_size": -5})
     text = client.get("/metrics").text
-    assert ('lead_scoring_requests_total{endpoint="/predict",model_version="1",status="200",'
-            'variant="champion"}') in text
+    assert (
+        'lead_scoring_requests_total{endpoint="/predict",model_version="1",status="200",'
+        'variant="champion"}'
+    ) in text
     assert 'lead_scoring_request_latency_seconds_bucket{endpoint="/predict"' in text
     assert invalid_count() > before
     assert 'lead_scoring_model_version{alias="champion"} 1.0' in text
@@ -158,5 +165,6 @@ def test_openapi_documents_the_original_payload(client):
     request = schema["components"]["schemas"]["PredictRequest"]
     assert ORIGINAL_EXAMPLE in request["examples"]
     assert {"/predict", "/predict/batch", "/health", "/ready", "/model", "/metrics"} <= set(
-        schema["paths"])
+        schema["paths"]
+    )
     assert client.get("/docs").status_code == 200
