@@ -420,7 +420,17 @@ def previous_scores(engine: Engine, scoring_date: date) -> pd.DataFrame:
     prev_date = _read(engine, prev.order_by(h.c.scoring_date.desc()).limit(1))
     if prev_date.empty:
         return empty
-    query = select(h.c.lead_id, h.c.score).where(h.c.scoring_date == prev_date.iloc[0, 0])
+    day = prev_date.iloc[0, 0]
+    if _is_sqlite(engine):
+        # A million (lead_id, score) pairs: the DBAPI cursor skips SQLAlchemy's per-row Row
+        # objects and result processing (seconds at that size); both columns need none.
+        with engine.connect() as conn:
+            cursor = conn.connection.driver_connection.execute(
+                "SELECT lead_id, score FROM lead_score_history WHERE scoring_date = ?",
+                (_bind_date(engine, day),),
+            )
+            return pd.DataFrame(cursor.fetchall(), columns=["lead_id", "score"])
+    query = select(h.c.lead_id, h.c.score).where(h.c.scoring_date == day)
     return _read(engine, query)
 
 

@@ -122,12 +122,16 @@ def main() -> None:
         settings = load_settings(overrides={"paths.data_dir": tmp})
         t0 = time.perf_counter()
         scorer = train(args.train_rows, args.trees)
-        print(f"trained {args.trees} trees (depth 4) on {args.train_rows:,} rows "
-              f"in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"trained {args.trees} trees (depth 4) on {args.train_rows:,} rows "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
 
         features = fabricate(args.rows, seed=11)
         table = pa.Table.from_pandas(features, preserve_index=False)
-        table = table.append_column("snapshot_ts", pa.array([AS_OF] * args.rows, pa.timestamp("us")))
+        table = table.append_column(
+            "snapshot_ts", pa.array([AS_OF] * args.rows, pa.timestamp("us"))
+        )
         settings.paths.marts_dir.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, settings.paths.marts_dir / "lead_features_latest.parquet")
         del table
@@ -153,7 +157,11 @@ def main() -> None:
             frame = load_latest_features(settings)
             read_s = time.perf_counter() - t0
             summary = batch_score(
-                settings, frame, scorer, "1", scored_at + timedelta(days=night),
+                settings,
+                frame,
+                scorer,
+                "1",
+                scored_at + timedelta(days=night),
                 run_id=f"bench-{night}",
             )
             total = time.perf_counter() - t0
@@ -172,8 +180,10 @@ def main() -> None:
         print(f"whole run / bare predict (best run):      {best / bare_s:.1f}x")
         print(f"peak memory (ru_maxrss):                   {peak:.2f} GiB")
         ok = best <= GOAL_S and peak < GOAL_GIB
-        print(f"goal ≤ {GOAL_S:.0f} s and < {GOAL_GIB:.0f} GiB:                 "
-              f"{'met' if ok else 'NOT met'}")
+        print(
+            f"goal ≤ {GOAL_S:.0f} s and < {GOAL_GIB:.0f} GiB:                 "
+            f"{'met' if ok else 'NOT met'}"
+        )
 
         # One lead per call, as the real-time service scores.
         frames = single_row_frames(features, args.single)
@@ -185,9 +195,11 @@ def main() -> None:
             score_frame(scorer, f, settings)
             latencies.append((time.perf_counter() - t0) * 1000)
         q = statistics.quantiles(latencies, n=100)
-        print(f"\nscore_frame, one lead per call ({len(latencies):,} calls): "
-              f"p50 {q[49]:.2f} ms, p95 {q[94]:.2f} ms, p99 {q[98]:.2f} ms "
-              f"(service goal p99 ≤ {GOAL_P99_MS:.0f} ms end to end)")
+        print(
+            f"\nscore_frame, one lead per call ({len(latencies):,} calls): "
+            f"p50 {q[49]:.2f} ms, p95 {q[94]:.2f} ms, p99 {q[98]:.2f} ms "
+            f"(service goal p99 ≤ {GOAL_P99_MS:.0f} ms end to end)"
+        )
 
 
 if __name__ == "__main__":

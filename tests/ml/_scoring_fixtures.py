@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from scipy.special import expit
 
 from ml.model import CATEGORICAL_FEATURES, LeadScorer, feature_columns
 
@@ -93,3 +94,59 @@ def make_scores(n: int, seed: int) -> pd.DataFrame:
 
 
 SCORED_AT = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
+
+
+def reference_scores(
+    scorer: LeadScorer, features: pd.DataFrame, tiers: dict[str, float], n: int = 3
+) -> pd.DataFrame:
+    """Scores and reasons computed the way ml.scoring did before its fast path: the frame
+    prepared by pandas (`LeadScorer.prepare`), margin by `inplace_predict` on it, contributions
+    through a DMatrix built from it. The fast path must reproduce these exactly."""
+    from ml import reasons
+
+    prepared = scorer.prepare(features)
+    margin = np.asarray(
+        scorer.booster.inplace_predict(prepared, predict_type="margin"), dtype=np.float64
+    )
+    if scorer.calibrator is None:
+        probability = expit(margin)
+    else:
+        probability = np.clip(scorer.calibrator.transform(margin), 0.0, 1.0)
+    out = scorer.booster.predict(
+        xgb.DMatrix(prepared, enable_categorical=True), pred_contribs=True, approx_contribs=True
+    )
+    contribs = np.asarray(out, dtype=np.float64)[:, :-1]
+    reasons_for, reasons_against = reasons.explain(contribs, scorer.feature_names, features, n)
+    score = np.round(probability * 100.0, 1)
+    tier = np.select(
+        [score >= tiers["A"], score >= tiers["B"], score >= tiers["C"]], ["A", "B", "C"], "D"
+    )
+    return pd.DataFrame(
+        {
+            "lead_id": features["lead_id"].astype(str).to_numpy(),
+            "probability": probability,
+            "score": score,
+            "tier": tier,
+            "reasons_for": reasons_for,
+            "reasons_against": reasons_against,
+        }
+    )
+
+
+def awkward_features(n: int, seed: int) -> pd.DataFrame:
+    """`make_features` with what real inputs bring: nulls in every column, levels the model never
+    saw, categoricals as pandas Categorical with other levels, numbers as nullable integers and
+    as Python objects (the service's frames), and numeric strings."""
+    frame = make_features(n, seed)
+    rng = np.random.default_rng(seed + 99)
+    for col in frame.columns[1:]:
+        values = frame[col].astype(object).to_numpy()
+        values[rng.random(n) < 0.07] = None
+        frame[col] = values
+    frame.loc[rng.random(n) < 0.05, "industry"] = "Aerospace"  # unseen level
+    frame.loc[rng.random(n) < 0.05, "country"] = "Atlantis"
+    frame["budget_band"] = frame["budget_band"].astype("category")  # levels in another order
+    frame["company_size"] = frame["company_size"].astype("Int64")
+    frame["n_email_open_7d"] = frame["n_email_open_7d"].astype(float)
+    frame["website_visits"] = [None if v is None else str(v) for v in frame["website_visits"]]
+    return frame
