@@ -6,19 +6,10 @@ so a test asks for the deepest layer it needs and pays only for that.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from pipeline_data import make_settings
 
-from ml.config import Settings, load_settings
-
-# Small but enough for a time-based split with a few hundred positives in the test window.
-TEST_GENERATOR = {"generator.n_leads": 4000, "generator.days": 180, "generator.seed": 7}
-
-
-def make_settings(data_dir: Path, **overrides: object) -> Settings:
-    """Settings whose every generated file lives under `data_dir`."""
-    return load_settings(overrides={"paths.data_dir": str(data_dir), **TEST_GENERATOR, **overrides})
+from ml.config import Settings
 
 
 @pytest.fixture(scope="session")

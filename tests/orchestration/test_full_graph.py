@@ -5,7 +5,7 @@ import csv
 import dagster as dg
 import pandas as pd
 import pytest
-from conftest import make_settings
+from pipeline_data import make_settings
 
 from ml.crm import crm_engine, read_current_scores
 from ml.data.generator import generate_from_settings

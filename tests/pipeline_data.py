@@ -1,0 +1,14 @@
+"""Settings of the small generated dataset the pipeline tests share (imported by conftest and
+by tests that build a pipeline of their own)."""
+
+from pathlib import Path
+
+from ml.config import Settings, load_settings
+
+# Small but enough for a time-based split with a few hundred positives in the test window.
+TEST_GENERATOR = {"generator.n_leads": 4000, "generator.days": 180, "generator.seed": 7}
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings whose every generated file lives under `data_dir`."""
+    return load_settings(overrides={"paths.data_dir": str(data_dir), **TEST_GENERATOR, **overrides})
