@@ -47,6 +47,16 @@ def assign(lead_id: str, share: float) -> str:
     return CHALLENGER if share > 0 and bucket(lead_id) < share else CHAMPION
 
 
+def psi_bins(n_expected: int, n_actual: int, per_bin: int = 30, most: int = 10) -> int:
+    """Deciles when the samples are large, fewer bins when they are small.
+
+    PSI of two samples of one distribution is biased upwards by about
+    (bins - 1) * (1/n_expected + 1/n_actual); with at least `per_bin` values per bin that noise
+    stays well under the guard's threshold, so small canary windows do not trip on chance.
+    """
+    return int(np.clip(min(n_expected, n_actual) // per_bin, 3, most))
+
+
 def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
     """Population stability index of `actual` against `expected` over expected's deciles."""
     expected, actual = np.asarray(expected, float), np.asarray(actual, float)
@@ -124,7 +134,8 @@ class CanaryGuard:
         p95 = float(np.percentile(window[:, 1], 95))
         scores = window[:, 2][~np.isnan(window[:, 2])]
         score_psi = (
-            psi(np.array(self._champion_scores), scores)
+            psi(np.array(self._champion_scores), scores,
+                bins=psi_bins(len(self._champion_scores), len(scores)))
             if len(self._champion_scores) >= cfg.min_requests and len(scores) >= cfg.min_requests
             else 0.0
         )
