@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 import time
+import warnings
 from typing import Any
 
 import dagster as dg
@@ -46,6 +47,19 @@ def run_demo(
     return result.success, _metadata(result)
 
 
+def drift_verdict(summary: dict[str, Any]) -> str:
+    """One line: which features drifted (PSI over the threshold) and the score drift."""
+    if not summary:
+        return "not measured"
+    drifted = summary.get("drifted_features") or []
+    head = (
+        f"PSI > threshold on {', '.join(drifted)} (max {summary.get('max_psi')})"
+        if drifted
+        else f"no feature drifted (max PSI {summary.get('max_psi')})"
+    )
+    return f"{head}; score PSI {summary.get('prediction_psi')}"
+
+
 def summary_lines(meta: dict[str, dict[str, Any]], seconds: float, data_dir: str) -> list[str]:
     raw = {k.split("/")[-1]: v.get("rows") for k, v in meta.items() if k.startswith("crm/")}
     marts = meta.get("mart_parquet", {})
@@ -56,6 +70,7 @@ def summary_lines(meta: dict[str, dict[str, Any]], seconds: float, data_dir: str
     champion = meta.get("champion_model", {})
     scores = meta.get("crm_lead_scores", {})
     drift = meta.get("drift_report", {})
+    reports = (drift.get("summary") or {}).get("reports", {})
     tiers = ", ".join(f"{t}={scores.get(f'tier_{t}', 0)}" for t in "ABCD")
     return [
         f"Lead-scoring demo finished in {seconds:.0f} s",
@@ -70,8 +85,8 @@ def summary_lines(meta: dict[str, dict[str, Any]], seconds: float, data_dir: str
         f"  champion        : v{champion.get('champion_version')} — {champion.get('decision')}",
         f"  scored leads    : {scores.get('scored_leads')} ({tiers}) "
         f"into {scores.get('crm_database')}",
-        f"  drift           : {drift.get('verdict', drift.get('summary'))}",
-        f"  reports         : {drift.get('report_html', data_dir + '/reports')}",
+        f"  drift           : {drift_verdict(drift.get('summary') or {})}",
+        f"  reports         : {reports.get('data_drift_html', data_dir + '/reports')}",
         "  explore         : make dagster   (Dagster UI on http://127.0.0.1:3000)",
         "                    make mlflow-ui (MLflow UI on http://127.0.0.1:5000)",
     ]
@@ -83,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-generate", action="store_true", help="use the files in data/raw")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The summary below is the demo's output; library chatter goes to the log level WARNING.
+    for name in ("mlflow", "dagster", "feast", "evidently"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     settings = load_settings(overrides={"paths.data_dir": args.data_dir} if args.data_dir else None)
     started = time.perf_counter()
     ok, meta = run_demo(args.data_dir, generate=not args.no_generate)
