@@ -14,25 +14,12 @@ from feast.types import Float64, Int32, String
 from feast.value_type import ValueType
 
 from ml.config import load_settings
+from ml.contract import ACTIVITY_TYPES, ACTIVITY_WINDOWS_DAYS
 
 _settings = load_settings()
 
 OWNER = "lead-scoring"
 SOURCE_MODEL = "lead_features"
-
-# The activity types of the raw contract (docs/contracts.md); each is counted over three windows.
-ACTIVITY_TYPES = (
-    "website_visit",
-    "pricing_page_view",
-    "email_open",
-    "email_click",
-    "form_submit",
-    "webinar",
-    "call_connected",
-    "meeting_booked",
-    "document_upload",
-)
-WINDOWS_DAYS = (7, 30, 90)
 
 # A snapshot is valid until the next one: with weekly snapshots, an instant between two of them
 # must find the earlier one (at most one interval back), and an instant more than one interval
@@ -91,7 +78,7 @@ _activity_counts = [
         description=f"Number of {activity} activities in the {days} days up to the snapshot.",
     )
     for activity in ACTIVITY_TYPES
-    for days in WINDOWS_DAYS
+    for days in ACTIVITY_WINDOWS_DAYS
 ]
 
 lead_engagement = FeatureView(

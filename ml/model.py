@@ -21,23 +21,12 @@ import pandas as pd
 import xgboost as xgb
 from scipy.special import expit
 
+from ml.contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from ml.errors import DataError
 
 log = logging.getLogger(__name__)
 
-# Feature columns of the `lead_scoring` feature service (docs/contracts.md, marts section).
-ACTIVITY_TYPES = (
-    "website_visit", "pricing_page_view", "email_open", "email_click", "form_submit",
-    "webinar", "call_connected", "meeting_booked", "document_upload",
-)
-ACTIVITY_WINDOWS_DAYS = (7, 30, 90)
-CATEGORICAL_FEATURES = ("lead_source", "industry", "country", "license_type", "budget_band")
-NUMERIC_FEATURES = (
-    "company_size", "visa_quota", "days_since_created",
-    *(f"n_{t}_{w}d" for t in ACTIVITY_TYPES for w in ACTIVITY_WINDOWS_DAYS),
-    "website_visits", "email_opens", "days_since_last_activity",
-    "email_click_rate_90d", "pricing_view_rate_90d", "engagement_score",
-)
+# The feature columns themselves are listed in ml.contract; callers may import them from here.
 LABEL = "converted_within_window"
 ID_COLUMNS = ("lead_id",)
 SNAPSHOT_COLUMNS = ("snapshot_ts", "event_timestamp")  # mart name, Feast's name

@@ -30,24 +30,21 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Engine,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-)
 
+# The alias history lives in ml.alias_history; its public names stay importable from here.
+from ml.alias_history import (
+    ALIAS_HISTORY_FILE,  # noqa: F401
+    alias_history,
+    alias_history_table,  # noqa: F401
+    alias_history_url,  # noqa: F401
+    alias_stack,
+    move_alias,
+)
 from ml.config import PROJECT_ROOT, Settings
 from ml.errors import LeadScoringError
 from ml.model import LeadScorer, LeadScoringPyfunc
@@ -137,83 +134,6 @@ def _experiment_id(client: Any, settings: Settings) -> str:
     artifacts = settings.paths.mlflow_artifacts
     artifacts.mkdir(parents=True, exist_ok=True)
     return client.create_experiment(name, artifact_location=artifacts.resolve().as_uri())
-
-
-# TODO(lead): a `paths.alias_history_url` setting would let a server DB hold this table.
-ALIAS_HISTORY_FILE = "alias_history.db"
-
-_history_meta = MetaData()
-alias_history_table = Table(
-    "alias_history",
-    _history_meta,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("changed_at", DateTime(timezone=True), nullable=False),  # UTC
-    Column("model_name", String(200), nullable=False),
-    Column("alias", String(50), nullable=False),
-    Column("from_version", Integer, nullable=True),
-    Column("to_version", Integer, nullable=True),
-    Column("action", String(20), nullable=False),  # challenger, promote, rollback
-    Column("reason", Text, nullable=False),
-    Column("actor", String(200), nullable=False),  # the command or run id
-)
-
-
-def alias_history_url(settings: Settings) -> str:
-    """SQLAlchemy URL of the alias-history database (beside the MLflow artefact folder)."""
-    return f"sqlite:///{settings.paths.mlflow_artifacts.parent / ALIAS_HISTORY_FILE}"
-
-
-def _history_engine(settings: Settings) -> Engine:
-    url = alias_history_url(settings)
-    Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
-    _history_meta.create_all(engine, checkfirst=True)
-    return engine
-
-
-def alias_history(settings: Settings) -> pd.DataFrame:
-    """Every alias move, oldest first: changed_at, model_name, alias, from_version, to_version,
-    action, reason, actor."""
-    engine = _history_engine(settings)
-    try:
-        with engine.connect() as conn:
-            result = conn.execute(alias_history_table.select().order_by(alias_history_table.c.id))
-            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    finally:
-        engine.dispose()
-
-
-def _move_alias(
-    settings: Settings,
-    client: Any,
-    alias: str,
-    from_version: int | None,
-    to_version: int,
-    action: str,
-    reason: str,
-    actor: str,
-) -> None:
-    """Set the alias in MLflow and append the history row as one unit as far as possible: the
-    row is inserted first and committed only after MLflow accepted the move."""
-    engine = _history_engine(settings)
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                alias_history_table.insert().values(
-                    changed_at=datetime.now(UTC),
-                    model_name=settings.registry.model_name,
-                    alias=alias,
-                    from_version=from_version,
-                    to_version=to_version,
-                    action=action,
-                    reason=reason,
-                    actor=actor,
-                )
-            )
-            client.set_registered_model_alias(settings.registry.model_name, alias, str(to_version))
-    finally:
-        engine.dispose()
-    log.info("%s: @%s %s -> %s (%s; by %s)", action, alias, from_version, to_version, reason, actor)
 
 
 # ---------------------------------------------------------------- logging and registration
@@ -382,7 +302,7 @@ def log_and_register(
             model_id=info.model_id,
         )
     version = int(mv.version)
-    _move_alias(
+    move_alias(
         settings,
         client,
         CHALLENGER,
@@ -445,7 +365,7 @@ def point_challenger(settings: Settings, version: int, *, reason: str, actor: st
     client = mlflow_client(settings)
     current = _alias_version(client, settings.registry.model_name, CHALLENGER)
     if current != version:
-        _move_alias(settings, client, CHALLENGER, current, version, "challenger", reason, actor)
+        move_alias(settings, client, CHALLENGER, current, version, "challenger", reason, actor)
 
 
 def current_version(settings: Settings, alias: str = CHAMPION) -> int | None:
@@ -587,7 +507,7 @@ def promote(
             + ("; first champion" if champion is None else "")
         )
     )
-    _move_alias(
+    move_alias(
         settings,
         client,
         CHAMPION,
@@ -640,19 +560,6 @@ def _champion_auc(
     )
 
 
-def _champion_stack(history: pd.DataFrame, name: str) -> list[int]:
-    """Successive champions, replaying promotions (push) and rollbacks (pop)."""
-    stack: list[int] = []
-    rows = history[(history["model_name"] == name) & (history["alias"] == CHAMPION)]
-    for row in rows.itertuples():
-        if row.action == "rollback":
-            if stack:
-                stack.pop()
-        else:
-            stack.append(int(row.to_version))
-    return stack
-
-
 def rollback(settings: Settings, *, reason: str, actor: str) -> PromotionDecision:
     """Move `@champion` back to the champion before the current one (from the alias history).
 
@@ -662,7 +569,7 @@ def rollback(settings: Settings, *, reason: str, actor: str) -> PromotionDecisio
     client = mlflow_client(settings)
     name = settings.registry.model_name
     champion = _alias_version(client, name, CHAMPION)
-    stack = _champion_stack(alias_history(settings), name)
+    stack = alias_stack(alias_history(settings), name, CHAMPION)
     if champion is None or len(stack) < 2:
         raise RegistryError(
             f"model {name!r} has no previous champion to roll back to (champion: "
@@ -675,9 +582,7 @@ def rollback(settings: Settings, *, reason: str, actor: str) -> PromotionDecisio
             stack[-1],
         )
     target = stack[-2]
-    _move_alias(
-        settings, client, CHAMPION, champion, target, "rollback", reason=reason, actor=actor
-    )
+    move_alias(settings, client, CHAMPION, champion, target, "rollback", reason=reason, actor=actor)
     return PromotionDecision(
         True,
         "rollback",

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ml import contract
 from ml.config import Settings
 from ml.errors import ConfigError
 
@@ -32,32 +33,32 @@ logger = logging.getLogger(__name__)
 MODEL_VERSION = 1
 DAY = 86_400
 
-# name: (share of leads, conversion log-odds effect, engagement multiplier, delay multiplier)
-SOURCES: dict[str, tuple[float, float, float, float]] = {
-    "Web": (0.27, 0.0, 1.00, 1.00),
-    "Referral": (0.11, 0.8, 1.10, 0.70),
-    "Partner agent": (0.14, 0.5, 0.95, 0.80),
-    "Event": (0.06, 0.2, 1.10, 0.90),
-    "Social": (0.15, -0.6, 0.90, 1.30),
-    "Email campaign": (0.12, -0.3, 1.15, 1.20),
-    "Walk-in": (0.04, 0.7, 0.80, 0.60),
-    "Call centre": (0.11, -0.2, 0.95, 1.10),
-}
-# name: (share, log-odds effect)
-INDUSTRIES: dict[str, tuple[float, float]] = {
-    "Trading": (0.16, 0.10),
-    "Consulting": (0.13, 0.20),
-    "E-commerce": (0.12, -0.10),
-    "Manufacturing": (0.05, 0.30),
-    "Media": (0.06, -0.20),
-    "Technology": (0.11, 0.10),
-    "Logistics": (0.06, 0.20),
-    "Education": (0.04, 0.00),
-    "Healthcare": (0.04, 0.25),
-    "Food & beverage": (0.07, -0.15),
-    "Real estate": (0.08, 0.00),
-    "Tourism": (0.08, -0.25),
-}
+# lead source: (share of leads, conversion log-odds effect, engagement multiplier, delay multiplier)
+SOURCES: dict[str, tuple[float, float, float, float]] = dict(zip(contract.LEAD_SOURCES, [
+    (0.27, 0.0, 1.00, 1.00),  # Web
+    (0.11, 0.8, 1.10, 0.70),  # Referral
+    (0.14, 0.5, 0.95, 0.80),  # Partner agent
+    (0.06, 0.2, 1.10, 0.90),  # Event
+    (0.15, -0.6, 0.90, 1.30),  # Social
+    (0.12, -0.3, 1.15, 1.20),  # Email campaign
+    (0.04, 0.7, 0.80, 0.60),  # Walk-in
+    (0.11, -0.2, 0.95, 1.10),  # Call centre
+], strict=True))
+# industry: (share, log-odds effect)
+INDUSTRIES: dict[str, tuple[float, float]] = dict(zip(contract.INDUSTRIES, [
+    (0.16, 0.10),  # Trading
+    (0.13, 0.20),  # Consulting
+    (0.12, -0.10),  # E-commerce
+    (0.05, 0.30),  # Manufacturing
+    (0.06, -0.20),  # Media
+    (0.11, 0.10),  # Technology
+    (0.06, 0.20),  # Logistics
+    (0.04, 0.00),  # Education
+    (0.04, 0.25),  # Healthcare
+    (0.07, -0.15),  # Food & beverage
+    (0.08, 0.00),  # Real estate
+    (0.08, -0.25),  # Tourism
+], strict=True))
 COUNTRIES: dict[str, tuple[float, float]] = {
     "United Arab Emirates": (0.22, 0.30),
     "India": (0.20, 0.00),
@@ -73,14 +74,14 @@ COUNTRIES: dict[str, tuple[float, float]] = {
     "Philippines": (0.04, -0.20),
 }
 # licence type: (log-odds effect, median package value in AED)
-LICENSES: dict[str, tuple[float, float]] = {
-    "Commercial": (0.0, 16_000.0),
-    "Industrial": (0.2, 38_000.0),
-    "Service": (0.0, 13_000.0),
-    "Media": (-0.1, 15_000.0),
-    "Educational": (0.1, 22_000.0),
-    "Freelance": (-0.3, 7_500.0),
-}
+LICENSES: dict[str, tuple[float, float]] = dict(zip(contract.LICENSE_TYPES, [
+    (0.0, 16_000.0),  # Commercial
+    (0.2, 38_000.0),  # Industrial
+    (0.0, 13_000.0),  # Service
+    (-0.1, 15_000.0),  # Media
+    (0.1, 22_000.0),  # Educational
+    (-0.3, 7_500.0),  # Freelance
+], strict=True))
 # P(licence | industry), rows in INDUSTRIES order, columns in LICENSES order
 _LICENSE_GIVEN_INDUSTRY = np.array([
     [0.80, 0.05, 0.10, 0.00, 0.00, 0.05],  # Trading
@@ -96,19 +97,25 @@ _LICENSE_GIVEN_INDUSTRY = np.array([
     [0.60, 0.00, 0.35, 0.00, 0.00, 0.05],  # Real estate
     [0.55, 0.00, 0.40, 0.00, 0.00, 0.05],  # Tourism
 ])
-BUDGET_BANDS: dict[str, float] = {"<25k": -0.4, "25k-50k": 0.0, "50k-100k": 0.3, "100k+": 0.5}
+# budget band: log-odds effect
+BUDGET_BANDS: dict[str, float] = dict(zip(contract.BUDGET_BANDS, [
+    -0.4,  # <25k
+    0.0,  # 25k-50k
+    0.3,  # 50k-100k
+    0.5,  # 100k+
+], strict=True))
 # activity type: (share for a lead of average propensity, tilt per unit of propensity log-odds)
-ACTIVITY_TYPES: dict[str, tuple[float, float]] = {
-    "website_visit": (0.34, 0.00),
-    "pricing_page_view": (0.08, 0.45),
-    "email_open": (0.25, -0.10),
-    "email_click": (0.08, 0.15),
-    "form_submit": (0.05, 0.25),
-    "webinar": (0.03, 0.10),
-    "call_connected": (0.08, 0.35),
-    "meeting_booked": (0.05, 0.60),
-    "document_upload": (0.04, 0.60),
-}
+ACTIVITY_TYPES: dict[str, tuple[float, float]] = dict(zip(contract.ACTIVITY_TYPES, [
+    (0.34, 0.00),  # website_visit
+    (0.08, 0.45),  # pricing_page_view
+    (0.25, -0.10),  # email_open
+    (0.08, 0.15),  # email_click
+    (0.05, 0.25),  # form_submit
+    (0.03, 0.10),  # webinar
+    (0.08, 0.35),  # call_connected
+    (0.05, 0.60),  # meeting_booked
+    (0.04, 0.60),  # document_upload
+], strict=True))
 WEEKDAY_WEIGHT = np.array([1.00, 1.05, 1.00, 0.95, 0.85, 0.45, 0.55])  # Mon..Sun (UAE weekend)
 
 INTERCEPT = -1.6  # log-odds of a lead with neutral profile and average engagement

@@ -11,24 +11,11 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ml.contract import RAW_COLUMNS
 from ml.errors import DataError
 
-# The raw contract (data/README.md): file -> required columns, in order.
-RAW_CONTRACT: dict[str, tuple[str, ...]] = {
-    "leads": (
-        "lead_id",
-        "created_at",
-        "lead_source",
-        "industry",
-        "company_size",
-        "country",
-        "license_type",
-        "visa_quota",
-        "budget_band",
-    ),
-    "activities": ("activity_id", "lead_id", "occurred_at", "activity_type"),
-    "conversions": ("lead_id", "converted_at", "package_value"),
-}
+# The raw contract (docs/contracts.md): file -> required columns, in order.
+RAW_CONTRACT = RAW_COLUMNS
 
 
 @dataclass(frozen=True)

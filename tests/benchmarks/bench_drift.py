@@ -12,37 +12,16 @@ import time
 import numpy as np
 import pandas as pd
 
+from ml.contract import BUDGET_BANDS, INDUSTRIES, LEAD_SOURCES, LICENSE_TYPES
 from ml.model import CATEGORICAL_FEATURES, feature_columns
 
 BUDGET_S = 10.0
 LEVELS = {
-    "lead_source": [
-        "Web",
-        "Referral",
-        "Partner agent",
-        "Event",
-        "Social",
-        "Email campaign",
-        "Walk-in",
-        "Call centre",
-    ],
-    "industry": [
-        "Trading",
-        "Consulting",
-        "E-commerce",
-        "Manufacturing",
-        "Media",
-        "Technology",
-        "Logistics",
-        "Education",
-        "Healthcare",
-        "Food & beverage",
-        "Real estate",
-        "Tourism",
-    ],
+    "lead_source": LEAD_SOURCES,
+    "industry": INDUSTRIES,
     "country": [f"Country {i}" for i in range(40)],
-    "license_type": ["Commercial", "Industrial", "Service", "Media", "Educational", "Freelance"],
-    "budget_band": ["<25k", "25k-50k", "50k-100k", "100k+"],
+    "license_type": LICENSE_TYPES,
+    "budget_band": BUDGET_BANDS,
 }
 FLOAT_FEATURES = {
     "days_since_last_activity",

@@ -8,38 +8,10 @@ import duckdb
 import pandas as pd
 from _dbt_helpers import small_settings
 
+from ml.contract import FEATURES
 from ml.warehouse import MARTS, RAW_FILES, BuildSummary, rejected_counts, run_dbt
 
-TYPES = [
-    "website_visit",
-    "pricing_page_view",
-    "email_open",
-    "email_click",
-    "form_submit",
-    "webinar",
-    "call_connected",
-    "meeting_booked",
-    "document_upload",
-]
-FEATURE_COLUMNS = [
-    "lead_id",
-    "snapshot_ts",
-    "lead_source",
-    "industry",
-    "country",
-    "license_type",
-    "budget_band",
-    "company_size",
-    "visa_quota",
-    "days_since_created",
-    *[f"n_{t}_{w}d" for t in TYPES for w in (7, 30, 90)],
-    "website_visits",
-    "email_opens",
-    "days_since_last_activity",
-    "email_click_rate_90d",
-    "pricing_view_rate_90d",
-    "engagement_score",
-]
+FEATURE_COLUMNS = ["lead_id", "snapshot_ts", *FEATURES]
 LABEL_COLUMNS = [
     "lead_id",
     "snapshot_ts",

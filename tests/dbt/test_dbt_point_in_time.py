@@ -14,21 +14,11 @@ import pytest
 from _dbt_helpers import AS_OF, append_rows, read_csv_rows
 
 from ml.config import Settings
+from ml.contract import ACTIVITY_TYPES
 from ml.errors import DataError
 from ml.warehouse import MARTS, build_warehouse
 
 T = datetime(2026, 10, 5)  # a Monday snapshot with four weeks of data after it
-TYPES = [
-    "website_visit",
-    "pricing_page_view",
-    "email_open",
-    "email_click",
-    "form_submit",
-    "webinar",
-    "call_connected",
-    "meeting_booked",
-    "document_upload",
-]
 
 
 def _iso(ts: datetime) -> str:
@@ -50,7 +40,7 @@ def before_after(small_data: Callable[[str], Settings]):
     append_rows(
         settings.paths.raw_dir / "activities.csv",
         [
-            [f"ALATE{i:05d}", lead, _iso(ts), TYPES[i % len(TYPES)]]
+            [f"ALATE{i:05d}", lead, _iso(ts), ACTIVITY_TYPES[i % len(ACTIVITY_TYPES)]]
             for i, (lead, ts) in enumerate((lead, ts) for lead in open_at_t[:10] for ts in late)
         ],
     )
@@ -83,7 +73,7 @@ def test_the_late_data_was_accepted_and_used_after_t(before_after) -> None:
     next_t = pd.Timestamp(T + timedelta(days=7))
     assert len(after) < len(before)  # the converter left every snapshot after its conversion
     assert not ((after["lead_id"] == converter) & (after["snapshot_ts"] > pd.Timestamp(T))).any()
-    totals = [f"n_{t}_7d" for t in TYPES]
+    totals = [f"n_{t}_7d" for t in ACTIVITY_TYPES]
     b = before[(before["snapshot_ts"] == next_t) & before["lead_id"].isin(touched)]
     a = after[(after["snapshot_ts"] == next_t) & after["lead_id"].isin(touched)]
     assert a[totals].to_numpy().sum() > b[totals].to_numpy().sum()

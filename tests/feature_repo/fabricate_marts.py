@@ -14,47 +14,27 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ml import contract
 from ml.config import Settings, load_settings
 
-ACTIVITY_TYPES = (
-    "website_visit",
-    "pricing_page_view",
-    "email_open",
-    "email_click",
-    "form_submit",
-    "webinar",
-    "call_connected",
-    "meeting_booked",
-    "document_upload",
-)
+ACTIVITY_TYPES = contract.ACTIVITY_TYPES  # bench_online_refresh.py imports it from here
+
 STRINGS = {
-    "lead_source": [
-        "Web",
-        "Referral",
-        "Partner agent",
-        "Event",
-        "Social",
-        "Email campaign",
-        "Walk-in",
-        "Call centre",
-    ],
+    "lead_source": list(contract.LEAD_SOURCES),
+    # a few values each, with "&" and non-ASCII to exercise the encodings
     "industry": ["Trading", "Consulting", "Food & beverage", "Real estate", "Technology"],
     "country": ["United Arab Emirates", "India", "Côte d'Ivoire", "Germany", "Brazil"],
-    "license_type": ["Commercial", "Industrial", "Service", "Media", "Educational", "Freelance"],
-    "budget_band": ["<25k", "25k-50k", "50k-100k", "100k+"],
+    "license_type": list(contract.LICENSE_TYPES),
+    "budget_band": list(contract.BUDGET_BANDS),
 }
-INT_COLUMNS = (
-    ["company_size", "visa_quota", "days_since_created"]
-    + [f"n_{a}_{w}d" for a in ACTIVITY_TYPES for w in (7, 30, 90)]
-    + ["website_visits", "email_opens"]
-)
 DOUBLE_COLUMNS = [
     "days_since_last_activity",
     "email_click_rate_90d",
     "pricing_view_rate_90d",
     "engagement_score",
 ]
-FEATURES = [*STRINGS, *INT_COLUMNS, *DOUBLE_COLUMNS]
+INT_COLUMNS = [c for c in contract.NUMERIC_FEATURES if c not in DOUBLE_COLUMNS]
+FEATURES = list(contract.FEATURES)
 FIRST_SNAPSHOT = datetime(2026, 9, 7)  # a Monday, 00:00 UTC
 
 

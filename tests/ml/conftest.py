@@ -14,33 +14,10 @@ import pandas as pd
 import pytest
 
 from ml.config import Settings, load_settings
-from ml.model import ACTIVITY_TYPES, LABEL
+from ml.contract import ACTIVITY_TYPES, BUDGET_BANDS, INDUSTRIES, LEAD_SOURCES, LICENSE_TYPES
+from ml.model import LABEL
 from ml.train import Split, TrainingResult, split_by_time, train_model
 
-LEAD_SOURCES = [
-    "Web",
-    "Referral",
-    "Partner agent",
-    "Event",
-    "Social",
-    "Email campaign",
-    "Walk-in",
-    "Call centre",
-]
-INDUSTRIES = [
-    "Trading",
-    "Consulting",
-    "E-commerce",
-    "Manufacturing",
-    "Media",
-    "Technology",
-    "Logistics",
-    "Education",
-    "Healthcare",
-    "Food & beverage",
-    "Real estate",
-    "Tourism",
-]
 COUNTRIES = [
     "India",
     "United Kingdom",
@@ -53,8 +30,6 @@ COUNTRIES = [
     "Philippines",
     "France",
 ]
-LICENSES = ["Commercial", "Industrial", "Service", "Media", "Educational", "Freelance"]
-BUDGETS = ["<25k", "25k-50k", "50k-100k", "100k+"]
 # Relative daily rates of each activity type for an average lead.
 RATES = {
     "website_visit": 0.30,
@@ -87,8 +62,8 @@ def make_training_frame(
     source = rng.choice(LEAD_SOURCES, n_leads)
     industry = rng.choice(INDUSTRIES, n_leads)
     country = rng.choice(COUNTRIES, n_leads)
-    license_type = rng.choice(LICENSES, n_leads)
-    budget = rng.choice(BUDGETS, n_leads, p=[0.35, 0.3, 0.2, 0.15])
+    license_type = rng.choice(LICENSE_TYPES, n_leads)
+    budget = rng.choice(BUDGET_BANDS, n_leads, p=[0.35, 0.3, 0.2, 0.15])
     size = np.round(rng.lognormal(2.0, 1.2, n_leads)).astype(int)
     visas = rng.poisson(2.0, n_leads)
     intensity = rng.gamma(1.5, 1 / 1.5, n_leads)
