@@ -30,6 +30,11 @@ def load_latest_features(settings: Settings, path: Path | None = None) -> pd.Dat
     return pd.read_parquet(path)
 
 
+def features_as_of(features: pd.DataFrame) -> date:
+    """The date of the data's as-of instant (the latest snapshot): the CRM date of a run."""
+    return pd.to_datetime(features["snapshot_ts"]).max().date()
+
+
 def score_open_leads(
     settings: Settings,
     scoring_date: date | None = None,
@@ -41,15 +46,43 @@ def score_open_leads(
     """Score every open lead with the champion and write the CRM tables and extract.
 
     Args:
-        scoring_date: the CRM date of the run (re-running a date replaces it); default today (UTC).
+        scoring_date: the CRM date of the run (re-running a date replaces it); default the date
+            of the data's as-of instant (in a nightly run, today).
         model: a registry alias or version (default the champion).
         features_path: another Parquet of latest features (default the mart).
     """
     scorer, version = load_version(settings, model)
     features = load_latest_features(settings, features_path)
-    scored_at = (
-        datetime.combine(scoring_date, time(), tzinfo=UTC) if scoring_date else datetime.now(UTC)
-    )
+    scoring_date = scoring_date or features_as_of(features)
+    scored_at = datetime.combine(scoring_date, time(), tzinfo=UTC)
     summary = batch_score(settings, features, scorer, str(version), scored_at, run_id)
     log.info("batch scoring: %s", summary.to_dict())
     return summary
+
+
+def backfill_scores(
+    settings: Settings, weeks: int, run_id: str | None = None, *, model: str | int = "champion"
+) -> list[ScoringRunSummary]:
+    """Score the weekly snapshots of the `weeks` weeks before the as-of instant as scoring runs
+    of their own dates, oldest first.
+
+    Seeds the score history when the platform starts on a CRM with history, so matured-label
+    performance and business metrics exist from day one. Each date is an ordinary idempotent
+    run; the current `lead_scores` keeps the latest date. Scores of weeks inside the model's
+    training window are in-sample, and performance measured on them is optimistic.
+    """
+    path = settings.paths.marts_dir / "lead_features.parquet"
+    if not path.is_file():
+        raise DataError(f"features not found: {path} (run `lead-scoring build` first)")
+    features = pd.read_parquet(path)
+    snapshots = pd.to_datetime(features["snapshot_ts"])
+    as_of = snapshots.max()
+    past = sorted(snapshots[snapshots < as_of].unique())[-weeks:] if weeks > 0 else []
+    scorer, version = load_version(settings, model)
+    summaries = []
+    for snapshot in past:
+        rows = features[snapshots == snapshot]
+        scored_at = pd.Timestamp(snapshot).tz_localize(UTC).to_pydatetime()
+        summaries.append(batch_score(settings, rows, scorer, str(version), scored_at, run_id))
+    log.info("backfilled %d scoring dates", len(summaries))
+    return summaries

@@ -385,7 +385,7 @@ def ab_report_cmd(
 def monitor(
     day: Annotated[
         datetime | None,
-        typer.Option("--date", formats=["%Y-%m-%d"], help="Run date (default today, UTC)."),
+        typer.Option("--date", formats=["%Y-%m-%d"], help="Run date (default the data's as-of)."),
     ] = None,
     model: Annotated[
         str | None, typer.Option("--model", help="Version (default @champion).")
@@ -396,14 +396,12 @@ def monitor(
 ) -> None:
     """Drift, matured-label performance and business metrics for a date; Evidently reports;
     routed alerts. Figures go to the monitoring store."""
-    from datetime import UTC
-
+    from ml.batch import features_as_of, load_latest_features
     from ml.monitoring import run_monitoring, send_alerts
 
     settings = _settings(config)
-    report = run_monitoring(
-        settings, day.date() if day else datetime.now(UTC).date(), model_version=model
-    )
+    run_date = day.date() if day else features_as_of(load_latest_features(settings))
+    report = run_monitoring(settings, run_date, model_version=model)
     summary = report.summary()
     if alerts:
         results = send_alerts(settings, report)

@@ -39,7 +39,11 @@ def run_demo(
         ALL_ASSETS,
         resources=build_resources(data_dir=data_dir),
         run_config={
-            "ops": {"raw_crm_files": {"config": {"generate": generate}}},
+            "ops": {
+                "raw_crm_files": {"config": {"generate": generate}},
+                # seed 16 weeks of score history so matured-cohort figures exist at once
+                "crm_lead_scores": {"config": {"backfill_weeks": 16}},
+            },
             "loggers": {"console": {"config": {"log_level": log_level}}},
         },
         raise_on_error=False,

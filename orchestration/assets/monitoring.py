@@ -1,7 +1,5 @@
 """Monitoring: drift of the features and scores, matured-label performance, alerts."""
 
-from datetime import UTC, datetime
-
 import dagster as dg
 
 from orchestration.assets.dbt import mart_parquet
@@ -19,10 +17,12 @@ from orchestration.resources import SettingsResource
 def drift_report(
     context: dg.AssetExecutionContext, settings: SettingsResource
 ) -> dg.MaterializeResult:
+    from ml.batch import features_as_of, load_latest_features
     from ml.monitoring import run_monitoring, send_alerts
 
     s = settings.load()
-    report = run_monitoring(s, datetime.now(UTC).date())
+    # the run date is the data's as-of date, the same CRM date the scores were written for
+    report = run_monitoring(s, features_as_of(load_latest_features(s)))
     alerts = send_alerts(s, report)
     summary = report.summary()
     return dg.MaterializeResult(

@@ -11,7 +11,8 @@ from orchestration.resources import CrmResource, SettingsResource
 
 
 class ScoringConfig(dg.Config):
-    scoring_date: str | None = None  # ISO date; default today (UTC)
+    scoring_date: str | None = None  # ISO date; default the date of the data's as-of instant
+    backfill_weeks: int = 0  # also score the weekly snapshots of the N weeks before (history)
 
 
 @dg.asset(
@@ -25,16 +26,18 @@ def crm_lead_scores(
     settings: SettingsResource,
     crm: CrmResource,
 ) -> dg.MaterializeResult:
-    from ml.batch import score_open_leads
+    from ml.batch import backfill_scores, score_open_leads
 
     s = settings.load()
     scoring_date = date.fromisoformat(config.scoring_date) if config.scoring_date else None
+    backfilled = backfill_scores(s, config.backfill_weeks, run_id=context.run.run_id)
     summary = score_open_leads(s, scoring_date, run_id=context.run.run_id)
     return dg.MaterializeResult(
         metadata={
             "scored_leads": dg.MetadataValue.int(summary.rows),
             **{f"tier_{tier}": dg.MetadataValue.int(n) for tier, n in summary.tiers.items()},
             "new_leads": dg.MetadataValue.int(summary.new_leads),
+            "backfilled_dates": dg.MetadataValue.int(len(backfilled)),
             "model_version": summary.model_version,
             "scoring_date": str(summary.scoring_date),
             "crm_database": crm.url,
