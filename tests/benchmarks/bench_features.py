@@ -55,7 +55,11 @@ def raw_duckdb_seconds(manifest: dict, target_dir: Path, database: Path) -> floa
     graph = {k: [d for d in n["depends_on"]["nodes"] if d in models] for k, n in models.items()}
     database.parent.mkdir(parents=True, exist_ok=True)
     database.unlink(missing_ok=True)
-    con = duckdb.connect(str(database))
+    # the same settings as the dbt profile, so both sides work under the same memory cap
+    con = duckdb.connect(
+        str(database),
+        config={"memory_limit": "5GB", "preserve_insertion_order": False, "TimeZone": "UTC"},
+    )
     started = time.perf_counter()
     for key in TopologicalSorter(graph).static_order():
         node = models[key]
