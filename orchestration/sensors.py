@@ -82,4 +82,38 @@ def new_labels_retrain_sensor(context: dg.SensorEvaluationContext, settings: Set
     return _evaluate(context, settings, new_labels_trigger, "new_labels")
 
 
-sensors = [drift_retrain_sensor, performance_retrain_sensor, new_labels_retrain_sensor]
+# A failed run is a critical alert (the original design): the nightly job as
+# `nightly_run_failure`, every other job (retraining) as `model_failure`.
+FAILURE_RULES = {"nightly_scoring": "nightly_run_failure"}
+
+
+def failure_alert(settings_resource: SettingsResource, job_name: str, run_id: str, error: str):
+    """Route a critical alert for a failed run; returns the channels' results."""
+    from ml.alerts import dispatch, event_alert
+
+    s = settings_resource.load()
+    rule = FAILURE_RULES.get(job_name, "model_failure")
+    alert = event_alert(
+        s,
+        rule,
+        f"{job_name} run failed",
+        error[:2000],
+        key=f"{rule}:{run_id}",
+        details={"job": job_name, "run_id": run_id},
+    )
+    return dispatch(s, [alert])
+
+
+@dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, settings: SettingsResource):
+    """Sends a critical alert when any run fails (the previous good state stays in place)."""
+    error = context.failure_event.message or "run failed"
+    failure_alert(settings, context.dagster_run.job_name, context.dagster_run.run_id, error)
+
+
+sensors = [
+    drift_retrain_sensor,
+    performance_retrain_sensor,
+    new_labels_retrain_sensor,
+    run_failure_alert_sensor,
+]

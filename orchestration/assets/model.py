@@ -81,6 +81,21 @@ def champion_model(
         s, load_training_set(s), reason=config.reason, actor=f"dagster run {context.run.run_id}"
     )
     context.log.info(decision.message)
+    if decision.accepted:
+        from ml.alerts import dispatch, event_alert
+
+        dispatch(
+            s,
+            [
+                event_alert(
+                    s,
+                    "promotion",
+                    f"v{decision.version} promoted to @champion",
+                    decision.message,
+                    key=f"promotion:v{decision.version}",
+                )
+            ],
+        )
     return dg.MaterializeResult(
         metadata={
             "promoted": decision.accepted,

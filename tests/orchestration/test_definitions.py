@@ -190,3 +190,20 @@ def test_build_definitions_points_every_store_at_the_data_dir(tmp_path):
     settings = build_resources(data_dir=str(tmp_path))["settings"].load()
     assert settings.paths.warehouse.is_relative_to(tmp_path)
     assert settings.paths.crm_url.endswith(f"{tmp_path}/crm/crm.db")
+
+
+@pytest.mark.parametrize(
+    ("job", "rule"),
+    [("nightly_scoring", "nightly_run_failure"), ("weekly_retrain", "model_failure")],
+)
+def test_a_failed_run_sends_a_critical_alert(tmp_path, job, rule):
+    import json
+
+    resource = SettingsResource(data_dir=str(tmp_path))
+    results = sensor_module.failure_alert(resource, job, "run-1", "dbt build failed")
+    assert any(r.channel == "jsonl" and r.status == "sent" for r in results)
+    path = resource.load().alerting.channels.jsonl.path
+    (record,) = [json.loads(line) for line in path.read_text().splitlines()]
+    assert (record["rule"], record["severity"]) == (rule, "critical")
+    sensor_names = {s.name for s in defs.get_repository_def().sensor_defs}
+    assert "run_failure_alert_sensor" in sensor_names
