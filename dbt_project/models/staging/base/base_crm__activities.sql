@@ -73,11 +73,7 @@ final as (
     -- the raw text is kept for rejected rows only: accepted rows have their typed values, and
     -- not storing their text a second time halves what this table writes
     select
-        * exclude (activity_id_raw, lead_id_raw, occurred_at_raw, activity_type_raw),
-        case when rejection_reason is not null then activity_id_raw end as activity_id_raw,
-        case when rejection_reason is not null then lead_id_raw end as lead_id_raw,
-        case when rejection_reason is not null then occurred_at_raw end as occurred_at_raw,
-        case when rejection_reason is not null then activity_type_raw end as activity_type_raw
+        {{ raw_text_for_rejected_only(['activity_id_raw', 'lead_id_raw', 'occurred_at_raw', 'activity_type_raw']) }}
     from classified
 
 )

@@ -71,10 +71,7 @@ final as (
     -- the raw text is kept for rejected rows only: accepted rows have their typed values, and
     -- not storing their text a second time halves what this table writes
     select
-        * exclude (lead_id_raw, converted_at_raw, package_value_raw),
-        case when rejection_reason is not null then lead_id_raw end as lead_id_raw,
-        case when rejection_reason is not null then converted_at_raw end as converted_at_raw,
-        case when rejection_reason is not null then package_value_raw end as package_value_raw
+        {{ raw_text_for_rejected_only(['lead_id_raw', 'converted_at_raw', 'package_value_raw']) }}
     from classified
 
 )

@@ -81,16 +81,10 @@ final as (
     -- the raw text is kept for rejected rows only: accepted rows have their typed values, and
     -- not storing their text a second time halves what this table writes
     select
-        * exclude (lead_id_raw, created_at_raw, lead_source_raw, industry_raw, company_size_raw, country_raw, license_type_raw, visa_quota_raw, budget_band_raw),
-        case when rejection_reason is not null then lead_id_raw end as lead_id_raw,
-        case when rejection_reason is not null then created_at_raw end as created_at_raw,
-        case when rejection_reason is not null then lead_source_raw end as lead_source_raw,
-        case when rejection_reason is not null then industry_raw end as industry_raw,
-        case when rejection_reason is not null then company_size_raw end as company_size_raw,
-        case when rejection_reason is not null then country_raw end as country_raw,
-        case when rejection_reason is not null then license_type_raw end as license_type_raw,
-        case when rejection_reason is not null then visa_quota_raw end as visa_quota_raw,
-        case when rejection_reason is not null then budget_band_raw end as budget_band_raw
+        {{ raw_text_for_rejected_only([
+            'lead_id_raw', 'created_at_raw', 'lead_source_raw', 'industry_raw', 'company_size_raw',
+            'country_raw', 'license_type_raw', 'visa_quota_raw', 'budget_band_raw',
+        ]) }}
     from classified
 
 )
