@@ -58,7 +58,7 @@ def raw_duckdb_seconds(manifest: dict, target_dir: Path, database: Path) -> floa
     # the same settings as the dbt profile, so both sides work under the same memory cap
     con = duckdb.connect(
         str(database),
-        config={"memory_limit": "5GB", "preserve_insertion_order": False, "TimeZone": "UTC"},
+        config={"memory_limit": "5GB", "preserve_insertion_order": False},
     )
     started = time.perf_counter()
     for key in TopologicalSorter(graph).static_order():
