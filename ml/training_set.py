@@ -7,7 +7,6 @@ features serving sees, as they were at each snapshot.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,11 +93,14 @@ def oracle_for(settings: Settings, frame: pd.DataFrame) -> pd.Series:
 
 
 def fingerprint(frame: pd.DataFrame) -> TrainingSetFingerprint:
-    """Row count, date range and a content hash that identify a training set."""
-    hashed = pd.util.hash_pandas_object(
-        frame.drop(columns=["oracle_probability"], errors="ignore"), index=False
-    )
-    digest = hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()[:16]
+    """Row count, date range and a content hash that identify a training set.
+
+    The hash is the registry's (`frame_fingerprint` of the model inputs, without the oracle), so
+    it equals the `training_fingerprint` tag of the version trained on this set.
+    """
+    from ml.registry import frame_fingerprint
+
+    digest = frame_fingerprint(frame.drop(columns=["oracle_probability"], errors="ignore"))
     return TrainingSetFingerprint(
         rows=len(frame),
         positives=int(frame[LABEL].sum()),

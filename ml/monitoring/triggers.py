@@ -34,13 +34,11 @@ class ChampionInfo:
 
 def champion_info(settings: Settings) -> ChampionInfo | None:
     """The champion's version and the last snapshot of its training data, or None."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(
-        tracking_uri=settings.paths.mlflow_tracking_uri,
-        registry_uri=settings.paths.mlflow_tracking_uri,
-    )
+    from ml.registry import mlflow_client
+
+    client = mlflow_client(settings)
     try:
         version = client.get_model_version_by_alias(settings.registry.model_name, "champion")
     except MlflowException:
@@ -48,9 +46,8 @@ def champion_info(settings: Settings) -> ChampionInfo | None:
     last = version.tags.get("training_snapshot_max")
     return ChampionInfo(
         version=str(version.version),
-        last_training_snapshot=pd.Timestamp(last, tz="UTC")
-        if last and pd.Timestamp(last).tzinfo is None
-        else (pd.Timestamp(last) if last else None),
+        # naive tags are UTC (the marts store UTC without offsets)
+        last_training_snapshot=pd.to_datetime(last, utc=True) if last else None,
     )
 
 

@@ -80,3 +80,13 @@ def test_gate_refuses_a_model_trained_on_shuffled_labels(pipeline_settings, trai
     assert not decision.accepted
     assert "min_auc" in decision.message
     assert current_version(pipeline_settings) == champion
+
+
+def test_training_set_hash_is_the_version_tag(pipeline_settings, training_frame, challenger):
+    from ml.registry import mlflow_client
+    from ml.training_set import fingerprint
+
+    version = mlflow_client(pipeline_settings).get_model_version(
+        pipeline_settings.registry.model_name, str(challenger.version.version)
+    )
+    assert version.tags["training_fingerprint"] == fingerprint(training_frame).content_hash
