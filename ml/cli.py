@@ -147,7 +147,8 @@ def train(
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Build the training set from Feast, train, evaluate and register a @challenger."""
+    """Build the training set from Feast, backtest every model family on rolling out-of-time
+    folds, refit the best on all matured labels and register it as @challenger."""
     from ml.retrain import promote_challenger, save_training_set, train_challenger
     from ml.training_set import build_training_set
 
@@ -159,9 +160,7 @@ def train(
         report = train_challenger(settings, frame, actor="cli:train")
     summary = report.summary()
     if promote_after:
-        decision = promote_challenger(
-            settings, frame, reason="cli: train --promote", actor="cli:train"
-        )
+        decision = promote_challenger(settings, reason="cli: train --promote", actor="cli:train")
         summary["promotion"] = decision.message
     echo_summary(summary, as_json, f"challenger v{report.version.version}")
 
@@ -173,7 +172,10 @@ def evaluate_model(
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Evaluate a registered model on the test window of the latest training set."""
+    """Evaluate a registered model on the latest test window of the training set.
+
+    Only honest when the model was trained before that window: a version refit on all matured
+    labels has seen it (its own figures are the backtest's, in `lead-scoring train`)."""
     from ml.evaluate import evaluate
     from ml.registry import load_version
     from ml.retrain import ORACLE, load_training_set
@@ -184,9 +186,13 @@ def evaluate_model(
     split = split_by_time(load_training_set(settings), settings)
     truth = split.test[ORACLE].to_numpy() if ORACLE in split.test.columns else None
     evaluation = evaluate(scorer, split.test, settings, truth_probability=truth)
+    # The scorer's own origin: the first day it had not learned from.
+    learned_until = str(scorer.metadata.get("test_start", ""))
     summary = {
         "model_version": version,
+        "family": scorer.family,
         "test_window": f"{split.test_start}..{split.test_end}",
+        "seen_in_training": str(split.test_start) < learned_until,
         **{k: round(v, 4) for k, v in evaluation.metrics().items()},
     }
     echo_summary(summary, as_json, f"v{version} on the test window")

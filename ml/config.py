@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from ml.contract import FEATURES
 from ml.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -78,44 +79,77 @@ class FeatureSettings(_Section):
 
 
 class SplitSettings(_Section):
-    """Time-based split by snapshot date. Explicit dates win; otherwise the last matured
-    snapshots are cut into test and validation windows of the given lengths."""
+    """How each backtest fold and the final refit cut the labelled snapshots by date.
 
-    train_start: date | None = None
-    validation_start: date | None = None
-    test_start: date | None = None
+    A fold evaluated on the window starting at T (its origin) validates on the
+    `validation_days` of snapshots ending `embargo_days` before T and trains on everything
+    before that, so every label it learns or validates on had matured by T."""
+
+    train_start: date | None = None  # ignore snapshots before this date
     validation_days: int = Field(21, gt=0)
-    test_days: int = Field(21, gt=0)
-    # Drop training rows whose snapshot lies within this many days before validation_start, so
-    # their label windows do not reach into validation; label_window_days is a strict embargo.
-    embargo_days: int = Field(0, ge=0)
+    test_days: int = Field(7, gt=0)  # each fold's test window
+    # Days between the last snapshot a fold learns from and its test window. null: the label
+    # window (features.label_window_days), the smallest value that does not leak; smaller is
+    # refused, larger adds a gap.
+    embargo_days: int | None = Field(None, ge=0)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> SplitSettings:
-        given = [d for d in (self.train_start, self.validation_start, self.test_start) if d]
-        if given != sorted(given) or len(set(given)) != len(given):
-            raise ValueError("train_start < validation_start < test_start must hold")
-        return self
+
+class BacktestSettings(_Section):
+    """Rolling-origin backtest: `folds` origins, `step_days` apart, the last one as late as the
+    matured labels allow."""
+
+    folds: int = Field(6, ge=4, le=52)
+    step_days: int = Field(7, gt=0)
 
 
 class XGBoostParams(_Section):
-    n_estimators: int = Field(600, gt=0)
-    learning_rate: float = Field(0.05, gt=0, le=1)
+    n_estimators: int = Field(400, gt=0)
+    learning_rate: float = Field(0.1, gt=0, le=1)
     max_depth: int = Field(4, gt=0, le=16)
     min_child_weight: float = Field(5.0, ge=0)
     subsample: float = Field(0.9, gt=0, le=1)
     colsample_bytree: float = Field(0.8, gt=0, le=1)
     reg_lambda: float = Field(1.0, ge=0)
     max_cat_to_onehot: int = Field(4, ge=1)
-    early_stopping_rounds: int = Field(50, gt=0)
+    early_stopping_rounds: int = Field(25, gt=0)
     eval_metric: Literal["logloss", "auc"] = "logloss"  # early stopping on validation
     n_jobs: int = Field(2, gt=0)
+
+
+class LogisticParams(_Section):
+    l2: float = Field(1.0, ge=0)  # ridge penalty on standardised coefficients
+
+
+Family = Literal["xgboost", "logistic", "rules"]
 
 
 class TrainingSettings(_Section):
     seed: int = 42
     split: SplitSettings = SplitSettings()
+    backtest: BacktestSettings = BacktestSettings()
+    # Candidate model families, compared on the same backtest folds; the best mean AUC wins,
+    # the simpler family (later in this order: xgboost, logistic, rules) on a tie.
+    families: list[Family] = ["xgboost", "logistic", "rules"]
+    tie_tolerance: float = Field(0.002, ge=0, lt=0.1)  # AUC difference that counts as a tie
     xgboost: XGBoostParams = XGBoostParams()
+    # Small tuning budget: overrides of `xgboost` tried in every fold, chosen on the fold's
+    # validation log loss (never its test window).
+    xgboost_search: list[dict[str, float | int]] = [{}]
+    logistic: LogisticParams = LogisticParams()
+    # The score may only rise with these features (monotone constraints in every family).
+    monotone_increasing: list[str] = ["engagement_score", "website_visits", "email_opens"]
+    # The request model (cold start): the features a web form or an agent gives about a new
+    # lead, plus its age; trained on the same point-in-time rows as the full model.
+    request_features: list[str] = [
+        "lead_source", "industry", "country", "license_type", "budget_band", "company_size",
+        "visa_quota", "engagement_score", "website_visits", "email_opens", "days_since_created",
+    ]
+    # Share of training rows in which each optional request field is blanked, so the request
+    # model learns what "not given" means instead of guessing it.
+    request_mask_share: float = Field(0.3, ge=0, lt=1)
+    # Share of non-converted rows each fit learns from (weighted back up; all converted rows are
+    # kept): with a base rate of a few percent, most rows tell the model little it needs.
+    negative_sampling: float = Field(0.25, gt=0, le=1)
     min_positive_examples: int = Field(50, gt=0)
     min_negative_examples: int = Field(50, gt=0)
     calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"
@@ -126,6 +160,14 @@ class TrainingSettings(_Section):
         "license_type",
         "budget_band",
     ]
+
+    @model_validator(mode="after")
+    def _known_families(self) -> TrainingSettings:
+        if not self.families:
+            raise ValueError("training.families must name at least one model family")
+        if len(set(self.families)) != len(self.families):
+            raise ValueError("training.families lists a family twice")
+        return self
 
 
 class EvaluationSettings(_Section):
@@ -321,6 +363,27 @@ class Settings(_Section):
     source_file: Path | None = None
     # secrets read from the environment by load_settings (never dumped, hashed or printed)
     _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _no_leaking_split(self) -> Settings:
+        embargo = self.training.split.embargo_days
+        window = self.features.label_window_days
+        if embargo is not None and embargo < window:
+            raise ValueError(
+                f"training.split.embargo_days {embargo} < features.label_window_days {window}: "
+                "training labels would be decided by conversions inside the evaluation window "
+                f"(label leakage); use at least {window}, or null for exactly the label window")
+        if self.training.request_features and not set(self.training.request_features) <= set(
+                FEATURES):
+            unknown = sorted(set(self.training.request_features) - set(FEATURES))
+            raise ValueError(f"training.request_features names unknown features: {unknown}")
+        return self
+
+    @property
+    def embargo_days(self) -> int:
+        """Days from a fold's last learnable snapshot to its test window (≥ the label window)."""
+        split = self.training.split
+        return self.features.label_window_days if split.embargo_days is None else split.embargo_days
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

@@ -31,7 +31,7 @@ from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 from ml.config import Settings
 from ml.errors import DataError
 from ml.model import LABEL, LeadScorer
-from ml.train import Baselines
+from ml.train import rules_score
 
 log = logging.getLogger(__name__)
 
@@ -188,13 +188,13 @@ def _threshold(scorer: LeadScorer, settings: Settings) -> tuple[float, str]:
 
 def evaluate(scorer: LeadScorer, test_frame: pd.DataFrame, settings: Settings,
              truth_probability: np.ndarray | None = None,
-             baselines: Baselines | None = None) -> Evaluation:
+             baselines: dict[str, LeadScorer] | None = None) -> Evaluation:
     """Measure the scorer on `test_frame` (features + `converted_within_window`).
 
     Args:
         truth_probability: the generator's true probability per row (oracle), if known.
-        baselines: fitted baselines from training; the rules score is always evaluated when the
-            frame has `engagement_score`, logistic regression only when given.
+        baselines: other scorers to report on the same rows, by name; the rules score is
+            always evaluated when the frame has `engagement_score`.
 
     Raises:
         DataError: the label column is missing or the frame is empty.
@@ -203,10 +203,25 @@ def evaluate(scorer: LeadScorer, test_frame: pd.DataFrame, settings: Settings,
         raise DataError(f"the evaluation frame has no label column `{LABEL}`")
     if test_frame.empty:
         raise DataError("the evaluation frame is empty")
+    p = scorer.predict_proba(test_frame)
+    threshold, source = _threshold(scorer, settings)
+    baseline_scores: dict[str, np.ndarray] = {
+        name: other.predict_proba(test_frame) for name, other in (baselines or {}).items()}
+    return evaluate_predictions(test_frame, p, settings, threshold=threshold,
+                                threshold_source=source, truth_probability=truth_probability,
+                                baseline_scores=baseline_scores)
+
+
+def evaluate_predictions(test_frame: pd.DataFrame, p: np.ndarray, settings: Settings, *,
+                         threshold: float, threshold_source: str,
+                         truth_probability: np.ndarray | None = None,
+                         baseline_scores: dict[str, np.ndarray] | None = None) -> Evaluation:
+    """`evaluate` for given probabilities (e.g. a backtest's pooled out-of-fold predictions)."""
     cfg = settings.evaluation
     y = test_frame[LABEL].astype(int).to_numpy()
-    p = scorer.predict_proba(test_frame)
+    p = np.asarray(p, dtype=float)
     n = len(y)
+    source = threshold_source
 
     k_fraction = max(1, math.ceil(cfg.top_k_fraction * n))
     k_count = min(cfg.top_k_count, n)
@@ -216,15 +231,12 @@ def evaluate(scorer: LeadScorer, test_frame: pd.DataFrame, settings: Settings,
         precision, recall = top_k(y, p, k)
         tops[name] = {"k": k, "precision": precision, "recall": recall}
 
-    threshold, source = _threshold(scorer, settings)
     calibration = calibration_table(y, p, cfg.calibration_bins)
     ece = sum(b["n"] * abs(b["mean_predicted"] - b["observed_rate"]) for b in calibration) / n
 
-    baseline_scores: dict[str, np.ndarray] = {}
-    if "engagement_score" in test_frame.columns:
-        baseline_scores["rules"] = Baselines.rules_score(test_frame)
-    if baselines is not None:
-        baseline_scores["logistic"] = baselines.logistic_proba(test_frame)
+    baseline_scores = dict(baseline_scores or {})
+    if "engagement_score" in test_frame.columns and "rules" not in baseline_scores:
+        baseline_scores["rules"] = rules_score(test_frame)
 
     segments = [row for column in cfg.segments if column in test_frame.columns
                 for row in segment_table(test_frame, y, p, column)]

@@ -23,6 +23,7 @@ from scipy.special import expit
 
 from ml.contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from ml.errors import DataError
+from ml.linear import LinearModel
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,11 @@ ID_COLUMNS = ("lead_id",)
 SNAPSHOT_COLUMNS = ("snapshot_ts", "event_timestamp")  # mart name, Feast's name
 
 BOOSTER_FILE = "booster.ubj"
+LINEAR_FILE = "linear.json"
+REQUEST_SUBDIR = "request"
 METADATA_FILE = "scorer.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: `family` (xgboost | logistic | rules); 1 was XGBoost only
+FAMILIES = ("xgboost", "logistic", "rules")
 
 
 def feature_columns(categorical: list[str] | tuple[str, ...] = CATEGORICAL_FEATURES) -> list[str]:
@@ -124,10 +128,17 @@ class LeadScorer:
     feature_names: list[str]
     categorical_features: list[str]
     categories: dict[str, list[str]]
-    booster: xgb.Booster
+    booster: xgb.Booster | None = None
     calibrator: Calibrator | None = None
     decision_threshold: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The linear families (logistic, rules) keep their coefficients here instead of a booster.
+    linear: LinearModel | None = None
+    family: str = "xgboost"
+    # The request model (cold start): scores a lead from what a form or an agent gives, when
+    # the online store does not know it. Saved in the `request/` subfolder, so it is registered
+    # and promoted with the full model as one version.
+    request_scorer: LeadScorer | None = field(default=None, compare=False)
     # Caches of the fast input path (derived from the fields above; never saved).
     _level_lookups: dict[str, tuple[dict[Any, int], pd.Index]] | None = field(
         default=None, init=False, repr=False, compare=False
@@ -199,19 +210,20 @@ class LeadScorer:
 
     def dmatrix(self, frame: pd.DataFrame) -> xgb.DMatrix:
         """A DMatrix of `matrix(frame)` with the feature names and types the booster expects."""
+        return self._dmatrix(self.matrix(frame))
+
+    def _dmatrix(self, x: np.ndarray) -> xgb.DMatrix:
         if self._feature_types is None:
             self._feature_types = ["c" if n in self.categories else "q" for n in self.feature_names]
-        return xgb.DMatrix(
-            self.matrix(frame),
-            feature_names=self.feature_names,
-            feature_types=self._feature_types,
-            enable_categorical=True,
-        )
+        return xgb.DMatrix(x, feature_names=self.feature_names,
+                           feature_types=self._feature_types, enable_categorical=True)
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw log-odds of the booster (before calibration)."""
         if len(frame) == 0:
             return np.zeros(0, dtype=np.float64)
+        if self.linear is not None:
+            return self.linear.margin(self.matrix(frame))
         out = self.booster.inplace_predict(self.matrix(frame), predict_type="margin")
         return np.asarray(out, dtype=np.float64)
 
@@ -237,7 +249,7 @@ class LeadScorer:
         return contribs.astype(np.float64), bias
 
     def margin_and_contributions(
-        self, frame: pd.DataFrame, approximate: bool = True
+        self, frame: pd.DataFrame, approximate: bool = True, *, mask_missing: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(margin, contributions, bias) from one input matrix: what scoring with reasons needs.
 
@@ -247,21 +259,36 @@ class LeadScorer:
         The margin is the booster's own prediction (bit-identical to `margin`), not the sum of
         the contributions, which differs in the last float32 bits and would move a few scores
         across a rounding boundary.
+
+        `mask_missing` zeroes the contribution of every input that is missing (null, or a
+        category the model never saw): what a lead did not tell us is never a reason for or
+        against it, whatever branch the model took for it.
         """
         if len(frame) == 0:
             f = len(self.feature_names)
             return np.zeros(0), np.zeros((0, f), dtype=np.float32), np.zeros(0, dtype=np.float32)
-        matrix = self.dmatrix(frame)
-        # The matrix carries the booster's own feature names: re-checking them per call (which
-        # reads every name back from the C library) costs more than one lead's prediction.
-        margin = self.booster.predict(matrix, output_margin=True, validate_features=False)
-        out = self.booster.predict(
-            matrix, pred_contribs=True, approx_contribs=approximate, validate_features=False
-        )
-        return np.asarray(margin, dtype=np.float64), out[:, :-1], out[:, -1]
+        x = self.matrix(frame)
+        if self.linear is not None:  # exact: a linear model's terms are its contributions
+            margin, contribs, bias = self.linear.contributions(x)
+        else:
+            matrix = self._dmatrix(x)
+            # The matrix carries the booster's own feature names: re-checking them per call
+            # (which reads every name back from the C library) costs more than one prediction.
+            raw = self.booster.predict(matrix, output_margin=True, validate_features=False)
+            out = self.booster.predict(
+                matrix, pred_contribs=True, approx_contribs=approximate, validate_features=False
+            )
+            margin, contribs, bias = np.asarray(raw, dtype=np.float64), out[:, :-1], out[:, -1]
+        if mask_missing:
+            contribs[np.isnan(x)] = 0
+        return margin, contribs, bias
 
     def feature_importance(self, kind: str = "total_gain") -> dict[str, float]:
-        """Importance per feature (0 for features never split on), largest first."""
+        """Importance per feature (0 for features never split on), largest first. Linear
+        families: the absolute standardised coefficients summed per feature."""
+        if self.linear is not None:
+            full = self.linear.importance(self.feature_names)
+            return dict(sorted(full.items(), key=lambda kv: -kv[1]))
         scores = self.booster.get_score(importance_type=kind)
         full = {name: float(scores.get(name, 0.0)) for name in self.feature_names}
         return dict(sorted(full.items(), key=lambda kv: -kv[1]))
@@ -270,9 +297,13 @@ class LeadScorer:
         """Write booster.ubj and scorer.json into `directory` (created if needed)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(directory / BOOSTER_FILE)
+        if self.linear is not None:
+            (directory / LINEAR_FILE).write_text(json.dumps(self.linear.to_dict()))
+        else:
+            self.booster.save_model(directory / BOOSTER_FILE)
         meta = {
             "format_version": FORMAT_VERSION,
+            "family": self.family,
             "feature_names": self.feature_names,
             "categorical_features": self.categorical_features,
             "categories": self.categories,
@@ -282,6 +313,8 @@ class LeadScorer:
             "xgboost_version": xgb.__version__,
         }
         (directory / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        if self.request_scorer is not None:
+            self.request_scorer.save(directory / REQUEST_SUBDIR)
 
     @classmethod
     def load(cls, directory: Path) -> LeadScorer:
@@ -291,29 +324,41 @@ class LeadScorer:
             DataError: the folder does not hold a saved scorer.
         """
         directory = Path(directory)
-        meta_path, booster_path = directory / METADATA_FILE, directory / BOOSTER_FILE
-        if not meta_path.is_file() or not booster_path.is_file():
+        meta_path = directory / METADATA_FILE
+        booster_path, linear_path = directory / BOOSTER_FILE, directory / LINEAR_FILE
+        if not meta_path.is_file() or not (booster_path.is_file() or linear_path.is_file()):
             raise DataError(f"no saved model in {directory}: expected {METADATA_FILE} and "
-                            f"{BOOSTER_FILE}")
+                            f"{BOOSTER_FILE} or {LINEAR_FILE}")
         meta = json.loads(meta_path.read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in (1, FORMAT_VERSION):
             raise DataError(f"{meta_path} has format version {meta.get('format_version')}, "
-                            f"this code reads {FORMAT_VERSION}; retrain or upgrade the code")
-        booster = xgb.Booster()
-        booster.load_model(booster_path)
+                            f"this code reads 1–{FORMAT_VERSION}; retrain or upgrade the code")
+        booster = linear = None
+        if linear_path.is_file():
+            linear = LinearModel.from_dict(json.loads(linear_path.read_text()))
+        else:
+            booster = xgb.Booster()
+            booster.load_model(booster_path)
         calibrator = meta.get("calibrator")
+        request = directory / REQUEST_SUBDIR
         return cls(
             feature_names=meta["feature_names"],
             categorical_features=meta["categorical_features"],
             categories=meta["categories"],
             booster=booster,
+            linear=linear,
+            family=meta.get("family", "xgboost"),
+            request_scorer=cls.load(request) if request.is_dir() else None,
             calibrator=Calibrator.from_dict(calibrator) if calibrator else None,
             decision_threshold=meta.get("decision_threshold"),
             metadata=meta.get("metadata", {}),
         )
 
     def model_bytes(self) -> bytes:
-        """The booster serialised as UBJSON (equal bytes ⇔ equal trees)."""
+        """The model's parameters as bytes (booster UBJSON or linear JSON): equal bytes ⇔ equal
+        model."""
+        if self.linear is not None:
+            return json.dumps(self.linear.to_dict(), sort_keys=True).encode()
         return bytes(self.booster.save_raw("ubj"))
 
     def example_input(self, n: int = 5) -> pd.DataFrame:

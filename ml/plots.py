@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -16,6 +17,9 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from ml.evaluate import Evaluation
 from ml.model import LeadScorer
+
+if TYPE_CHECKING:
+    from ml.backtest import BacktestReport
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +103,29 @@ def plot_gains(evaluation: Evaluation, path: Path) -> Path:
 def plot_importance(scorer: LeadScorer, path: Path, top: int = 20) -> Path:
     """The `top` features by total gain."""
     importance = list(scorer.feature_importance("total_gain").items())[:top][::-1]
+    kind = "total gain" if scorer.linear is None else "|standardised coefficient|"
     fig = _figure((6, max(3.0, 0.28 * len(importance) + 1)))
     ax = fig.add_subplot()
     ax.barh([name for name, _ in importance], [value for _, value in importance])
-    ax.set(xlabel="total gain", title="Feature importance (gain)")
+    ax.set(xlabel=kind, title=f"Feature importance ({scorer.family})")
+    return _save(fig, path)
+
+
+def plot_backtest(backtest: BacktestReport, path: Path) -> Path:
+    """AUC per backtest origin for every family (full and request models) and the oracle."""
+    table = backtest.table()
+    fig = _figure((6.5, 4.2))
+    ax = fig.add_subplot()
+    for (family, model), part in table.groupby(["family", "model"], sort=False):
+        ax.plot(part["origin"], part["auc"], marker="o", lw=1.5 if model == "full" else 1,
+                ls="-" if model == "full" else "--", label=f"{family} ({model})")
+    oracle = table.drop_duplicates("origin")
+    if oracle["oracle_auc"].notna().any():
+        ax.plot(oracle["origin"], oracle["oracle_auc"], c="grey", ls=":", label="oracle")
+    ax.set(xlabel="fold origin (first day of its test window)", ylabel="AUC",
+           title=f"Rolling-origin backtest (embargo {backtest.embargo_days} days)")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 

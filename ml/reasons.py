@@ -124,7 +124,10 @@ def _round(values: np.ndarray) -> np.ndarray:
 
 
 def _percent(values: np.ndarray) -> np.ndarray:
-    return np.round(pd.to_numeric(values, errors="coerce").astype(np.float64) * 100)
+    # A rate is a share: the CRM can record more clicks than opens (a click from a preview
+    # pane registers no open), but "clicked 150 % of opened emails" reads wrong to a person.
+    share = pd.to_numeric(values, errors="coerce").astype(np.float64)
+    return np.round(np.clip(share, 0.0, 1.0) * 100)
 
 
 def _templates() -> dict[str, Template]:

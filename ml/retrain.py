@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
+from ml.backtest import FULL, REQUEST, BacktestReport, request_training_split, run_backtest
 from ml.config import Settings
-from ml.evaluate import Evaluation, evaluate
-from ml.model import LABEL, LeadScorer
-from ml.plots import plot_all
+from ml.evaluate import Evaluation, evaluate_predictions
+from ml.plots import plot_all, plot_backtest
 from ml.registry import (
     ModelVersionInfo,
     PromotionDecision,
@@ -33,41 +32,46 @@ from ml.registry import (
     promote,
     reproducibility_tags,
 )
-from ml.train import TrainingResult, snapshot_dates, split_by_time, train_model
+from ml.train import FitResult, final_split, fit_tuned, snapshot_dates
 
 log = logging.getLogger(__name__)
 
 ORACLE = "oracle_probability"
+FOLD_AUCS_TAG = "backtest.fold_aucs"  # origin → AUC, what the gate compares on common folds
 
 
 @dataclass
 class ChallengerReport:
     version: ModelVersionInfo
-    evaluation: Evaluation
-    training: TrainingResult
+    evaluation: Evaluation  # pooled out-of-fold predictions of the chosen family
+    training: FitResult  # the final refit on all matured labels
+    backtest: BacktestReport
     metrics: dict[str, float]
     report_dir: Path
     plots: dict[str, Path] = field(default_factory=dict)
     reused: bool = False  # an identical version existed; nothing new was registered
 
     def summary(self) -> dict[str, Any]:
-        m = self.metrics
+        backtest = self.backtest.summary(self.training.family, self.request_family)
         return {
             "model_version": self.version.version,
             "new_version": not self.reused,
             "run_id": self.version.run_id,
-            "test_auc": round(m.get("test_auc", float("nan")), 4),
-            "oracle_auc": round(m["test_oracle_auc"], 4) if "test_oracle_auc" in m else None,
-            "auc_ratio_to_oracle": round(m["test_auc_ratio_to_oracle"], 4)
-            if "test_auc_ratio_to_oracle" in m
-            else None,
-            "baseline_logistic_auc": round(m.get("test_baseline_logistic_auc", float("nan")), 4),
-            "baseline_rules_auc": round(m.get("test_baseline_rules_auc", float("nan")), 4),
-            "pr_auc": round(m.get("test_pr_auc", float("nan")), 4),
-            "brier": round(m.get("test_brier", float("nan")), 4),
+            "champion_family": self.training.family,
+            "backtest": backtest,
+            "auc_mean": backtest["auc_mean"],
+            "auc_ci95": backtest["auc_ci95"],
+            "lift_share_of_oracle_mean": backtest["lift_share_of_oracle_mean"],
+            "request_model": backtest.get("request_model"),
             "calibration": self.training.calibration.method,
+            "best_iteration": self.training.best_iteration,
             "report_dir": str(self.report_dir),
         }
+
+    @property
+    def request_family(self) -> str | None:
+        request = self.training.scorer.request_scorer
+        return None if request is None else request.family
 
 
 def training_set_path(settings: Settings) -> Path:
@@ -115,23 +119,55 @@ def _feature_service_text(settings: Settings) -> str | None:
 def train_challenger(
     settings: Settings, frame: pd.DataFrame, *, actor: str = "lead-scoring train"
 ) -> ChallengerReport:
-    """Train, evaluate and register a new `@challenger` from a training set."""
-    split = split_by_time(frame, settings)
-    result = train_model(split, settings)
-    truth = split.test[ORACLE].to_numpy() if ORACLE in split.test.columns else None
-    evaluation = evaluate(
-        result.scorer, split.test, settings, truth_probability=truth, baselines=result.baselines
-    )
+    """Backtest every family, refit the best on all matured labels (with its request model),
+    and register the pair as a new `@challenger`.
+
+    The figures logged with the version are the backtest's: per-fold metrics, their means and
+    95 % intervals, and plots of the pooled out-of-fold predictions. Nothing is measured on rows
+    whose labels the model could have learned from.
+    """
+    cfg = settings.training
+    backtest = run_backtest(frame, settings)
+    family = backtest.best_family(FULL)
+    split = final_split(frame, settings)
+    final = fit_tuned(split, settings, family=family)
+    if cfg.request_features:
+        request_family = backtest.best_family(REQUEST)
+        request = fit_tuned(request_training_split(split, settings), settings,
+                            family=request_family, features=list(cfg.request_features))
+        final.scorer.request_scorer = request.scorer
+    oof, probability = backtest.out_of_fold(family)
+    baselines = {name: backtest.out_of_fold(name)[1] for name in backtest.families(FULL)
+                 if name != family}
+    evaluation = evaluate_predictions(
+        oof, probability, settings, threshold=float(final.scorer.decision_threshold or 0.5),
+        threshold_source="max F1 on validation (final refit)",
+        truth_probability=oof[ORACLE].to_numpy() if ORACLE in oof.columns else None,
+        baseline_scores=baselines)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     report_dir = settings.paths.reports_dir / "training" / stamp
-    plots = plot_all(evaluation, result.scorer, report_dir / "plots")
+    plots = plot_all(evaluation, final.scorer, report_dir / "plots")
+    plots["backtest"] = plot_backtest(backtest, report_dir / "plots" / "backtest.png")
     evaluation_file = report_dir / "evaluation.json"
-    evaluation_file.write_text(json.dumps(evaluation.to_dict(), indent=2, default=str))
+    summary = backtest.summary(family, final.scorer.request_scorer.family
+                               if final.scorer.request_scorer else None)
+    evaluation_file.write_text(json.dumps(
+        {"backtest": summary, "out_of_fold": evaluation.to_dict()}, indent=2, default=str))
+    backtest_file = report_dir / "backtest.csv"
+    backtest.table().to_csv(backtest_file, index=False)
 
-    metrics = {f"test_{k}": v for k, v in evaluation.metrics().items()}
-    metrics["test_auc"] = evaluation.auc_roc
-    metrics["validation_auc"] = result.validation_auc
-    metrics["best_iteration"] = float(result.best_iteration)
+    metrics = {f"oof_{k}": v for k, v in evaluation.metrics().items()}
+    metrics.update({
+        f"backtest_{k}": v for k, v in summary.items()
+        if isinstance(v, float) and k != "embargo_days"})
+    metrics["backtest_auc_ci95_low"], metrics["backtest_auc_ci95_high"] = summary["auc_ci95"]
+    # The gate's figure: the mean AUC over the backtest folds.
+    metrics["test_auc"] = summary["auc_mean"]
+    if summary.get("request_model"):
+        metrics["request_backtest_auc_mean"] = summary["request_model"]["auc_mean"]
+    metrics["validation_auc"] = final.validation_auc
+    if final.best_iteration is not None:
+        metrics["best_iteration"] = float(final.best_iteration)
     metrics = {k: float(v) for k, v in metrics.items() if v is not None and not np.isnan(v)}
     inputs = frame.drop(columns=[ORACLE], errors="ignore")
     tags = reproducibility_tags(
@@ -140,64 +176,54 @@ def train_challenger(
         feature_service=_feature_service_text(settings),
         snapshot_column="event_timestamp" if "event_timestamp" in inputs else "snapshot_ts",
         extra={
-            "test_window_start": str(split.test_start),
-            "test_window_end": str(split.test_end),
-            "calibration": result.calibration.method,
+            "test_window_start": str(backtest.origins[0]),
+            "test_window_end": str(max(snapshot_dates(t).max().date()
+                                       for t in backtest.tests.values())),
+            "calibration": final.calibration.method,
+            "family": family,
+            "request_family": summary.get("request_model", {}).get("family", ""),
+            "embargo_days": str(backtest.embargo_days),
+            FOLD_AUCS_TAG: json.dumps(backtest.fold_aucs(family), sort_keys=True),
+            # every family's figures on these folds: the gate's like-for-like fallback when a
+            # champion shares no fold with this version
+            **{f"{FOLD_AUCS_TAG}.{name}": json.dumps(backtest.fold_aucs(name), sort_keys=True)
+               for name in backtest.families(FULL)},
         },
     )
-    params = {**result.params, **split.summary()}
+    params = {**final.params, **split.summary(), "backtest_folds": len(backtest.origins),
+              "backtest_step_days": cfg.backtest.step_days}
     existing = find_identical_version(settings, tags)
     if existing is not None:
         log.info(
             "v%s was trained from the same code, settings and data: reusing it", existing.version
         )
         point_challenger(settings, existing.version, reason="retrained identically", actor=actor)
-        return ChallengerReport(
-            existing, evaluation, result, metrics, report_dir, plots, reused=True
-        )
+        return ChallengerReport(existing, evaluation, final, backtest, metrics, report_dir, plots,
+                                reused=True)
     info = log_and_register(
-        result.scorer,
+        final.scorer,
         params=params,
         metrics=metrics,
-        artifacts={"plots": report_dir / "plots", "evaluation.json": evaluation_file},
+        artifacts={"plots": report_dir / "plots", "evaluation.json": evaluation_file,
+                   "backtest.csv": backtest_file},
         tags=tags,
-        input_example=result.scorer.prepare(split.test.head(5)).reset_index(drop=True),
+        input_example=final.scorer.prepare(split.validation.head(5)).reset_index(drop=True),
         settings=settings,
         actor=actor,
     )
-    log.info("registered v%s as @challenger: test AUC %.4f", info.version, evaluation.auc_roc)
-    return ChallengerReport(info, evaluation, result, metrics, report_dir, plots)
-
-
-def window_evaluator(frame: pd.DataFrame):  # noqa: ANN201 - ml.registry.Evaluator
-    """AUC of any scorer on the rows of `frame` whose snapshot date lies in [start, end]."""
-    days = snapshot_dates(frame)
-
-    def auc_on_window(scorer: LeadScorer, start: str | None, end: str | None) -> float:
-        mask = np.ones(len(frame), dtype=bool)
-        if start:
-            mask &= days >= pd.Timestamp(start)
-        if end:
-            mask &= days <= pd.Timestamp(end)
-        window = frame[mask]
-        y = window[LABEL].astype(int).to_numpy()
-        if len(np.unique(y)) < 2:
-            return float("nan")
-        return float(roc_auc_score(y, scorer.predict_proba(window)))
-
-    return auc_on_window
+    log.info("registered v%s (%s) as @challenger: backtest AUC %.4f", info.version, family,
+             summary["auc_mean"])
+    return ChallengerReport(info, evaluation, final, backtest, metrics, report_dir, plots)
 
 
 def promote_challenger(
     settings: Settings,
-    frame: pd.DataFrame | None = None,
     *,
     reason: str,
     actor: str,
     version: int | None = None,
     force: bool = False,
 ) -> PromotionDecision:
-    """The promotion gate; with the training set, the champion is re-scored on the
-    challenger's test window."""
-    evaluator = window_evaluator(frame) if frame is not None else None
-    return promote(settings, version, reason=reason, actor=actor, force=force, evaluator=evaluator)
+    """The one promotion door (`ml.registry.promote`): champion and challenger compared on
+    their common backtest folds."""
+    return promote(settings, version, reason=reason, actor=actor, force=force)

@@ -53,7 +53,7 @@ def _score(
     t0 = time.perf_counter()
     if n > 0:
         # One input matrix for both: the margin and the contributions behind the reasons.
-        margin, contribs, _bias = scorer.margin_and_contributions(features)
+        margin, contribs, _bias = scorer.margin_and_contributions(features, mask_missing=True)
     else:
         margin, contribs = scorer.margin(features), None
     probability = scorer.probability(margin)

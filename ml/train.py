@@ -1,4 +1,4 @@
-"""Training: time-based split, XGBoost with native categoricals, calibration and baselines.
+"""Training: honest time cuts, one fit function for every model family, calibration.
 
 Input is a training frame: one row per (lead_id, snapshot) with the feature columns of the
 `lead_scoring` feature service and the label `converted_within_window` (docs/contracts.md).
@@ -16,17 +16,12 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 from scipy.special import expit
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, precision_recall_curve, roc_auc_score
+from sklearn.metrics import brier_score_loss, log_loss, precision_recall_curve, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from threadpoolctl import threadpool_limits
 
 from ml.config import Settings
 from ml.errors import DataError
+from ml.linear import LinearModel
 from ml.model import LABEL, SNAPSHOT_COLUMNS, Calibrator, LeadScorer, feature_columns
 
 log = logging.getLogger(__name__)
@@ -51,76 +46,129 @@ def snapshot_dates(frame: pd.DataFrame) -> pd.Series:
 
 @dataclass
 class Split:
-    """Train / validation / test frames and the dates that cut them (test_end inclusive)."""
+    """One cut of the labelled snapshots: train / validation / test and the dates that cut them.
+
+    `origin` is the first day of the test window. Every label in train and validation had
+    matured by the origin (their snapshots lie at least the embargo before it); the final refit
+    has an empty test window and its origin is the day after the last matured snapshot.
+    """
 
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame
     train_start: date
     validation_start: date
-    test_start: date
-    test_end: date
+    test_start: date  # the origin
+    test_end: date  # inclusive
+    embargo_days: int = 0
+
+    @property
+    def origin(self) -> date:
+        return self.test_start
 
     def summary(self) -> dict[str, Any]:
         """Row and positive counts and boundary dates, for logs and MLflow params."""
         out: dict[str, Any] = {
             "train_start": str(self.train_start), "validation_start": str(self.validation_start),
             "test_start": str(self.test_start), "test_end": str(self.test_end),
+            "embargo_days": self.embargo_days,
         }
         for name in ("train", "validation", "test"):
             part = getattr(self, name)
             out[f"{name}_rows"] = len(part)
-            out[f"{name}_positives"] = int(part[LABEL].sum())
+            out[f"{name}_positives"] = int(part[LABEL].sum()) if len(part) else 0
         return out
 
 
-def split_by_time(frame: pd.DataFrame, settings: Settings) -> Split:
-    """Cut the frame by snapshot date (settings.training.split).
-
-    Explicit dates win. Otherwise the last `test_days` of matured snapshots are test and the
-    `validation_days` before are validation; everything earlier (from `train_start`) is train,
-    minus `embargo_days` before validation_start. Rows without a label (immature) are dropped.
+def matured(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """The rows with a matured label (on or after training.split.train_start).
 
     Raises:
-        DataError: the label or snapshot column is missing, or a split is empty.
+        DataError: the label or snapshot column is missing, or no row is labelled.
     """
-    cfg = settings.training.split
     if LABEL not in frame.columns:
         raise DataError(f"the training frame has no label column `{LABEL}`")
     labelled = frame[frame[LABEL].notna()]
     if len(labelled) < len(frame):
         log.info("dropping %d rows without a matured label", len(frame) - len(labelled))
+    start = settings.training.split.train_start
+    if start is not None:
+        labelled = labelled[snapshot_dates(labelled) >= pd.Timestamp(start)]
     if labelled.empty:
         raise DataError("the training frame has no labelled rows; are any label windows mature?")
+    return labelled
+
+
+def cut_at(frame: pd.DataFrame, origin: date, settings: Settings) -> Split:
+    """The fold whose test window starts at `origin`.
+
+    Test: snapshots in [origin, origin + test_days). Validation: the `validation_days` of
+    snapshots ending `embargo` days before the origin. Train: every earlier snapshot. So no
+    train or validation label (converted within `label_window_days` after its snapshot) can
+    see a conversion on or after the origin.
+
+    Raises:
+        DataError: a part of the fold is empty (the message names the dates and the settings).
+    """
+    cfg = settings.training.split
+    labelled = matured(frame, settings)
     day = snapshot_dates(labelled)
-    last = day.max().date()
-    test_start = cfg.test_start or last - timedelta(days=cfg.test_days - 1)
-    validation_start = cfg.validation_start or test_start - timedelta(days=cfg.validation_days)
-    train_start = cfg.train_start or day.min().date()
-    if not train_start < validation_start < test_start:
-        raise DataError(
-            f"split dates out of order: train_start {train_start}, validation_start "
-            f"{validation_start}, test_start {test_start} (settings training.split)")
-    train_end = validation_start - timedelta(days=cfg.embargo_days)
-    ts = {name: pd.Timestamp(d) for name, d in
-          (("train", train_start), ("train_end", train_end), ("val", validation_start),
-           ("test", test_start))}
+    embargo = settings.embargo_days
+    learn_end = pd.Timestamp(origin - timedelta(days=embargo))  # last learnable snapshot day
+    validation_start = learn_end - pd.Timedelta(days=cfg.validation_days - 1)
+    test_end = pd.Timestamp(origin + timedelta(days=cfg.test_days - 1))
     parts = {
-        "train": labelled[(day >= ts["train"]) & (day < ts["train_end"])],
-        "validation": labelled[(day >= ts["val"]) & (day < ts["test"])],
-        "test": labelled[day >= ts["test"]],
+        "train": labelled[day < validation_start],
+        "validation": labelled[(day >= validation_start) & (day <= learn_end)],
+        "test": labelled[(day >= pd.Timestamp(origin)) & (day <= test_end)],
     }
     for name, part in parts.items():
         if part.empty:
             raise DataError(
-                f"the {name} split is empty (snapshots {day.min().date()}..{last}; train_start "
-                f"{train_start}, validation_start {validation_start}, test_start {test_start}); "
-                "adjust training.split in the settings or provide more history")
+                f"the {name} part of the fold at {origin} is empty (labelled snapshots "
+                f"{day.min().date()}..{day.max().date()}; embargo {embargo} days, validation "
+                f"{cfg.validation_days} days, test {cfg.test_days} days); provide more history "
+                "or reduce training.backtest.folds / training.split")
     split = Split(**{k: v.reset_index(drop=True) for k, v in parts.items()},
-                  train_start=train_start, validation_start=validation_start,
-                  test_start=test_start, test_end=last)
-    log.info("time split: %s", split.summary())
+                  train_start=day.min().date(), validation_start=validation_start.date(),
+                  test_start=origin, test_end=test_end.date(), embargo_days=embargo)
+    log.info("fold at %s: %s", origin, split.summary())
     return split
+
+
+def final_split(frame: pd.DataFrame, settings: Settings) -> Split:
+    """The refit on all matured labels: the last `validation_days` of labelled snapshots
+    validate (early stopping, calibration, threshold), everything before trains."""
+    labelled = matured(frame, settings)
+    day = snapshot_dates(labelled)
+    last = day.max()
+    validation_start = last - pd.Timedelta(days=settings.training.split.validation_days - 1)
+    train, validation = labelled[day < validation_start], labelled[day >= validation_start]
+    if train.empty or validation.empty:
+        raise DataError(
+            f"too little labelled history to refit: snapshots {day.min().date()}..{last.date()}, "
+            f"validation_days {settings.training.split.validation_days}")
+    origin = (last + pd.Timedelta(days=1)).date()
+    return Split(train=train.reset_index(drop=True), validation=validation.reset_index(drop=True),
+                 test=labelled.iloc[0:0], train_start=day.min().date(),
+                 validation_start=validation_start.date(), test_start=origin, test_end=origin,
+                 embargo_days=settings.embargo_days)
+
+
+def backtest_origins(frame: pd.DataFrame, settings: Settings) -> list[date]:
+    """The rolling origins, oldest first: the last test window ends at the last matured
+    snapshot, earlier ones step back `backtest.step_days`."""
+    cfg = settings.training
+    day = snapshot_dates(matured(frame, settings))
+    last_origin = (day.max() - pd.Timedelta(days=cfg.split.test_days - 1)).date()
+    return [last_origin - timedelta(days=cfg.backtest.step_days * k)
+            for k in reversed(range(cfg.backtest.folds))]
+
+
+def split_by_time(frame: pd.DataFrame, settings: Settings) -> Split:
+    """The latest backtest fold: test on the last matured window, validate and train on what
+    had matured by its start."""
+    return cut_at(frame, backtest_origins(frame, settings)[-1], settings)
 
 
 @dataclass
@@ -135,38 +183,9 @@ class CalibrationReport:
         return {"method": self.method, "requested": self.requested, "brier": dict(self.brier)}
 
 
-@dataclass
-class Baselines:
-    """What the model must beat, fitted on the same split."""
-
-    logistic: Pipeline
-    logistic_test_auc: float
-    rules_test_auc: float
-    feature_names: list[str]
-    categorical_features: list[str]
-
-    def logistic_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probability from the logistic-regression baseline."""
-        x = _linear_input(frame, self.feature_names, self.categorical_features)
-        with threadpool_limits(1, user_api="blas"):
-            return self.logistic.predict_proba(x)[:, 1]
-
-    @staticmethod
-    def rules_score(frame: pd.DataFrame) -> np.ndarray:
-        """The rules score (engagement_score, 0–100); missing counts as 0."""
-        return pd.to_numeric(frame[RULES_COLUMN], errors="coerce").fillna(0.0).to_numpy(float)
-
-
-@dataclass
-class TrainingResult:
-    scorer: LeadScorer
-    best_iteration: int
-    baselines: Baselines
-    calibration: CalibrationReport
-    params: dict[str, Any]
-    timings: dict[str, float]
-    split_summary: dict[str, Any] = field(default_factory=dict)
-    validation_auc: float = float("nan")
+def rules_score(frame: pd.DataFrame) -> np.ndarray:
+    """The rules score (engagement_score, 0–100); missing counts as 0."""
+    return pd.to_numeric(frame[RULES_COLUMN], errors="coerce").fillna(0.0).to_numpy(float)
 
 
 def _brier(y: np.ndarray, p: np.ndarray) -> float:
@@ -222,35 +241,6 @@ def max_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(thresholds[best])
 
 
-def _linear_input(frame: pd.DataFrame, features: list[str], categorical: list[str],
-                  ) -> pd.DataFrame:
-    """Features for the linear baseline: categoricals as plain strings (missing: "missing")."""
-    out = frame[features].copy()
-    for name in categorical:
-        out[name] = out[name].astype(object).where(out[name].notna(), "missing").astype(str)
-    for name in features:
-        if name not in categorical:
-            out[name] = pd.to_numeric(out[name], errors="coerce").astype(float)
-    return out
-
-
-def fit_logistic_baseline(train: pd.DataFrame, features: list[str], categorical: list[str],
-                          seed: int) -> Pipeline:
-    """Logistic regression: one-hot categoricals; imputed (+ missing flags), scaled numerics."""
-    numeric = [c for c in features if c not in categorical]
-    pre = ColumnTransformer([
-        ("categorical", OneHotEncoder(handle_unknown="ignore", min_frequency=5), categorical),
-        ("numeric", make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
-                                  StandardScaler()), numeric),
-    ])
-    model = Pipeline([("features", pre),
-                      ("classifier", LogisticRegression(max_iter=2000, random_state=seed))])
-    # lbfgs on a few dozen columns gains nothing from threaded BLAS and, on a busy machine,
-    # loses 10-40x to thread contention; one thread is also bit-for-bit reproducible.
-    with threadpool_limits(1, user_api="blas"):
-        return model.fit(_linear_input(train, features, categorical), train[LABEL].astype(int))
-
-
 def _check_class_counts(train: pd.DataFrame, settings: Settings) -> None:
     positives = int(train[LABEL].sum())
     negatives = int(len(train) - positives)
@@ -292,78 +282,143 @@ def xgboost_params(settings: Settings) -> dict[str, Any]:
     }
 
 
-def train_model(split: Split, settings: Settings) -> TrainingResult:
-    """Fit the XGBoost scorer with early stopping on validation, calibrate it, fit baselines.
+@dataclass
+class FitResult:
+    """One fitted scorer and what its validation said."""
 
-    Deterministic: the same split and settings give byte-identical boosters.
+    scorer: LeadScorer
+    family: str
+    calibration: CalibrationReport
+    params: dict[str, Any]
+    validation_auc: float
+    validation_logloss: float
+    best_iteration: int | None = None
+    seconds: float = 0.0
+    split_summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _monotone(features: list[str], settings: Settings) -> list[int]:
+    increasing = set(settings.training.monotone_increasing)
+    return [1 if name in increasing else 0 for name in features]
+
+
+def _family_features(family: str, features: list[str]) -> list[str]:
+    # The rules family is the sales team's engagement rule, recalibrated: one input.
+    return [RULES_COLUMN] if family == "rules" else list(features)
+
+
+def mask_optional_fields(frame: pd.DataFrame, fields: list[str], share: float,
+                         seed: int) -> pd.DataFrame:
+    """A copy where each of `fields` is blanked at random in `share` of the rows.
+
+    The request model learns from it what "not given" means: a web form often leaves the
+    country, licence or budget empty, and a model that never saw a missing value would let its
+    default branches (not the data) decide such a lead's score.
+    """
+    if share <= 0 or not fields:
+        return frame
+    rng = np.random.default_rng(seed)
+    out = frame.copy()
+    for name in fields:
+        out.loc[rng.random(len(out)) < share, name] = None
+    return out
+
+
+def sample_negatives(frame: pd.DataFrame, share: float,
+                     seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """All positives and `share` of the negatives (seeded), with weights 1/share on the kept
+    negatives, so the weighted likelihood is the full one's in expectation (case-control
+    sampling): a fraction of the fitting time at a base rate of a few percent."""
+    y = frame[LABEL].astype(int).to_numpy()
+    if share >= 1:
+        return frame, np.ones(len(frame))
+    keep = (y == 1) | (np.random.default_rng(seed).random(len(frame)) < share)
+    weight = np.where(y[keep] == 1, 1.0, 1.0 / share)
+    return frame[keep], weight
+
+
+def fit_scorer(split: Split, settings: Settings, *, family: str = "xgboost",
+               features: list[str] | None = None,
+               xgboost_overrides: dict[str, Any] | None = None) -> FitResult:
+    """Fit one family on split.train; early stopping, calibration and the decision threshold
+    on split.validation. Deterministic for the same split and settings.
+
+    Args:
+        family: xgboost, logistic or rules (engagement_score alone).
+        features: the input columns (default: the full feature list).
+        xgboost_overrides: parameters that replace training.xgboost's (the tuning budget).
 
     Raises:
         DataError: training has fewer positives/negatives than the configured minimum.
     """
     _check_class_counts(split.train, settings)
     cfg = settings.training
-    categorical = list(cfg.categorical_features)
-    features = feature_columns(categorical)
-    timings: dict[str, float] = {}
-
-    scorer = LeadScorer(feature_names=features, categorical_features=categorical,
-                        categories=_categories(split.train, categorical), booster=xgb.Booster())
-    y_train = split.train[LABEL].astype(int).to_numpy()
+    started = time.perf_counter()
+    names = _family_features(family, features or feature_columns(cfg.categorical_features))
+    categorical = [c for c in cfg.categorical_features if c in names]
+    scorer = LeadScorer(feature_names=names, categorical_features=categorical,
+                        categories=_categories(split.train, categorical), family=family)
+    train, weight = sample_negatives(split.train, cfg.negative_sampling, cfg.seed)
+    y_train = train[LABEL].astype(int).to_numpy()
     y_val = split.validation[LABEL].astype(int).to_numpy()
-    params = xgboost_params(settings)
-
-    started = time.perf_counter()
-    dtrain = xgb.DMatrix(scorer.prepare(split.train), label=y_train, enable_categorical=True)
-    dval = xgb.DMatrix(scorer.prepare(split.validation), label=y_val, enable_categorical=True)
-    booster = xgb.train(
-        params, dtrain, num_boost_round=cfg.xgboost.n_estimators, evals=[(dval, "validation")],
-        early_stopping_rounds=cfg.xgboost.early_stopping_rounds, verbose_eval=False)
-    best_iteration = int(booster.best_iteration)
-    # Keep only the trees up to the best round, so every consumer (inplace_predict, SHAP,
-    # the saved file) sees the same model without having to pass iteration ranges.
-    scorer.booster = booster[: best_iteration + 1]
-    timings["boosting_s"] = time.perf_counter() - started
-    log.info("xgboost: best iteration %d of %d", best_iteration, booster.num_boosted_rounds())
-
-    started = time.perf_counter()
+    monotone = _monotone(names, settings)
+    best_iteration = None
+    if family == "xgboost":
+        params = {**xgboost_params(settings), **(xgboost_overrides or {})}
+        params["monotone_constraints"] = "(" + ",".join(map(str, monotone)) + ")"
+        rounds = int(params.pop("n_estimators", cfg.xgboost.n_estimators))
+        stopping = int(params.pop("early_stopping_rounds", cfg.xgboost.early_stopping_rounds))
+        dtrain = scorer.dmatrix(train)
+        dtrain.set_label(y_train)
+        dtrain.set_weight(weight)
+        dval = scorer.dmatrix(split.validation)
+        dval.set_label(y_val)
+        booster = xgb.train(params, dtrain, num_boost_round=rounds,
+                            evals=[(dval, "validation")], early_stopping_rounds=stopping,
+                            verbose_eval=False)
+        best_iteration = int(booster.best_iteration)
+        # Keep only the trees up to the best round, so every consumer (inplace_predict,
+        # contributions, the saved file) sees the same model.
+        scorer.booster = booster[: best_iteration + 1]
+        params = {**params, "num_boost_round": rounds, "early_stopping_rounds": stopping}
+    else:
+        x = scorer.matrix(train)
+        scorer.linear = LinearModel.fit(
+            x, y_train, categorical=[n in scorer.categories for n in names],
+            n_levels=[len(scorer.categories.get(n, [])) for n in names], monotone=monotone,
+            l2=cfg.logistic.l2, sample_weight=weight)
+        params = {"l2": cfg.logistic.l2}
     val_margin = scorer.margin(split.validation)
-    scorer.calibrator, calibration = choose_calibration(
-        val_margin, y_val, cfg.calibration, cfg.seed)
-    val_proba = scorer.predict_proba(split.validation)
+    scorer.calibrator, calibration = choose_calibration(val_margin, y_val, cfg.calibration,
+                                                        cfg.seed)
+    val_proba = scorer.probability(val_margin)
     scorer.decision_threshold = max_f1_threshold(y_val, val_proba)
-    timings["calibration_s"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    logistic = fit_logistic_baseline(split.train, features, categorical, cfg.seed)
-    y_test = split.test[LABEL].astype(int).to_numpy()
-    baselines = Baselines(logistic=logistic, logistic_test_auc=float("nan"),
-                          rules_test_auc=float("nan"), feature_names=features,
-                          categorical_features=categorical)
-    if len(np.unique(y_test)) == 2:
-        lr_test = baselines.logistic_proba(split.test)
-        baselines.logistic_test_auc = float(roc_auc_score(y_test, lr_test))
-        baselines.rules_test_auc = float(roc_auc_score(y_test, Baselines.rules_score(split.test)))
-    timings["baselines_s"] = time.perf_counter() - started
-
-    validation_auc = (float(roc_auc_score(y_val, val_proba)) if len(np.unique(y_val)) == 2
-                      else float("nan"))
+    two = len(np.unique(y_val)) == 2
     summary = split.summary()
     scorer.metadata = {
-        **summary,
-        "best_iteration": best_iteration,
-        "calibration": calibration.method,
-        "decision_threshold_rule": "max F1 on validation",
-        "config_hash": settings.config_hash(),
-        "xgboost_version": xgb.__version__,
+        **summary, "family": family, "best_iteration": best_iteration,
+        "calibration": calibration.method, "decision_threshold_rule": "max F1 on validation",
+        "config_hash": settings.config_hash(), "xgboost_version": xgb.__version__,
     }
-    log.info("trained: validation AUC %.4f, threshold %.4f, baselines LR %.4f rules %.4f",
-             validation_auc, scorer.decision_threshold, baselines.logistic_test_auc,
-             baselines.rules_test_auc)
-    return TrainingResult(
-        scorer=scorer, best_iteration=best_iteration, baselines=baselines,
-        calibration=calibration,
-        params={**params, "num_boost_round": cfg.xgboost.n_estimators,
-                "early_stopping_rounds": cfg.xgboost.early_stopping_rounds,
-                "calibration": cfg.calibration},
-        timings=timings, split_summary=summary, validation_auc=validation_auc)
+    return FitResult(
+        scorer=scorer, family=family, calibration=calibration,
+        params={**params, "family": family, "calibration": cfg.calibration},
+        validation_auc=float(roc_auc_score(y_val, val_proba)) if two else float("nan"),
+        validation_logloss=float(log_loss(y_val, np.clip(val_proba, 1e-12, 1 - 1e-12),
+                                          labels=[0, 1])),
+        best_iteration=best_iteration, seconds=time.perf_counter() - started,
+        split_summary=summary)
 
+
+def fit_tuned(split: Split, settings: Settings, *, family: str,
+              features: list[str] | None = None) -> FitResult:
+    """`fit_scorer`, with XGBoost's small search (training.xgboost_search) decided by
+    validation log loss: the test window never picks a parameter."""
+    if family != "xgboost" or len(settings.training.xgboost_search) <= 1:
+        overrides = settings.training.xgboost_search[0] if family == "xgboost" else None
+        return fit_scorer(split, settings, family=family, features=features,
+                          xgboost_overrides=overrides)
+    fits = [fit_scorer(split, settings, family=family, features=features,
+                       xgboost_overrides=overrides)
+            for overrides in settings.training.xgboost_search]
+    return min(fits, key=lambda f: f.validation_logloss)

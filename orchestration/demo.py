@@ -138,9 +138,13 @@ def summary_lines(meta: dict[str, dict[str, Any]], seconds: float, data_dir: str
         f"  feature rows    : {marts.get('rows_lead_features')} snapshots, "
         f"{marts.get('rows_lead_features_latest')} open leads, "
         f"{marts.get('rows_lead_labels')} labels",
-        f"  challenger      : v{model.get('model_version')} test AUC {model.get('test_auc')} "
-        f"(oracle {model.get('oracle_auc')}, ratio {model.get('auc_ratio_to_oracle')}; "
-        f"logistic {model.get('baseline_logistic_auc')}, rules {model.get('baseline_rules_auc')})",
+        f"  backtest        : {model.get('champion_family')} AUC {model.get('backtest_auc_mean')} "
+        f"(95 % CI {model.get('backtest_auc_ci95')}, embargo {model.get('embargo_days')} days), "
+        f"lift share of oracle {model.get('lift_share_of_oracle_mean')}; logistic "
+        f"{model.get('baseline_logistic_auc_mean')}, rules {model.get('baseline_rules_auc_mean')}",
+        f"  request model   : {model.get('request_model')}",
+        f"  challenger      : v{model.get('model_version')} ({model.get('champion_family')}, "
+        "refit on all matured labels)",
         f"  champion        : v{champion.get('champion_version')} — {champion.get('decision')}",
         f"  scored leads    : {scores.get('scored_leads')} ({tiers}) "
         f"into {scores.get('crm_database')}",

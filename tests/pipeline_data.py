@@ -5,8 +5,9 @@ from pathlib import Path
 
 from ml.config import Settings, load_settings
 
-# Small but enough for a time-based split with a few hundred positives in the test window.
-TEST_GENERATOR = {"generator.n_leads": 4000, "generator.days": 180, "generator.seed": 7}
+# Small, but long enough for the backtest: labels mature 60 days after a snapshot, a fold
+# validates on the 3 weeks before its embargo and needs months of training history before that.
+TEST_GENERATOR = {"generator.n_leads": 6000, "generator.days": 330, "generator.seed": 7}
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:

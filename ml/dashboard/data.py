@@ -220,7 +220,8 @@ class ModelCard:
 
     @property
     def test_auc(self) -> float | None:
-        return self.metrics.get("test_auc")
+        """The backtest's mean AUC (older versions: their single test window's)."""
+        return self.metrics.get("backtest_auc_mean", self.metrics.get("test_auc"))
 
     @property
     def trained_on(self) -> str:
@@ -278,6 +279,28 @@ def model_cards(settings: Settings) -> list[ModelCard]:
         )
         cards.append(ModelCard(alias, int(mv.version), created, mv.run_id, run_metrics, tags))
     return cards
+
+
+def backtest_table(settings: Settings, alias: str = "champion") -> pd.DataFrame:
+    """The per-fold backtest figures logged with the aliased version (empty if none): one row
+    per (origin, family, model)."""
+    if not registry_exists(settings):
+        return pd.DataFrame()
+    import tempfile
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri = settings.paths.mlflow_tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        mv = client.get_model_version_by_alias(settings.registry.model_name, alias)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(mv.run_id, "backtest.csv", tmp)
+            return pd.read_csv(path)
+    except (MlflowException, OSError) as exc:
+        log.info("no backtest table for @%s: %s", alias, type(exc).__name__)
+        return pd.DataFrame()
 
 
 def alias_moves(settings: Settings) -> pd.DataFrame:

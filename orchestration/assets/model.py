@@ -36,8 +36,8 @@ def training_set(settings: SettingsResource) -> dg.MaterializeResult:
 @dg.asset(
     group_name=MODEL_GROUP,
     deps=[training_set],
-    description="A new XGBoost version registered in MLflow as @challenger, evaluated on the "
-    "test window against the baselines and the oracle.",
+    description="Every model family backtested on rolling out-of-time folds; the best refit on "
+    "all matured labels (with its request model) and registered in MLflow as @challenger.",
 )
 def challenger_model(settings: SettingsResource, mlflow: MlflowResource) -> dg.MaterializeResult:
     from ml.retrain import load_training_set, train_challenger
@@ -45,19 +45,31 @@ def challenger_model(settings: SettingsResource, mlflow: MlflowResource) -> dg.M
     s = settings.load()
     report = train_challenger(s, load_training_set(s), actor="dagster:challenger_model")
     summary = report.summary()
+    backtest = summary["backtest"]
     return dg.MaterializeResult(
         metadata={
             "model_version": dg.MetadataValue.int(int(report.version.version)),
-            "test_auc": dg.MetadataValue.float(summary["test_auc"]),
-            "oracle_auc": summary["oracle_auc"],
-            "auc_ratio_to_oracle": summary["auc_ratio_to_oracle"],
-            "baseline_logistic_auc": summary["baseline_logistic_auc"],
-            "baseline_rules_auc": summary["baseline_rules_auc"],
+            "champion_family": summary["champion_family"],
+            "backtest_auc_mean": backtest["auc_mean"],
+            "backtest_auc_ci95": str(backtest["auc_ci95"]),
+            "lift_share_of_oracle_mean": backtest["lift_share_of_oracle_mean"],
+            "baseline_logistic_auc_mean": backtest["baseline_logistic_auc_mean"],
+            "baseline_rules_auc_mean": backtest["baseline_rules_auc_mean"],
+            "request_model": str(backtest.get("request_model")),
+            "embargo_days": backtest["embargo_days"],
+            "folds": dg.MetadataValue.md(_folds_markdown(backtest["folds"])),
             "calibration": summary["calibration"],
             "mlflow_run": f"{mlflow.tracking_uri} run {report.version.run_id}",
             "report_dir": dg.MetadataValue.path(summary["report_dir"]),
         }
     )
+
+
+def _folds_markdown(folds: list[dict]) -> str:
+    columns = ["origin", "auc", "oracle_auc", "lift_share_of_oracle", "pr_auc", "brier"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(f.get(c)) for c in columns) + " |" for f in folds]
+    return "\n".join(lines)
 
 
 class PromotionConfig(dg.Config):
@@ -67,18 +79,18 @@ class PromotionConfig(dg.Config):
 @dg.asset(
     group_name=MODEL_GROUP,
     deps=[challenger_model],
-    description="The promotion gate: @champion moves to the challenger only if its test AUC ≥ "
-    "registry.min_auc and it is no worse than the champion on the same test window.",
+    description="The promotion gate: @champion moves to the challenger only if its backtest "
+    "AUC ≥ registry.min_auc and it is no worse than the champion on their common folds.",
 )
 def champion_model(
     context: dg.AssetExecutionContext, config: PromotionConfig, settings: SettingsResource
 ) -> dg.MaterializeResult:
     from ml.registry import current_version
-    from ml.retrain import load_training_set, promote_challenger
+    from ml.retrain import promote_challenger
 
     s = settings.load()
     decision = promote_challenger(
-        s, load_training_set(s), reason=config.reason, actor=f"dagster run {context.run.run_id}"
+        s, reason=config.reason, actor=f"dagster run {context.run.run_id}"
     )
     context.log.info(decision.message)
     if decision.accepted:

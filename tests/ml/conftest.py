@@ -16,7 +16,7 @@ import pytest
 from ml.config import Settings, load_settings
 from ml.contract import ACTIVITY_TYPES, BUDGET_BANDS, INDUSTRIES, LEAD_SOURCES, LICENSE_TYPES
 from ml.model import LABEL
-from ml.train import Split, TrainingResult, split_by_time, train_model
+from ml.train import FitResult, Split, fit_scorer, split_by_time
 
 COUNTRIES = [
     "India",
@@ -45,7 +45,7 @@ RATES = {
 
 
 def make_training_frame(
-    n_leads: int = 3000, weeks: int = 22, seed: int = 0, start: str = "2026-04-06"
+    n_leads: int = 4000, weeks: int = 40, seed: int = 0, start: str = "2025-11-03"
 ) -> pd.DataFrame:
     """A seeded frame of weekly snapshots with features, label and `p_true` (the oracle)."""
     rng = np.random.default_rng(seed)
@@ -153,6 +153,8 @@ def ml_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             "paths.data_dir": str(tmp_path_factory.mktemp("ml")),
             "training.xgboost.n_estimators": 300,
             "training.xgboost.learning_rate": 0.1,
+            "training.backtest.folds": 4,
+            "training.split.test_days": 14,
             "evaluation.top_k_count": 200,
         }
     )
@@ -164,6 +166,6 @@ def split(training_frame: pd.DataFrame, ml_settings: Settings) -> Split:
 
 
 @pytest.fixture(scope="session")
-def trained(split: Split, ml_settings: Settings) -> TrainingResult:
-    """One training shared by the tests that only read the result."""
-    return train_model(split, ml_settings)
+def trained(split: Split, ml_settings: Settings) -> FitResult:
+    """One XGBoost fit on the latest fold, shared by the tests that only read the result."""
+    return fit_scorer(split, ml_settings, family="xgboost")

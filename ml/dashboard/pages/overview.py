@@ -21,17 +21,25 @@ def _model_column(card: data.ModelCard | None, alias: str) -> None:
         return
     st.metric(label, f"v{card.version}")
     auc = card.test_auc
-    oracle = card.metrics.get("test_oracle_auc")
+    oracle = card.metrics.get("backtest_oracle_auc_mean", card.metrics.get("test_oracle_auc"))
+    low = card.metrics.get("backtest_auc_ci95_low")
+    high = card.metrics.get("backtest_auc_ci95_high")
     st.metric(
-        f"{label} test AUC",
+        f"{label} backtest AUC",
         "n/a" if auc is None else f"{auc:.4f}",
-        help="AUC on the held-out test window when the model was trained"
+        help="mean AUC over the rolling out-of-time folds (each trained only on labels matured "
+        "before its test window)"
+        + ("" if low is None else f"; 95 % interval {low:.4f}–{high:.4f}")
         + ("" if oracle is None else f"; the oracle (true probabilities) got {oracle:.4f}"),
     )
+    family = card.tags.get("family")
+    if family:
+        request = card.tags.get("request_family") or "none"
+        st.caption(f"**Family** {family} (request model: {request})")
     created = card.created.strftime("%Y-%m-%d %H:%M UTC") if card.created else "unknown"
     st.caption(
         f"**Trained** {created}  \n**On** {card.trained_on}  \n"
-        f"**Test window** {card.test_window}  \n**Run** `{card.run_id}`"
+        f"**Backtest windows** {card.test_window}  \n**Run** `{card.run_id}`"
     )
 
 

@@ -24,8 +24,37 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _backtest(settings: Settings) -> None:
+    """The champion's rolling-origin backtest: the figures it was chosen and gated on."""
+    table = cached(data.backtest_table)(settings)
+    if table.empty:
+        return
+    st.subheader("Backtest of the champion (out-of-time folds)")
+    st.caption(
+        "Each fold learns only from labels that had matured before its test window "
+        f"(embargo ≥ {settings.features.label_window_days} days); every family on the same folds."
+    )
+    show(
+        lines(
+            table.assign(series=table["family"] + " (" + table["model"] + ")"),
+            "origin:T",
+            "auc:Q",
+            "series:N",
+            threshold=settings.registry.min_auc,
+            y_title="AUC",
+            x_title="fold origin (first day of its test window)",
+            height=240,
+        )
+    )
+    columns = ["origin", "family", "model", "auc", "oracle_auc", "lift_share_of_oracle",
+               "pr_auc", "precision_at_k", "recall_at_k", "f1", "brier", "ece"]
+    st.dataframe(table[[c for c in columns if c in table]].round(4), hide_index=True,
+                 width="stretch")
+
+
 def render(settings: Settings) -> None:
     st.title("Performance and business")
+    _backtest(settings)
     perf = data.latest_per_cohort(cached(data.metrics)(settings, "performance"))
     business = data.latest_per_cohort(cached(data.metrics)(settings, "business"))
     if perf.empty and business.empty:

@@ -1,0 +1,174 @@
+"""A logistic-regression scorer with exact per-feature contributions, saved as plain JSON.
+
+It reads the same float32 input matrix as the booster (`LeadScorer.matrix`: categoricals as the
+training level codes, NaN for missing or unseen values), so every family shares one input path.
+The design matrix is built from it: one-hot columns per categorical level (missing → all zeros),
+numerics log1p-transformed when they are counts (non-negative in training), imputed with the
+training median plus a missing flag, and standardised.
+
+Contributions are exact: with design columns z and training means z̄, the margin is
+`b + Σ w·z = (b + Σ w·z̄) + Σ_j Σ_{c∈j} w_c (z_c − z̄_c)`, so the per-feature terms plus the
+bias equal the margin. Monotone features get coefficients bounded at ≥ 0 (L-BFGS-B), so more
+of them never lowers the score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit, log_expit
+
+
+@dataclass
+class _Column:
+    feature: int  # index into the input matrix
+    kind: str  # "level" (one-hot of a code), "value" (numeric), "missing" (numeric's flag)
+    level: int = -1
+    log: bool = False
+    fill: float = 0.0  # imputation for a missing numeric (in the transformed scale)
+    mean: float = 0.0
+    scale: float = 1.0
+
+
+@dataclass
+class LinearModel:
+    """Logistic regression over the model's input matrix; `columns` describe the design."""
+
+    n_features: int
+    columns: list[_Column]
+    weights: np.ndarray
+    intercept: float
+    design_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    # ------------------------------------------------------------------ design
+
+    def design(self, x: np.ndarray) -> np.ndarray:
+        """The standardised design matrix (rows, columns) of an input matrix."""
+        x = np.asarray(x, dtype=np.float64)
+        out = np.empty((x.shape[0], len(self.columns)), dtype=np.float64)
+        for i, col in enumerate(self.columns):
+            v = x[:, col.feature]
+            if col.kind == "level":
+                out[:, i] = (v == col.level).astype(np.float64)
+                continue
+            missing = np.isnan(v)
+            if col.kind == "missing":
+                out[:, i] = missing
+                continue
+            if col.log:
+                v = np.log1p(np.maximum(v, 0.0))
+            v = np.where(missing, col.fill, v)
+            out[:, i] = (v - col.mean) / col.scale
+        return out
+
+    def margin(self, x: np.ndarray) -> np.ndarray:
+        return self.design(x) @ self.weights + self.intercept
+
+    def contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(margin, contributions (rows, n_features), bias (rows,)): exact, summing to margin."""
+        z = self.design(x)
+        terms = (z - self.design_mean) * self.weights
+        contribs = np.zeros((z.shape[0], self.n_features), dtype=np.float64)
+        for i, col in enumerate(self.columns):
+            contribs[:, col.feature] += terms[:, i]
+        bias = self.intercept + float(self.design_mean @ self.weights)
+        margin = z @ self.weights + self.intercept
+        return margin, contribs, np.full(z.shape[0], bias)
+
+    def importance(self, feature_names: list[str]) -> dict[str, float]:
+        """Mean |contribution| per feature on the training design (standardised weights)."""
+        out = dict.fromkeys(feature_names, 0.0)
+        for w, col in zip(self.weights, self.columns, strict=True):
+            out[feature_names[col.feature]] += abs(float(w))
+        return out
+
+    # ------------------------------------------------------------------ fit
+
+    @classmethod
+    def fit(
+        cls,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        categorical: list[bool],
+        n_levels: list[int],
+        monotone: list[int],
+        l2: float = 1.0,
+        sample_weight: np.ndarray | None = None,
+    ) -> LinearModel:
+        """Fit on an input matrix.
+
+        Args:
+            categorical: per input column, whether it holds category codes.
+            n_levels: per input column, the number of training levels (categoricals only).
+            monotone: per input column, +1 if the score may only rise with it, else 0.
+            l2: ridge penalty on the standardised weights (the intercept is not penalised),
+                scaled by the number of rows so it means the same at any size.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        columns: list[_Column] = []
+        for j in range(x.shape[1]):
+            v = x[:, j]
+            if categorical[j]:
+                columns += [_Column(j, "level", level=k) for k in range(n_levels[j])]
+                continue
+            present = v[~np.isnan(v)]
+            log = bool(present.size and present.min() >= 0 and present.max() > 1)
+            t = np.log1p(present) if log else present
+            fill = float(np.median(t)) if t.size else 0.0
+            filled = np.where(np.isnan(v), fill, np.log1p(np.maximum(v, 0)) if log else v)
+            mean, scale = float(filled.mean()), float(filled.std()) or 1.0
+            columns.append(_Column(j, "value", log=log, fill=fill, mean=mean, scale=scale))
+            if present.size < v.size:
+                columns.append(_Column(j, "missing"))
+        model = cls(x.shape[1], columns, np.zeros(len(columns)), 0.0)
+        z = model.design(x)
+        w_rows = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
+        total = w_rows.sum()
+        penalty = l2 / total
+        sign = np.where(2 * y - 1 > 0, 1.0, -1.0)
+
+        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            w, b = theta[:-1], theta[-1]
+            m = z @ w + b
+            nll = -(w_rows * log_expit(sign * m)).sum() / total
+            r = (expit(m) - y) * w_rows / total
+            grad = np.append(z.T @ r + penalty * w, r.sum())
+            return nll + 0.5 * penalty * float(w @ w), grad
+
+        bounds = [
+            (0.0, None) if c.kind == "value" and monotone[c.feature] > 0 else (None, None)
+            for c in columns
+        ] + [(None, None)]
+        prior = float(np.clip(np.average(y, weights=w_rows), 1e-6, 1 - 1e-6))
+        start = np.append(np.zeros(len(columns)), np.log(prior / (1 - prior)))
+        result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds,
+                          options={"maxiter": 500})
+        model.weights, model.intercept = result.x[:-1], float(result.x[-1])
+        model.design_mean = z.mean(axis=0)
+        return model
+
+    # ------------------------------------------------------------------ save / load
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_features": self.n_features,
+            "columns": [c.__dict__ for c in self.columns],
+            "weights": self.weights.tolist(),
+            "intercept": self.intercept,
+            "design_mean": self.design_mean.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LinearModel:
+        return cls(
+            n_features=int(data["n_features"]),
+            columns=[_Column(**c) for c in data["columns"]],
+            weights=np.asarray(data["weights"], dtype=np.float64),
+            intercept=float(data["intercept"]),
+            design_mean=np.asarray(data["design_mean"], dtype=np.float64),
+        )
