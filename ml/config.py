@@ -195,13 +195,23 @@ class WebhookChannel(ChannelSettings):
 
 
 class EmailChannel(ChannelSettings):
+    """SMTP delivery. STARTTLS with a verified certificate unless `starttls: false` (then the
+    sender logs a warning whenever it logs in over the plain connection)."""
+
     smtp_host: str = "localhost"
     smtp_port: int = Field(25, gt=0, lt=65536)
-    starttls: bool = False
+    starttls: bool = True
+    ca_file: Path | None = None  # CA bundle for the server's certificate; None: the system's
     sender: str = "lead-scoring@localhost"
     recipients: list[str] = []
     username_env: str = "LEAD_SCORING_SMTP_USER"
     password_env: str = "LEAD_SCORING_SMTP_PASSWORD"
+
+    @model_validator(mode="after")
+    def _resolve_ca_file(self) -> EmailChannel:
+        if self.ca_file is not None and not self.ca_file.is_absolute():
+            object.__setattr__(self, "ca_file", PROJECT_ROOT / self.ca_file)
+        return self
 
 
 class PagerDutyChannel(ChannelSettings):

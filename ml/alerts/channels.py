@@ -9,6 +9,9 @@
   re-sent there (status `suppressed`). The `alert_log` table in the monitoring store is the
   memory, so the cool-down holds across processes.
 - A channel without its URL/key/recipients is `skipped` (logged at info level), not failed.
+- Secrets never leave: every error text is scrubbed of the configured secret values before it
+  is logged, written to the JSON-lines file or recorded (a sender's message, or a library's,
+  might quote a URL or a server's echo).
 """
 
 from __future__ import annotations
@@ -49,6 +52,20 @@ class AlertResult:
         return asdict(self)
 
 
+REDACTED = "[secret]"
+
+
+def redact(text: str | None, settings: Settings) -> str | None:
+    """`text` with every configured secret value (alerting.channels.*_env) replaced."""
+    if not text:
+        return text
+    for name in settings.alerting.secret_env_names():
+        value = settings.secret(name)
+        if value and len(value) >= 4:  # a 1-3 character "secret" would blank out ordinary words
+            text = text.replace(value, REDACTED)
+    return text
+
+
 def _deliver(
     alert: Alert, channel: str, settings: Settings, sleep: Callable[[float], None]
 ) -> AlertResult:
@@ -69,14 +86,14 @@ def _deliver(
                 **base, status="sent", attempts=attempts, seconds=time.perf_counter() - started
             )
         except NotConfigured as exc:
-            return AlertResult(**base, status="skipped", error=str(exc))
+            return AlertResult(**base, status="skipped", error=redact(str(exc), settings))
         except SendError as exc:
-            error = str(exc)
-            log.info("alert %s via %s: attempt %d failed: %s", alert.key, channel, attempts, exc)
+            error = redact(str(exc), settings)
+            log.info("alert %s via %s: attempt %d failed: %s", alert.key, channel, attempts, error)
             if not exc.retryable:
                 break
         except Exception as exc:  # noqa: BLE001 - a broken channel must never stop the run
-            error = f"{type(exc).__name__}: {exc}"
+            error = redact(f"{type(exc).__name__}: {exc}", settings)
             log.info("alert %s via %s: attempt %d failed: %s", alert.key, channel, attempts, error)
     return AlertResult(
         **base,
