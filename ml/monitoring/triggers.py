@@ -23,8 +23,12 @@ so a sensor can start one run per key and skip it afterwards:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from ml.config import Settings
 from ml.monitoring.store import read_metrics
@@ -154,6 +158,22 @@ def performance_trigger(settings: Settings, champion: ChampionInfo | None) -> Tr
     )
 
 
+def _distinct_leads_after(labels_file: Path, since: pd.Timestamp) -> int:
+    """Distinct lead_id with a snapshot_ts after `since`, reading only those rows' lead_id (the
+    sensor runs every few minutes; the mart has a row per lead per weekly snapshot)."""
+    dataset = ds.dataset(labels_file, format="parquet")
+    ts_type = dataset.schema.field("snapshot_ts").type
+    # the marts store naive UTC timestamps; compare like with like
+    cutoff = since.tz_convert("UTC")
+    if getattr(ts_type, "tz", None) is None:
+        cutoff = cutoff.tz_localize(None)
+    table = dataset.to_table(
+        columns=["lead_id"],
+        filter=ds.field("snapshot_ts") > pa.scalar(cutoff.to_pydatetime(), type=ts_type),
+    )
+    return int(pc.count_distinct(table["lead_id"]).as_py())
+
+
 def new_labels_trigger(settings: Settings, champion: ChampionInfo | None) -> TriggerDecision:
     if champion is None:
         return TriggerDecision(False, "no champion model yet: nothing to retrain")
@@ -165,9 +185,7 @@ def new_labels_trigger(settings: Settings, champion: ChampionInfo | None) -> Tri
         return TriggerDecision(False, f"champion v{champion.version} has no training-set tag")
     # the mart has one row per (lead, snapshot) whose label window has closed; a lead scored on
     # many snapshots is still one new example of how leads turn out
-    labels = pd.read_parquet(labels_file, columns=["lead_id", "snapshot_ts"])
-    newer = pd.to_datetime(labels["snapshot_ts"], utc=True) > since
-    new = int(labels.loc[newer, "lead_id"].nunique())
+    new = _distinct_leads_after(labels_file, since)
     threshold = settings.monitoring.new_labels_threshold
     if new < threshold:
         return TriggerDecision(
