@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -55,14 +56,29 @@ class AlertResult:
 REDACTED = "[secret]"
 
 
-def redact(text: str | None, settings: Settings) -> str | None:
-    """`text` with every configured secret value (alerting.channels.*_env) replaced."""
-    if not text:
-        return text
+def _secret_fragments(settings: Settings) -> list[str]:
+    """The configured secret values, and for a URL also its path, query and password: a
+    server's error answer may echo the path it was called on (for Slack, the secret part)."""
+    fragments = []
     for name in settings.alerting.secret_env_names():
         value = settings.secret(name)
-        if value and len(value) >= 4:  # a 1-3 character "secret" would blank out ordinary words
-            text = text.replace(value, REDACTED)
+        if not value:
+            continue
+        fragments.append(value)
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme and parts.netloc:
+            fragments += [parts.path, parts.query, parts.password or ""]
+    # longest first, so a whole URL is replaced before its path; 1-3 characters (or a bare
+    # "/") would blank out ordinary text
+    return sorted({f for f in fragments if len(f) >= 4}, key=len, reverse=True)
+
+
+def redact(text: str | None, settings: Settings) -> str | None:
+    """`text` with every configured secret (alerting.channels.*_env) replaced."""
+    if not text:
+        return text
+    for fragment in _secret_fragments(settings):
+        text = text.replace(fragment, REDACTED)
     return text
 
 

@@ -15,6 +15,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -422,13 +423,39 @@ MARKERS = ["slack-marker-7f3a9c", "webhook-marker-2b8d1e", "pagerduty-marker-5c4
 MARKERS += ["smtp-user-marker-91d2", "smtp-password-marker-e6f7"]
 
 
-@pytest.mark.parametrize("slack_url", ["refused", "malformed"])
-def test_secrets_never_reach_the_logs(tmp_path, caplog, slack_url):
-    """Every channel fails (nothing listens; or the Slack URL is not a URL at all) and the
-    configured secrets appear in none of the logs, the JSON-lines file or the alert history."""
-    port = closed_port()
+@pytest.fixture
+def echo_server() -> Iterator[int]:
+    """An HTTP server that answers every POST with 400 and echoes the path and body it got
+    (as some proxies and gateways do); yields its port."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(400)
+            self.end_headers()
+            self.wfile.write(f"bad request to {self.path}: ".encode() + body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("failure", ["refused", "malformed", "echoed"])
+def test_secrets_never_reach_the_logs(tmp_path, caplog, echo_server, failure):
+    """Every channel fails (nothing listens; the Slack URL is not a URL at all; or the HTTP
+    endpoints answer 400 echoing the request) and the configured secrets appear in none of the
+    logs, the JSON-lines file or the alert history."""
+    port = echo_server if failure == "echoed" else closed_port()
     env = {k: v.format(http=f"http://127.0.0.1:{port}", port=port) for k, v in SECRET_ENV.items()}
-    if slack_url == "malformed":
+    if failure == "malformed":
         env["LEAD_SCORING_SLACK_WEBHOOK_URL"] = "slack-marker-7f3a9c"  # pasted without https://
     channels = ["slack", "webhook", "email", "pagerduty"]
     s = load_settings(
@@ -437,7 +464,7 @@ def test_secrets_never_reach_the_logs(tmp_path, caplog, slack_url):
             "alerting.routes.critical": channels,
             "alerting.channels.pagerduty.events_url": f"http://127.0.0.1:{port}/v2/enqueue",
             "alerting.channels.email.smtp_host": "127.0.0.1",
-            "alerting.channels.email.smtp_port": port,
+            "alerting.channels.email.smtp_port": closed_port(),
             "alerting.channels.email.recipients": ["ops@example.test"],
             **{f"alerting.channels.{c}.retries": 1 for c in channels},
             **{f"alerting.channels.{c}.timeout_s": 2 for c in channels},
@@ -468,5 +495,7 @@ def test_secrets_never_reach_the_logs(tmp_path, caplog, slack_url):
         ]
     )
     assert "127.0.0.1" in logged  # the failures are logged, naming the host
+    if failure == "echoed":
+        assert "HTTP 400" in logged and "bad request to" in logged  # with the server's answer
     leaked = [m for m in MARKERS if m in logged]
     assert leaked == []
