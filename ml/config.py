@@ -237,13 +237,23 @@ class WebhookChannel(ChannelSettings):
 
 
 class EmailChannel(ChannelSettings):
+    """SMTP delivery. STARTTLS with a verified certificate unless `starttls: false` (then the
+    sender logs a warning whenever it logs in over the plain connection)."""
+
     smtp_host: str = "localhost"
     smtp_port: int = Field(25, gt=0, lt=65536)
-    starttls: bool = False
+    starttls: bool = True
+    ca_file: Path | None = None  # CA bundle for the server's certificate; None: the system's
     sender: str = "lead-scoring@localhost"
     recipients: list[str] = []
     username_env: str = "LEAD_SCORING_SMTP_USER"
     password_env: str = "LEAD_SCORING_SMTP_PASSWORD"
+
+    @model_validator(mode="after")
+    def _resolve_ca_file(self) -> EmailChannel:
+        if self.ca_file is not None and not self.ca_file.is_absolute():
+            object.__setattr__(self, "ca_file", PROJECT_ROOT / self.ca_file)
+        return self
 
 
 class PagerDutyChannel(ChannelSettings):
@@ -444,24 +454,95 @@ class Settings(_Section):
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any, origin: str) -> None:
+    """Set `dotted` (e.g. "paths.data_dir") in the parsed file; `origin` names where the value
+    comes from, for the error when a parent key in the file is not a section."""
     node = tree
     *parents, leaf = dotted.split(".")
-    for key in parents:
-        node = node.setdefault(key, {}) or {}
+    for depth, key in enumerate(parents):
+        if node.get(key) is None:  # absent, or a section left empty (`paths:`)
+            node[key] = {}
+        node = node[key]
+        if not isinstance(node, dict):
+            where = ".".join(parents[: depth + 1])
+            raise ConfigError(
+                f"{where}: must be a section (a mapping of keys) to take {dotted} from "
+                f"{origin}, got {_short(node)}"
+            )
     node[leaf] = value
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _SettingsLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (the safe
+    loader keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the safe loader reports it
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is given twice (first on line {first})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_error(exc: yaml.YAMLError, source: Path) -> str:
+    """One line: where (line, column), what, and the enclosing construct, from a YAML error."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    message = f"settings file {source} is not valid YAML{where}: {problem}"
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context:
+        started = f" that starts at line {context_mark.line + 1}" if context_mark else ""
+        message += f" ({context}{started})"
+    return message
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The line of the file where the key at `loc` (a pydantic error location) is written, or
+    None when it is not in the file (a default, or set from the environment)."""
+    node, line = root, None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((kv for kv in node.value if kv[0].value == str(part)), None)
+            if match is None:
+                return line
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _format_errors(err: ValidationError, source: str, root: yaml.Node | None = None) -> str:
     lines = [f"invalid settings in {source}:"]
     for e in err.errors():
         key = ".".join(str(part) for part in e["loc"]) or "(top level)"
+        line = _line_of(root, e["loc"])
+        at = f" (line {line})" if line else ""
         if e["type"] == "extra_forbidden":
-            lines.append(
-                f"  - {key}: unknown key (check the spelling against config/training_config.yaml)"
-            )
+            problem = "unknown key (check the spelling against config/training_config.yaml)"
         else:
-            lines.append(f"  - {key}: {e['msg']} (got {e.get('input')!r})")
+            problem = f"{e['msg']} (got {_short(e.get('input'))})"
+        lines.append(f"  - {key}: {problem}{at}")
     return "\n".join(lines)
 
 
@@ -483,24 +564,46 @@ def load_settings(
     """
     env = dict(os.environ if env is None else env)
     config_path = Path(path or env.get("LEAD_SCORING_CONFIG") or DEFAULT_CONFIG)
-    if not config_path.is_file():
+    if not config_path.exists():
         raise ConfigError(f"settings file not found: {config_path}")
+    if not config_path.is_file():
+        raise ConfigError(f"settings file {config_path} is not a file")
     try:
-        tree = yaml.safe_load(config_path.read_text()) or {}
+        text = config_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"settings file {config_path} is not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file {config_path}: {exc.strerror}") from None
+    try:
+        tree = yaml.load(text, Loader=_SettingsLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
-        raise ConfigError(f"settings file {config_path} is not valid YAML: {exc}") from exc
+        raise ConfigError(_yaml_error(exc, config_path)) from None
+    if tree is None:
+        # an empty file is more likely a truncated copy than a wish for every default
+        raise ConfigError(
+            f"settings file {config_path} is empty: give it the sections of "
+            f"config/training_config.yaml (or point --config / LEAD_SCORING_CONFIG at that file)"
+        )
     if not isinstance(tree, dict):
-        raise ConfigError(f"settings file {config_path} must hold a mapping at the top level")
-    for var, dotted in ENV_OVERRIDES.items():
-        if env.get(var):
-            _set_dotted(tree, dotted, env[var])
-    for dotted, value in (overrides or {}).items():
-        _set_dotted(tree, dotted, value)
+        raise ConfigError(
+            f"settings file {config_path} must hold a mapping of sections at the top level "
+            f"(paths:, training:, ...), got a {type(tree).__name__}"
+        )
+    try:
+        for var, dotted in ENV_OVERRIDES.items():
+            if env.get(var):
+                _set_dotted(tree, dotted, env[var], f"${var}")
+        for dotted, value in (overrides or {}).items():
+            _set_dotted(tree, dotted, value, "the overrides")
+    except ConfigError as exc:
+        raise ConfigError(f"invalid settings in {config_path}: {exc}") from None
     tree["source_file"] = str(config_path)
     try:
         settings = Settings.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, str(config_path))) from None
+        raise ConfigError(_format_errors(exc, str(config_path), yaml.compose(text))) from None
     # Secrets (alert webhooks, SMTP password, PagerDuty key) come only from the environment.
     settings._secrets.update(
         {name: env[name] for name in settings.alerting.secret_env_names() if env.get(name)}

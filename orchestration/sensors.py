@@ -1,8 +1,9 @@
 """Sensors that start retraining: data drift, performance on matured labels, new labels.
 
 Each reads what the monitoring runs recorded (ml.monitoring.triggers), starts one run per
-condition (the run key names the champion version and what crossed the line; the cursor keeps
-the keys already fired) and otherwise says in its skip reason why it did not fire.
+condition (the run key names the champion version and the breach episode, or for new labels
+how many thresholds of new leads have matured; the cursor keeps the keys already fired) and
+otherwise says in its skip reason why it did not fire.
 """
 
 import json
@@ -57,7 +58,8 @@ def _evaluate(
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def drift_retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
-    """Fires when a model feature's PSI in the latest drift run exceeds monitoring.psi_threshold."""
+    """Fires when a model feature's PSI in the latest drift run exceeds monitoring.psi_threshold;
+    once per champion version and drift episode (consecutive drifting runs)."""
     return _evaluate(context, settings, drift_trigger, "data_drift")
 
 
@@ -67,7 +69,8 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext, settings: Settings
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def performance_retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
-    """Fires when the AUC of the latest matured scoring cohort is below monitoring.auc_threshold."""
+    """Fires when the AUC of the latest matured scoring cohort is below monitoring.auc_threshold;
+    once per champion version and breach episode (consecutive cohorts below the threshold)."""
     return _evaluate(context, settings, performance_trigger, "performance")
 
 
@@ -77,8 +80,8 @@ def performance_retrain_sensor(context: dg.SensorEvaluationContext, settings: Se
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def new_labels_retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
-    """Fires when ≥ monitoring.new_labels_threshold labels matured after the champion's
-    training data."""
+    """Fires when ≥ monitoring.new_labels_threshold distinct leads have a matured label newer
+    than the champion's training data; again each time the count grows by another threshold."""
     return _evaluate(context, settings, new_labels_trigger, "new_labels")
 
 

@@ -60,3 +60,96 @@ def test_defaults_keep_the_crm_out_of_the_warehouse(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "nope.yaml", env={})
+
+
+# --- malformed settings files: one message naming the key or the line, no traceback -----------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # YAML syntax: the line and column, and what was open
+        (
+            "registry:\n  min_auc: 0.8\n  model_name: [unclosed\n",
+            r"not valid YAML at line 4, column 1: .*flow sequence that starts at line 3",
+        ),
+        ("registry:\n\tmin_auc: 0.8\n", r"not valid YAML at line 2, column 1: .*'\\t'"),
+        # a key given twice: YAML keeps the last silently
+        (
+            "registry:\n  min_auc: 0.8\nregistry:\n  min_auc: 0.9\n",
+            r"line 3, column 1: key 'registry' is given twice \(first on line 1\)",
+        ),
+        # wrong types: the dotted key, its line, the value
+        (
+            "generator:\n  seed: 1\n  n_leads: lots\n",
+            r"generator\.n_leads: Input should be a valid integer.*'lots'\) \(line 3\)",
+        ),
+        (
+            "alerting:\n  channels:\n    email:\n      starttls: maybe\n",
+            r"email\.starttls: Input should be a valid boolean.* \(line 4\)",
+        ),
+        ("scoring:\n  tiers: [1, 2]\n", r"scoring\.tiers: Input should be .* \(line 2\)"),
+        # an unknown nested key
+        (
+            "alerting:\n  channels:\n    email:\n      smtp_hots: mail\n",
+            r"alerting\.channels\.email\.smtp_hots: unknown key .* \(line 4\)",
+        ),
+        # empty, comments only, not a mapping
+        ("", r"is empty"),
+        ("# nothing but a comment\n", r"is empty"),
+        ("- paths\n- training\n", r"mapping of sections at the top level .*got a list"),
+    ],
+    ids=[
+        "syntax",
+        "tab",
+        "duplicate-key",
+        "wrong-type",
+        "wrong-bool",
+        "wrong-section-type",
+        "unknown-nested-key",
+        "empty",
+        "comments-only",
+        "top-level-list",
+    ],
+)
+def test_malformed_settings_file_is_one_config_error(tmp_path, text, expected):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=expected) as caught:
+        load_settings(path, env={})
+    assert str(path) in str(caught.value)
+    assert len(str(caught.value)) < 400  # one message, not a dump of the input
+
+
+def test_unreadable_settings_files_are_config_errors(tmp_path):
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe registry")
+    with pytest.raises(ConfigError, match=r"binary\.yaml is not UTF-8 text"):
+        load_settings(binary, env={})
+    with pytest.raises(ConfigError, match=r"is not a file"):
+        load_settings(tmp_path, env={})
+    with pytest.raises(ConfigError, match=r"settings file not found: .*nope\.yaml"):
+        load_settings(tmp_path / "nope.yaml", env={})
+
+
+def test_environment_override_into_a_scalar_names_the_key(tmp_path):
+    path = _write(tmp_path, "paths: 5\n")
+    with pytest.raises(ConfigError, match=r"paths: must be a section .*\$LEAD_SCORING_DATA_DIR"):
+        load_settings(path, env={"LEAD_SCORING_DATA_DIR": str(tmp_path)})
+    # a section left empty still takes the override
+    empty_section = _write(tmp_path, "paths:\n")
+    settings = load_settings(empty_section, env={"LEAD_SCORING_DATA_DIR": str(tmp_path)})
+    assert settings.paths.data_dir == tmp_path
+
+
+def test_cli_prints_a_bad_settings_file_without_a_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from ml.cli import app
+
+    path = _write(tmp_path, "monitoring:\n  auc_threshold: high\n")
+    result = CliRunner().invoke(app, ["config", "--config", str(path)])
+    assert result.exit_code == 2
+    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert "monitoring.auc_threshold: Input should be" in output and "(line 2)" in output
+    assert "Traceback" not in output
+    assert isinstance(result.exception, SystemExit)  # typer.Exit(2), not a crash

@@ -9,6 +9,9 @@
   re-sent there (status `suppressed`). The `alert_log` table in the monitoring store is the
   memory, so the cool-down holds across processes.
 - A channel without its URL/key/recipients is `skipped` (logged at info level), not failed.
+- Secrets never leave: every error text is scrubbed of the configured secret values before it
+  is logged, written to the JSON-lines file or recorded (a sender's message, or a library's,
+  might quote a URL or a server's echo).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -49,6 +53,35 @@ class AlertResult:
         return asdict(self)
 
 
+REDACTED = "[secret]"
+
+
+def _secret_fragments(settings: Settings) -> list[str]:
+    """The configured secret values, and for a URL also its path, query and password: a
+    server's error answer may echo the path it was called on (for Slack, the secret part)."""
+    fragments = []
+    for name in settings.alerting.secret_env_names():
+        value = settings.secret(name)
+        if not value:
+            continue
+        fragments.append(value)
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme and parts.netloc:
+            fragments += [parts.path, parts.query, parts.password or ""]
+    # longest first, so a whole URL is replaced before its path; 1-3 characters (or a bare
+    # "/") would blank out ordinary text
+    return sorted({f for f in fragments if len(f) >= 4}, key=len, reverse=True)
+
+
+def redact(text: str | None, settings: Settings) -> str | None:
+    """`text` with every configured secret (alerting.channels.*_env) replaced."""
+    if not text:
+        return text
+    for fragment in _secret_fragments(settings):
+        text = text.replace(fragment, REDACTED)
+    return text
+
+
 def _deliver(
     alert: Alert, channel: str, settings: Settings, sleep: Callable[[float], None]
 ) -> AlertResult:
@@ -69,14 +102,14 @@ def _deliver(
                 **base, status="sent", attempts=attempts, seconds=time.perf_counter() - started
             )
         except NotConfigured as exc:
-            return AlertResult(**base, status="skipped", error=str(exc))
+            return AlertResult(**base, status="skipped", error=redact(str(exc), settings))
         except SendError as exc:
-            error = str(exc)
-            log.info("alert %s via %s: attempt %d failed: %s", alert.key, channel, attempts, exc)
+            error = redact(str(exc), settings)
+            log.info("alert %s via %s: attempt %d failed: %s", alert.key, channel, attempts, error)
             if not exc.retryable:
                 break
         except Exception as exc:  # noqa: BLE001 - a broken channel must never stop the run
-            error = f"{type(exc).__name__}: {exc}"
+            error = redact(f"{type(exc).__name__}: {exc}", settings)
             log.info("alert %s via %s: attempt %d failed: %s", alert.key, channel, attempts, error)
     return AlertResult(
         **base,

@@ -6,14 +6,23 @@ Payloads:
 - PagerDuty Events API v2: `{"routing_key", "event_action": "trigger", "dedup_key": alert.key,
   "payload": {"summary", "source", "severity", "timestamp", "component", "class",
   "custom_details"}}`, accepted with HTTP 202;
-- email: a plain-text message over SMTP (STARTTLS and login when configured).
+- email: a plain-text message over SMTP. STARTTLS is on by default and the server's certificate
+  is verified (against `ca_file` or the system's CAs); a server that does not offer STARTTLS or
+  whose certificate does not verify gets nothing, least of all the login. Only an explicit
+  `starttls: false` sends in the clear, with a warning each time it logs in that way.
 Retrying, timeouts per attempt and the cool-down are the caller's (`ml.alerts.channels`).
+
+Secrets (webhook URLs, the routing key, SMTP credentials) never enter an error message: hosts are
+named by host and port only, and a URL that does not parse is reported without its text.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import logging
 import smtplib
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,6 +31,8 @@ from typing import Any
 
 from ml.alerts.rules import Alert
 from ml.config import EmailChannel, Settings
+
+log = logging.getLogger(__name__)
 
 SOURCE = "lead-scoring"
 SLACK_EMOJI = {
@@ -45,13 +56,17 @@ class NotConfigured(Exception):
 
 def post_json(url: str, payload: dict[str, Any], timeout_s: float, ok: tuple[int, ...] = ()) -> int:
     """POST JSON; returns the status. 5xx, 429 and network errors are retryable, other 4xx not."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload, default=str).encode(),
-        headers={"Content-Type": "application/json", "User-Agent": SOURCE},
-        method="POST",
-    )
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in ("http", "https"):
+        # urllib's own message would quote the URL, which may be the secret itself
+        raise SendError(f"not an http(s) URL (scheme {scheme[:10]!r})", retryable=False)
     try:
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(payload, default=str).encode(),
+            headers={"Content-Type": "application/json", "User-Agent": SOURCE},
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
             status = response.status
     except urllib.error.HTTPError as exc:
@@ -63,14 +78,25 @@ def post_json(url: str, payload: dict[str, Any], timeout_s: float, ok: tuple[int
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
         raise SendError(f"cannot reach {_host(url)}: {reason}") from None
+    except http.client.HTTPException as exc:
+        raise SendError(f"bad HTTP answer from {_host(url)}: {type(exc).__name__}") from None
+    except ValueError:  # a malformed URL (bad port, control characters): never quote it
+        raise SendError(f"malformed URL for {_host(url)}", retryable=False) from None
     if ok and status not in ok:
         raise SendError(f"HTTP {status} from {_host(url)}, expected {ok}")
     return status
 
 
 def _host(url: str) -> str:
-    # never log the full URL: for Slack it is the secret
-    return urllib.parse.urlsplit(url).netloc or "?"
+    """Host and port of a URL, for messages. Never the full URL (for Slack it is the secret),
+    nor the netloc (it may hold user:password@)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or "?"
+    return f"{host}:{port}" if port else host
 
 
 def _details_lines(alert: Alert) -> list[str]:
@@ -158,20 +184,43 @@ def send_email(alert: Alert, settings: Settings) -> None:
     if not cfg.recipients:
         raise NotConfigured("alerting.channels.email.recipients is empty")
     user, password = settings.secret(cfg.username_env), settings.secret(cfg.password_env)
+    where = f"{cfg.smtp_host}:{cfg.smtp_port}"
     try:
         with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout_s) as smtp:
             if cfg.starttls:
-                smtp.starttls()
+                smtp.ehlo()
+                if not smtp.has_extn("starttls"):
+                    raise SendError(
+                        f"SMTP {where} does not offer STARTTLS: nothing sent (set "
+                        "alerting.channels.email.starttls: false only for a relay you trust)",
+                        retryable=False,
+                    )
+                context = ssl.create_default_context(
+                    cafile=str(cfg.ca_file) if cfg.ca_file else None
+                )
+                smtp.starttls(context=context)
+            elif user and password:
+                log.warning(
+                    "SMTP login to %s over a plain connection: the credentials travel "
+                    "unencrypted (alerting.channels.email.starttls is false)",
+                    where,
+                )
             if user and password:
                 smtp.login(user, password)
             smtp.send_message(email_message(alert, cfg))
     except smtplib.SMTPResponseException as exc:
         raise SendError(
-            f"SMTP {exc.smtp_code} from {cfg.smtp_host}:{cfg.smtp_port}",
+            f"SMTP {exc.smtp_code} from {where}",
             retryable=exc.smtp_code >= 400 and exc.smtp_code < 500,
         ) from None
+    except ssl.SSLCertVerificationError as exc:
+        raise SendError(
+            f"SMTP {where}: TLS certificate not trusted ({exc.verify_message}); nothing sent "
+            "(alerting.channels.email.ca_file names a CA bundle for a private CA)",
+            retryable=False,
+        ) from None
     except (smtplib.SMTPException, OSError) as exc:
-        raise SendError(f"SMTP {cfg.smtp_host}:{cfg.smtp_port}: {exc}") from None
+        raise SendError(f"SMTP {where}: {type(exc).__name__}: {exc}") from None
 
 
 SENDERS = {

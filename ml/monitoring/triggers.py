@@ -2,18 +2,33 @@
 
 - data drift: PSI > monitoring.psi_threshold (0.2) on a model feature in the latest drift run;
 - performance: AUC on matured labels < monitoring.auc_threshold (0.75) in the latest cohort;
-- new labels: ≥ monitoring.new_labels_threshold (5,000) matured labels newer than the champion's
-  training data.
+- new labels: ≥ monitoring.new_labels_threshold (5,000) distinct leads with a matured label
+  newer than the champion's training data.
 
-Each returns a `TriggerDecision` whose `key` names the condition (the champion version plus what
-crossed the line), so a sensor can start one run per condition and skip it afterwards.
+Each returns a `TriggerDecision` whose `key` names the condition that should start one retrain,
+so a sensor can start one run per key and skip it afterwards:
+
+- drift and performance are keyed by the champion version and the *episode*: an episode starts
+  with the first breaching drift run (or matured cohort) after one that was fine, and lasts while
+  every later one breaches. The episode is derived from the monitoring store's history, not from
+  the sensor's memory, so a recovery the sensor never ticked through still ends the episode and a
+  reset cursor does not re-fire an old one. A breach that persists week after week is one
+  episode (one retrain, even when the retrain is refused); a recovery then a new breach is a new
+  one.
+- new labels are keyed by the champion version and how many whole thresholds of new leads have
+  matured (`floor(count / threshold)`): 5,000 new leads fire once, 10,000 fire again (a refused
+  retrain leaves the champion in place, and the sensor re-arms as labels keep arriving).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from ml.config import Settings
 from ml.monitoring.store import read_metrics
@@ -51,36 +66,59 @@ def champion_info(settings: Settings) -> ChampionInfo | None:
     )
 
 
-def _latest_run(metrics: pd.DataFrame, version: str) -> pd.DataFrame:
-    mine = metrics[metrics["model_version"].astype(str) == version]
-    if mine.empty:
-        return mine
-    latest = mine.sort_values("recorded_at").iloc[-1]["run_id"]
-    return mine[mine["run_id"] == latest]
+def episode_start(breached: pd.Series) -> object | None:
+    """The index label where the trailing run of True values in `breached` (ordered oldest
+    first) begins, or None when the last value is False or the series is empty."""
+    if breached.empty or not bool(breached.iloc[-1]):
+        return None
+    start = breached.index[-1]
+    for label, value in zip(breached.index[::-1], breached.iloc[::-1], strict=True):
+        if not value:
+            break
+        start = label
+    return start
 
 
 def drift_trigger(settings: Settings, champion: ChampionInfo | None) -> TriggerDecision:
     if champion is None:
         return TriggerDecision(False, "no champion model yet: nothing to retrain")
-    run = _latest_run(read_metrics(settings, scope="data_drift"), champion.version)
-    if run.empty:
+    drift = read_metrics(settings, scope="data_drift")
+    psi = drift[
+        (drift["model_version"].astype(str) == champion.version) & (drift["metric"] == "psi")
+    ]
+    if psi.empty:
         return TriggerDecision(False, f"no drift run recorded yet for champion v{champion.version}")
-    psi = run[run["metric"] == "psi"]
     threshold = settings.monitoring.psi_threshold
-    drifted = sorted(psi.loc[psi["value"] > threshold, "feature"].astype(str))
-    run_id = run["run_id"].iloc[0]
-    if not drifted:
-        worst = psi.sort_values("value", ascending=False).head(1)
-        detail = (
-            f"max PSI {worst['value'].iloc[0]:.3f} on {worst['feature'].iloc[0]}"
-            if not worst.empty
-            else "no PSI figures"
+    # one row per drift run of this champion, oldest first
+    runs = (
+        psi.assign(
+            run_date=pd.to_datetime(psi["run_date"]).dt.date,
+            drifted=psi["value"] > threshold,
         )
-        return TriggerDecision(False, f"no feature drifted in run {run_id}: {detail} ≤ {threshold}")
+        .groupby("run_id", sort=False)
+        .agg(
+            run_date=("run_date", "first"),
+            recorded_at=("recorded_at", "max"),
+            drifted=("drifted", "any"),
+        )
+        .sort_values(["run_date", "recorded_at"])
+    )
+    run_id = runs.index[-1]
+    latest = psi[psi["run_id"] == run_id]
+    drifted = sorted(latest.loc[latest["value"] > threshold, "feature"].astype(str))
+    if not drifted:
+        worst = latest.sort_values("value", ascending=False).head(1)
+        return TriggerDecision(
+            False,
+            f"no feature drifted in run {run_id}: max PSI {worst['value'].iloc[0]:.3f} on "
+            f"{worst['feature'].iloc[0]} ≤ {threshold}",
+        )
+    start = runs.loc[episode_start(runs["drifted"]), "run_date"]
     return TriggerDecision(
         True,
-        f"PSI > {threshold} on {', '.join(drifted)} (run {run_id}, champion v{champion.version})",
-        key=f"data-drift:v{champion.version}:{'+'.join(drifted)}",
+        f"PSI > {threshold} on {', '.join(drifted)} (run {run_id}, champion v{champion.version}; "
+        f"drifting since the run of {start})",
+        key=f"data-drift:v{champion.version}:since-{start}",
     )
 
 
@@ -88,26 +126,52 @@ def performance_trigger(settings: Settings, champion: ChampionInfo | None) -> Tr
     if champion is None:
         return TriggerDecision(False, "no champion model yet: nothing to retrain")
     perf = read_metrics(settings, scope="performance")
-    perf = perf[(perf["model_version"].astype(str) == champion.version) & (perf["metric"] == "auc")]
+    perf = perf[
+        (perf["model_version"].astype(str) == champion.version)
+        & (perf["metric"] == "auc")
+        & perf["value"].notna()  # too few labels or one class: no figure, not a breach
+    ]
     if perf.empty:
         return TriggerDecision(
             False,
             f"no matured scoring cohort of champion v{champion.version} yet (labels take "
             f"{settings.features.label_window_days} days to mature)",
         )
-    latest = perf.sort_values(["cohort", "recorded_at"]).iloc[-1]
     threshold = settings.monitoring.auc_threshold
-    cohort = str(latest["cohort"])
-    if latest["value"] >= threshold:
-        return TriggerDecision(
-            False, f"AUC {latest['value']:.3f} on matured cohort {cohort} ≥ {threshold}"
-        )
+    # a cohort is measured by several runs as late conversions land: its latest figure counts
+    cohorts = (
+        perf.assign(cohort=perf["cohort"].astype(str))
+        .sort_values(["cohort", "run_date", "recorded_at"])
+        .groupby("cohort")["value"]
+        .last()
+    )
+    cohort, auc = cohorts.index[-1], float(cohorts.iloc[-1])
+    if auc >= threshold:
+        return TriggerDecision(False, f"AUC {auc:.3f} on matured cohort {cohort} ≥ {threshold}")
+    start = episode_start(cohorts < threshold)
+    breaching = int((cohorts.index >= start).sum())
     return TriggerDecision(
         True,
-        f"AUC {latest['value']:.3f} < {threshold} on matured cohort {cohort} "
-        f"(champion v{champion.version})",
-        key=f"performance:v{champion.version}:{cohort}",
+        f"AUC {auc:.3f} < {threshold} on matured cohort {cohort} (champion v{champion.version}; "
+        f"{breaching} cohort(s) below since {start})",
+        key=f"performance:v{champion.version}:since-{start}",
     )
+
+
+def _distinct_leads_after(labels_file: Path, since: pd.Timestamp) -> int:
+    """Distinct lead_id with a snapshot_ts after `since`, reading only those rows' lead_id (the
+    sensor runs every few minutes; the mart has a row per lead per weekly snapshot)."""
+    dataset = ds.dataset(labels_file, format="parquet")
+    ts_type = dataset.schema.field("snapshot_ts").type
+    # the marts store naive UTC timestamps; compare like with like
+    cutoff = since.tz_convert("UTC")
+    if getattr(ts_type, "tz", None) is None:
+        cutoff = cutoff.tz_localize(None)
+    table = dataset.to_table(
+        columns=["lead_id"],
+        filter=ds.field("snapshot_ts") > pa.scalar(cutoff.to_pydatetime(), type=ts_type),
+    )
+    return int(pc.count_distinct(table["lead_id"]).as_py())
 
 
 def new_labels_trigger(settings: Settings, champion: ChampionInfo | None) -> TriggerDecision:
@@ -116,21 +180,22 @@ def new_labels_trigger(settings: Settings, champion: ChampionInfo | None) -> Tri
     labels_file = settings.paths.marts_dir / "lead_labels.parquet"
     if not labels_file.is_file():
         return TriggerDecision(False, f"no labels yet ({labels_file} missing)")
-    if champion.last_training_snapshot is None:
+    since = champion.last_training_snapshot
+    if since is None:
         return TriggerDecision(False, f"champion v{champion.version} has no training-set tag")
-    snapshots = pd.read_parquet(labels_file, columns=["snapshot_ts"])["snapshot_ts"]
-    snapshots = pd.to_datetime(snapshots, utc=True)
-    new = int((snapshots > champion.last_training_snapshot).sum())
+    # the mart has one row per (lead, snapshot) whose label window has closed; a lead scored on
+    # many snapshots is still one new example of how leads turn out
+    new = _distinct_leads_after(labels_file, since)
     threshold = settings.monitoring.new_labels_threshold
     if new < threshold:
         return TriggerDecision(
             False,
-            f"{new} new matured labels since {champion.last_training_snapshot:%Y-%m-%d} "
-            f"< {threshold}",
+            f"{new} leads with a new matured label since {since:%Y-%m-%d} < {threshold}",
         )
+    reached = new // threshold * threshold
     return TriggerDecision(
         True,
-        f"{new} new matured labels since champion v{champion.version}'s training data "
-        f"(≥ {threshold})",
-        key=f"new-labels:v{champion.version}",
+        f"{new} leads with a matured label newer than champion v{champion.version}'s training "
+        f"data (≥ {reached}; fires again at {reached + threshold})",
+        key=f"new-labels:v{champion.version}:{reached}",
     )
