@@ -449,7 +449,8 @@ def recent_intake_features(features: Sequence[str]) -> list[str]:
     return [f for f in features if f != AGE_COLUMN]
 
 
-def _recent(frame: pd.DataFrame, days: int) -> pd.DataFrame:
+def recent_rows(frame: pd.DataFrame, days: int) -> pd.DataFrame:
+    """The rows of leads created less than `days` days before their snapshot."""
     age = pd.to_numeric(frame[AGE_COLUMN], errors="coerce")
     return frame[age < days]
 
@@ -498,7 +499,10 @@ def population_drift(
             Population(RECENT, description, 0, 0, False, t.recent_psi, f"no {AGE_COLUMN} feature")
         )
     else:
-        ref_recent, cur_recent = _recent(reference, t.recent_days), _recent(current, t.recent_days)
+        ref_recent, cur_recent = (
+            recent_rows(reference, t.recent_days),
+            recent_rows(current, t.recent_days),
+        )
         n_ref, n_cur = len(ref_recent), len(cur_recent)
         judged = min(n_ref, n_cur) >= t.recent_min_rows
         note = (

@@ -417,6 +417,7 @@ def run_monitoring(
             features=features,
             categorical=categorical,
             reference_description=reference.description,
+            population_drift=populations,
         )
         report.mlflow_run_id = log_to_champion_run(settings, version, report.report_paths, run_date)
     for scope, rows in (

@@ -306,3 +306,49 @@ def test_service_latency_and_errors_from_the_prediction_log_raise_alerts(setting
     assert figures["latency_p99_ms"] == pytest.approx(250.0)
     alerts = {a.rule: a.severity for a in report_alerts(settings, report)}
     assert alerts["latency_p99"] == "warning" and alerts["error_rate"] == "critical"
+
+
+def report_verdicts(path) -> dict[tuple[str, str], bool]:
+    """(column, method) -> drift, from the tests an Evidently report JSON records."""
+    out = {}
+    for test in json.loads(path.read_text())["tests"]:
+        params = test["metric_config"]["params"]
+        if params["type"].endswith("ValueDrift"):
+            out[(params["column"], params["method"])] = test["status"] == "FAIL"
+    return out
+
+
+def test_evidently_reports_give_the_verdicts_the_store_holds(settings, scorer, monkeypatch):
+    from ml.monitoring import reports
+
+    monkeypatch.setattr(monitoring_run, "_load_model", lambda s, v: (scorer, "7"))
+    monkeypatch.setattr(reports, "log_to_champion_run", lambda s, v, paths, d: None)
+    settings = settings.model_copy(
+        update={"monitoring": settings.monitoring.model_copy(update={"report_sample_size": 10_000})}
+    )
+    reference = aged(features(6_000, seed=30), seed=31)
+    ref = Reference(reference[feature_columns()], scorer.predict_proba(reference), "test", "test")
+    current = aged(
+        features(6_000, seed=32, activity=2.2), seed=33, recent_sources_p=[0.1] * 3 + [0.7]
+    )
+    report = monitoring_run.run_monitoring(settings, RUN_DATE, current=current, reference=ref)
+    # the sample holds every row and the frames have no missing values: the same figures
+    store = read_metrics(settings, "data_drift")
+    status = {
+        (r.feature, r.metric): r.status == "drift"
+        for r in store.itertuples()
+        if r.metric in ("psi", "ks_pvalue", "chi2_pvalue")
+    }
+    names = reports.register_stattests(monitoring_run.drift.DriftThresholds.from_settings(settings))
+    for key, suffix in (("data_drift_json", ""), ("recent_intake_drift_json", " (recent intake)")):
+        verdicts = report_verdicts(report.report_paths[key])
+        assert len(verdicts) == 2 * (len(feature_columns()) - (1 if suffix else 0))
+        for (column, method), drifted in verdicts.items():
+            label = column + suffix
+            if method == names["psi"]:
+                assert drifted == status[(label, "psi")], label
+            else:
+                test = "ks" if method == names["ks"] else "chi2"
+                assert drifted == status[(label, f"{test}_pvalue")], (label, method)
+    assert any(status.values()) and not all(status.values())  # both verdicts occur
+    assert status[("lead_source (recent intake)", "psi")] and not status[("lead_source", "psi")]
