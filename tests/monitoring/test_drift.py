@@ -229,3 +229,32 @@ def test_too_small_a_recent_intake_is_not_judged_and_says_why():
     assert drift.population_drift(reference, current, FEATURES, CATEGORICAL, lowered).drifted() == [
         "lead_source (recent intake)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("monitoring.ks_min_statistic", 0),
+        ("monitoring.chi2_min_distance", 1.5),
+        ("monitoring.recent_intake_days", 0),
+        ("monitoring.recent_intake_psi_threshold", -0.1),
+        ("monitoring.recent_intake_min_rows", 0),
+    ],
+)
+def test_a_bad_drift_setting_is_refused_by_name(key, value):
+    from ml.config import load_settings
+    from ml.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_settings(overrides={key: value}, env={})
+
+
+def test_thresholds_come_from_the_settings():
+    from ml.config import load_settings
+
+    settings = load_settings(
+        overrides={"monitoring.recent_intake_days": 21, "monitoring.ks_min_statistic": 0.2}, env={}
+    )
+    t = drift.DriftThresholds.from_settings(settings)
+    assert (t.recent_days, t.ks_min_statistic, t.psi) == (21, 0.2, 0.2)
+    assert t.recent_psi == settings.monitoring.recent_intake_psi_threshold
