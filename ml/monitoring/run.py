@@ -346,7 +346,9 @@ def run_monitoring(
 ) -> MonitoringReport:
     """Monitor the champion (or `model_version`) for `run_date`.
 
-    Data drift of each model feature (current vs the champion's training window), prediction
+    Data drift of each model feature (current vs the champion's training window), for every
+    open lead and for the recent intake against reference leads of the same age (see
+    ml/monitoring/drift.py; `drift_verdict` says which population drifted on what), prediction
     drift (current scores vs its test-window scores, tier mix), Evidently reports on a sample
     (logged to the champion's MLflow run), matured-label performance and business metrics per
     cohort; everything recorded in the monitoring store.
