@@ -216,6 +216,15 @@ class MonitoringSettings(_Section):
     auc_threshold: float = Field(0.75, gt=0, le=1)
     new_labels_threshold: int = Field(5_000, gt=0)
     report_sample_size: int = Field(20_000, gt=0)
+    # a KS / chi-square test flags drift only when p < ks_pvalue / chi2_pvalue AND its effect
+    # size reaches these (the KS statistic; the total variation distance of the categories)
+    ks_min_statistic: float = Field(0.1, gt=0, le=1)
+    chi2_min_distance: float = Field(0.1, gt=0, le=1)
+    # the recent intake: leads created in the last N days against the reference's leads of the
+    # same age; judged by PSI > its own threshold when both sides hold at least min_rows rows
+    recent_intake_days: int = Field(14, ge=1)
+    recent_intake_psi_threshold: float = Field(0.1, gt=0)
+    recent_intake_min_rows: int = Field(500, ge=1)
 
 
 class ChannelSettings(_Section):

@@ -1,4 +1,5 @@
-"""Data drift between a reference sample and a current one: PSI, KS and chi-square.
+"""Data drift between a reference sample and a current one: PSI, and KS or chi-square judged
+by an effect size; two populations (every open lead, and the recent intake).
 
 PSI bins are fixed on the reference:
 - numeric features: interior edges at the reference's deciles (`psi_bins` bins; linear
@@ -10,12 +11,29 @@ PSI bins are fixed on the reference:
 An empty bin on either side is given a share of `EPSILON` (1e-4) inside the logarithm and the
 difference, without renormalising: PSI stays finite, and a category that appears from nothing
 (or a bin that empties) still adds a large, finite term — (0.05 − 1e-4)·ln(0.05 / 1e-4) ≈ 0.31
-for a new category holding 5 % of current rows, which alone crosses the 0.2 threshold.
+for a new category holding 5 % of current rows, which alone crosses the 0.2 threshold. PSI does
+not grow with the sample size: its bins are deciles of the reference (no sparse bins), so with
+no shift it tends to 0 as both samples grow (≈ (bins − 1)·(1/n_ref + 1/n_cur) of noise).
 
 KS (numeric) compares the non-missing values; its p-value is the asymptotic two-sided one that
 `scipy.stats.ks_2samp(method="asymp")` gives. Chi-square (categorical) tests the 2×k table of
 counts over the PSI bins that are not empty on both sides. With a million rows both tests call
-the smallest shift significant, so alerts and retraining use PSI; the tests are evidence.
+the smallest shift significant (a KS statistic of 0.03 has p ≈ 1e-300), so a test flags drift
+only when its p-value is below the configured one AND its effect size reaches a minimum: the KS
+statistic itself (the largest gap between the two CDFs), and for categoricals the total
+variation distance ½·Σ|cur − ref| over the PSI bins (the share of rows that would have to change
+category; for two categories it equals the KS statistic). Both effect sizes lie in [0, 1] and do
+not depend on the sample sizes, unlike Cramér's V, which shrinks when one sample is much larger
+than the other. Evidently's own defaults move from p-values to distances above 1,000 rows for
+the same reason.
+
+Two populations (`population_drift`):
+- "open": every lead being scored against the reference (the champion's training rows);
+- "recent_intake": the leads created in the last N days (`days_since_created < N`) against the
+  reference rows of the same age, over every feature but the lead age itself. A change in what
+  comes in (a new lead-source mix) shows here undiluted by the older open leads, weeks before it
+  moves the open population. Its rows carry the feature name with a " (recent intake)" suffix,
+  so the store, the alert and the retraining trigger name the population.
 
 Speed (1M × 1M rows, 41 features, ≤ 10 s): integer-valued features — most of the mart's columns
 are counts — are binned with `np.bincount` over their value range, which gives the exact
@@ -34,16 +52,22 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ml.config import Settings
+
 EPSILON = 1e-4
 NEW_CATEGORY = "__new__"
 MISSING = "__missing__"
 # integer-valued features spanning at most this many values use the bincount path
 MAX_INTEGER_RANGE = 1 << 21
+OPEN, RECENT = "open", "recent_intake"
+RECENT_SUFFIX = " (recent intake)"
+AGE_COLUMN = "days_since_created"
 
 
 @dataclass(frozen=True)
 class FeatureDrift:
-    """Drift figures of one feature; `drifted` is the PSI verdict that alerts use."""
+    """Drift figures of one feature; `drifted` is the PSI verdict that alerts use, `test_drifted`
+    the test's (p-value below the configured one and effect size at least the minimum)."""
 
     feature: str
     kind: str  # "numeric" | "categorical"
@@ -56,10 +80,51 @@ class FeatureDrift:
     reference_rows: int = 0
     current_rows: int = 0
     missing_share: float = 0.0  # share of current rows missing (numeric) or missing/unseen (cat.)
+    effect: str = ""  # "ks_statistic" | "tv_distance"
+    effect_size: float = 0.0
 
     @property
     def drifted(self) -> bool:
         return self.psi_drifted
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    """The thresholds of a drift verdict (`monitoring.*` settings; defaults as shipped).
+
+    psi: a feature drifts (alerts; retraining trigger) when its PSI exceeds this.
+    ks_pvalue, chi2_pvalue, ks_min_statistic, chi2_min_distance: a test flags drift when its
+        p-value is below the first AND its effect size (KS statistic, total variation distance)
+        is at least the second.
+    recent_psi: the PSI threshold of the recent-intake population.
+    recent_days: the recent intake is the leads with days_since_created < this.
+    recent_min_rows: a recent intake with fewer rows (current or reference) is not judged.
+    """
+
+    psi: float = 0.2
+    ks_pvalue: float = 0.01
+    chi2_pvalue: float = 0.01
+    ks_min_statistic: float = 0.1
+    chi2_min_distance: float = 0.1
+    recent_psi: float = 0.1
+    recent_days: int = 14
+    recent_min_rows: int = 500
+    bins: int = 10
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DriftThresholds:
+        cfg = settings.monitoring
+        return cls(
+            psi=cfg.psi_threshold,
+            ks_pvalue=cfg.ks_pvalue,
+            chi2_pvalue=cfg.chi2_pvalue,
+            ks_min_statistic=cfg.ks_min_statistic,
+            chi2_min_distance=cfg.chi2_min_distance,
+            recent_psi=cfg.recent_intake_psi_threshold,
+            recent_days=cfg.recent_intake_days,
+            recent_min_rows=cfg.recent_intake_min_rows,
+            bins=cfg.psi_bins,
+        )
 
 
 def psi_from_shares(reference: np.ndarray, current: np.ndarray) -> float:
@@ -223,6 +288,11 @@ def chi2_test(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[float, fl
     return float(statistic), float(p_value)
 
 
+def total_variation(reference_shares: np.ndarray, current_shares: np.ndarray) -> float:
+    """½·Σ|current − reference| of two share vectors over the same bins, in [0, 1]."""
+    return float(0.5 * np.abs(np.asarray(current_shares) - np.asarray(reference_shares)).sum())
+
+
 def feature_drift(
     feature: str,
     reference: pd.Series,
@@ -232,8 +302,14 @@ def feature_drift(
     bins: int = 10,
     psi_threshold: float = 0.2,
     p_value_threshold: float = 0.01,
+    min_effect: float = 0.1,
 ) -> FeatureDrift:
-    """PSI plus KS (numeric) or chi-square (categorical) for one feature."""
+    """PSI plus KS (numeric) or chi-square (categorical) for one feature.
+
+    Args:
+        p_value_threshold, min_effect: the test flags drift when its p-value is below the first
+            and its effect size (KS statistic; total variation distance) is at least the second.
+    """
     if categorical:
         ref_shares, cur_shares = categorical_shares(reference, current)
         psi = psi_from_shares(ref_shares, cur_shares)
@@ -242,11 +318,12 @@ def feature_drift(
         )
         n_ref, n_cur, test = len(reference), len(current), "chi2"
         missing_share = float(cur_shares[-1])
+        effect, effect_size = "tv_distance", total_variation(ref_shares, cur_shares)
     else:
         psi, statistic, p_value, n_ref, n_cur, missing_share = _numeric_drift(
             reference, current, bins
         )
-        test = "ks"
+        test, effect, effect_size = "ks", "ks_statistic", float(statistic)
     return FeatureDrift(
         feature=feature,
         kind="categorical" if categorical else "numeric",
@@ -255,10 +332,12 @@ def feature_drift(
         statistic=float(statistic),
         p_value=float(p_value),
         psi_drifted=psi > psi_threshold,
-        test_drifted=p_value < p_value_threshold,
+        test_drifted=bool(p_value < p_value_threshold and effect_size >= min_effect),
         reference_rows=int(n_ref),
         current_rows=int(n_cur),
         missing_share=missing_share,
+        effect=effect,
+        effect_size=effect_size,
     )
 
 
@@ -271,25 +350,33 @@ def data_drift(
     bins: int = 10,
     psi_threshold: float = 0.2,
     p_value_threshold: float = 0.01,
+    chi2_p_value_threshold: float | None = None,
+    ks_min_statistic: float = 0.1,
+    chi2_min_distance: float = 0.1,
     workers: int | None = None,
 ) -> pd.DataFrame:
     """Drift of every feature: one row per feature (FeatureDrift's fields), worst PSI first.
 
     Args:
+        p_value_threshold: the KS test's (and chi-square's unless `chi2_p_value_threshold`).
+        ks_min_statistic, chi2_min_distance: the effect sizes a test needs to flag drift.
         workers: threads (default: the CPU count, at most 8).
     """
     categorical = set(categorical)
+    chi2_p = p_value_threshold if chi2_p_value_threshold is None else chi2_p_value_threshold
 
     def one(name: str) -> dict:
+        is_cat = name in categorical
         return asdict(
             feature_drift(
                 name,
                 reference[name],
                 current[name],
-                categorical=name in categorical,
+                categorical=is_cat,
                 bins=bins,
                 psi_threshold=psi_threshold,
-                p_value_threshold=p_value_threshold,
+                p_value_threshold=chi2_p if is_cat else p_value_threshold,
+                min_effect=chi2_min_distance if is_cat else ks_min_statistic,
             )
         )
 
@@ -300,3 +387,139 @@ def data_drift(
         rows = list(pool.map(one, ordered))
     frame = pd.DataFrame(rows, columns=[f for f in FeatureDrift.__dataclass_fields__])
     return frame.sort_values(["psi", "feature"], ascending=[False, True], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class Population:
+    """One population a drift run compared: its rows on both sides, whether it was judged,
+    and the PSI threshold it was judged by."""
+
+    name: str  # OPEN | RECENT
+    description: str
+    reference_rows: int
+    current_rows: int
+    judged: bool
+    psi_threshold: float
+    note: str = ""
+
+
+@dataclass
+class PopulationDrift:
+    """Drift of both populations: `frame` holds one row per feature and judged population
+    (FeatureDrift's fields, `feature` the label — the name, plus RECENT_SUFFIX for the recent
+    intake — `column` the plain name, `population`), worst PSI first."""
+
+    frame: pd.DataFrame
+    populations: list[Population]
+
+    def drifted(self, population: str | None = None) -> list[str]:
+        """Labels of the features whose PSI drifted (in one population, or in either)."""
+        rows = self.frame[self.frame["psi_drifted"]]
+        if population is not None:
+            rows = rows[rows["population"] == population]
+        return sorted(rows["feature"])
+
+    def verdict(self) -> str:
+        """One sentence per population: drift and where, or the largest PSI; or why not judged."""
+        parts = []
+        for pop in self.populations:
+            if not pop.judged:
+                parts.append(f"{pop.description}: not judged ({pop.note})")
+                continue
+            rows = self.frame[self.frame["population"] == pop.name]
+            hit = rows[rows["psi_drifted"]]
+            size = f"{pop.current_rows:,} vs {pop.reference_rows:,} reference rows"
+            if len(hit):
+                figures = ", ".join(f"{r.column} {r.psi:.3f}" for r in hit.itertuples())
+                parts.append(
+                    f"DRIFT in {pop.description} ({size}): PSI > {pop.psi_threshold:g} on {figures}"
+                )
+            elif len(rows):
+                top = rows.iloc[0]
+                parts.append(
+                    f"no drift in {pop.description} ({size}): max PSI {top.psi:.3f} "
+                    f"({top.column}) ≤ {pop.psi_threshold:g}"
+                )
+        return "; ".join(parts)
+
+
+def recent_intake_features(features: Sequence[str]) -> list[str]:
+    """The features compared on the recent intake: every model feature but the lead age, which
+    the population's definition fixes."""
+    return [f for f in features if f != AGE_COLUMN]
+
+
+def recent_rows(frame: pd.DataFrame, days: int) -> pd.DataFrame:
+    """The rows of leads created less than `days` days before their snapshot."""
+    age = pd.to_numeric(frame[AGE_COLUMN], errors="coerce")
+    return frame[age < days]
+
+
+def population_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    features: Sequence[str],
+    categorical: Sequence[str],
+    thresholds: DriftThresholds = DriftThresholds(),
+    *,
+    workers: int | None = None,
+) -> PopulationDrift:
+    """Drift of the open population (every current row against every reference row) and of
+    the recent intake (rows with days_since_created < `thresholds.recent_days` on both sides);
+    see the module docstring. The recent intake is judged only when the model has the lead-age
+    feature and both sides hold at least `thresholds.recent_min_rows` rows.
+    """
+    t = thresholds
+
+    def run(ref: pd.DataFrame, cur: pd.DataFrame, cols: Sequence[str], psi: float) -> pd.DataFrame:
+        return data_drift(
+            ref,
+            cur,
+            cols,
+            categorical,
+            bins=t.bins,
+            psi_threshold=psi,
+            p_value_threshold=t.ks_pvalue,
+            chi2_p_value_threshold=t.chi2_pvalue,
+            ks_min_statistic=t.ks_min_statistic,
+            chi2_min_distance=t.chi2_min_distance,
+            workers=workers,
+        )
+
+    open_frame = run(reference, current, features, t.psi)
+    open_frame.insert(1, "column", open_frame["feature"])
+    open_frame.insert(2, "population", OPEN)
+    populations = [
+        Population(OPEN, "the open population", len(reference), len(current), True, t.psi)
+    ]
+    frames = [open_frame]
+    description = f"the recent intake (created in the last {t.recent_days} days)"
+    if AGE_COLUMN not in features:
+        populations.append(
+            Population(RECENT, description, 0, 0, False, t.recent_psi, f"no {AGE_COLUMN} feature")
+        )
+    else:
+        ref_recent, cur_recent = (
+            recent_rows(reference, t.recent_days),
+            recent_rows(current, t.recent_days),
+        )
+        n_ref, n_cur = len(ref_recent), len(cur_recent)
+        judged = min(n_ref, n_cur) >= t.recent_min_rows
+        note = (
+            ""
+            if judged
+            else f"{n_cur:,} current and {n_ref:,} reference rows; at least "
+            f"{t.recent_min_rows:,} each needed (monitoring.recent_intake_min_rows)"
+        )
+        populations.append(
+            Population(RECENT, description, n_ref, n_cur, judged, t.recent_psi, note)
+        )
+        if judged:
+            recent = run(ref_recent, cur_recent, recent_intake_features(features), t.recent_psi)
+            recent.insert(1, "column", recent["feature"])
+            recent.insert(2, "population", RECENT)
+            recent["feature"] = recent["column"] + RECENT_SUFFIX
+            frames.append(recent)
+    frame = pd.concat(frames, ignore_index=True)
+    frame = frame.sort_values(["psi", "feature"], ascending=[False, True], ignore_index=True)
+    return PopulationDrift(frame, populations)

@@ -41,12 +41,15 @@ class MonitoringReport:
     reference_description: str
     reference_rows: int
     current_rows: int
-    data_drift: pd.DataFrame  # one row per feature: drift.FeatureDrift fields
+    # one row per feature and population: drift.FeatureDrift fields plus `column` and
+    # `population`; `feature` is the label (the recent intake's carry drift.RECENT_SUFFIX)
+    data_drift: pd.DataFrame
     prediction_drift: pd.DataFrame  # store rows: feature probability | tier | tier_<X>
     performance: pd.DataFrame  # store rows per matured cohort
     business: pd.DataFrame  # store rows per matured cohort and tier
     serving: pd.DataFrame  # p99 latency and error rate of the day before, from the prediction log
     performance_note: str = ""
+    drift_populations: list[drift.Population] = field(default_factory=list)
     report_paths: dict[str, Path] = field(default_factory=dict)
     mlflow_run_id: str | None = None
     seconds: float = 0.0
@@ -54,6 +57,11 @@ class MonitoringReport:
     @property
     def drifted_features(self) -> list[str]:
         return sorted(self.data_drift.loc[self.data_drift["psi_drifted"], "feature"])
+
+    @property
+    def drift_verdict(self) -> str:
+        """Which population drifted on which features (or the largest PSI of each)."""
+        return drift.PopulationDrift(self.data_drift, self.drift_populations).verdict()
 
     @property
     def prediction_psi(self) -> float:
@@ -79,8 +87,27 @@ class MonitoringReport:
             "reference": self.reference_description,
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
-            "features_monitored": len(self.data_drift),
+            "features_monitored": int((self.data_drift["population"] == drift.OPEN).sum())
+            if len(self.data_drift)
+            else 0,
             "drifted_features": self.drifted_features,
+            "drift_verdict": self.drift_verdict,
+            "drift_populations": {
+                p.name: {
+                    "current_rows": p.current_rows,
+                    "reference_rows": p.reference_rows,
+                    "judged": p.judged,
+                    "psi_threshold": p.psi_threshold,
+                    "drifted": sorted(
+                        self.data_drift.loc[
+                            self.data_drift["psi_drifted"]
+                            & (self.data_drift["population"] == p.name),
+                            "column",
+                        ]
+                    ),
+                }
+                for p in self.drift_populations
+            },
             "max_psi": round(float(self.data_drift["psi"].max()), 4)
             if len(self.data_drift)
             else None,
@@ -111,17 +138,25 @@ def _load_model(settings: Settings, model_version: str | None) -> tuple[LeadScor
     return scorer, str(version)
 
 
-def _data_drift_rows(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+def _data_drift_rows(
+    frame: pd.DataFrame, populations: list[drift.Population], settings: Settings
+) -> pd.DataFrame:
+    """Store rows per feature label: psi (the alert verdict), the test's p-value and effect size
+    (both with the test verdict: p below its threshold and effect at least its minimum), and
+    the raw chi-square statistic."""
     cfg = settings.monitoring
+    psi_threshold = {p.name: p.psi_threshold for p in populations}
     rows = []
     for r in frame.itertuples():
         p_threshold = cfg.ks_pvalue if r.test == "ks" else cfg.chi2_pvalue
+        min_effect = cfg.ks_min_statistic if r.test == "ks" else cfg.chi2_min_distance
+        test_status = "drift" if r.test_drifted else "ok"
         rows += [
             {
                 "feature": r.feature,
                 "metric": "psi",
                 "value": r.psi,
-                "threshold": cfg.psi_threshold,
+                "threshold": psi_threshold.get(r.population, cfg.psi_threshold),
                 "status": "drift" if r.psi_drifted else "ok",
             },
             {
@@ -129,24 +164,34 @@ def _data_drift_rows(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
                 "metric": f"{r.test}_pvalue",
                 "value": r.p_value,
                 "threshold": p_threshold,
-                "status": "drift" if r.test_drifted else "ok",
+                "status": test_status,
             },
             {
                 "feature": r.feature,
-                "metric": f"{r.test}_statistic",
-                "value": r.statistic,
-                "threshold": None,
-                "status": "info",
+                "metric": r.effect,
+                "value": r.effect_size,
+                "threshold": min_effect,
+                "status": test_status,
             },
         ]
+        if r.test == "chi2":
+            rows.append(
+                {
+                    "feature": r.feature,
+                    "metric": "chi2_statistic",
+                    "value": r.statistic,
+                    "threshold": None,
+                    "status": "info",
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def prediction_drift(
     reference_scores: np.ndarray, current_scores: np.ndarray, settings: Settings
 ) -> pd.DataFrame:
-    """PSI and KS of the probability, PSI and chi-square of the tier mix, and the tier shares
-    (store rows)."""
+    """PSI and KS of the probability, PSI and chi-square of the tier mix (each test with its
+    effect size: KS statistic, total variation distance), and the tier shares (store rows)."""
     from ml.scoring import assign_tiers
 
     cfg = settings.monitoring
@@ -160,6 +205,7 @@ def prediction_drift(
         bins=cfg.psi_bins,
         psi_threshold=cfg.psi_threshold,
         p_value_threshold=cfg.ks_pvalue,
+        min_effect=cfg.ks_min_statistic,
     )
     ref_tier = pd.Series(assign_tiers(np.round(ref.to_numpy() * 100, 1), settings))
     cur_tier = pd.Series(assign_tiers(np.round(cur.to_numpy() * 100, 1), settings))
@@ -170,9 +216,13 @@ def prediction_drift(
         categorical=True,
         psi_threshold=cfg.psi_threshold,
         p_value_threshold=cfg.chi2_pvalue,
+        min_effect=cfg.chi2_min_distance,
     )
     rows = []
-    for d, p_threshold in ((score, cfg.ks_pvalue), (tier, cfg.chi2_pvalue)):
+    for d, p_threshold, min_effect in (
+        (score, cfg.ks_pvalue, cfg.ks_min_statistic),
+        (tier, cfg.chi2_pvalue, cfg.chi2_min_distance),
+    ):
         rows += [
             {
                 "feature": d.feature,
@@ -186,6 +236,13 @@ def prediction_drift(
                 "metric": f"{d.test}_pvalue",
                 "value": d.p_value,
                 "threshold": p_threshold,
+                "status": "drift" if d.test_drifted else "ok",
+            },
+            {
+                "feature": d.feature,
+                "metric": d.effect,
+                "value": d.effect_size,
+                "threshold": min_effect,
                 "status": "drift" if d.test_drifted else "ok",
             },
         ]
@@ -289,7 +346,9 @@ def run_monitoring(
 ) -> MonitoringReport:
     """Monitor the champion (or `model_version`) for `run_date`.
 
-    Data drift of each model feature (current vs the champion's training window), prediction
+    Data drift of each model feature (current vs the champion's training window), for every
+    open lead and for the recent intake against reference leads of the same age (see
+    ml/monitoring/drift.py; `drift_verdict` says which population drifted on what), prediction
     drift (current scores vs its test-window scores, tier mix), Evidently reports on a sample
     (logged to the champion's MLflow run), matured-label performance and business metrics per
     cohort; everything recorded in the monitoring store.
@@ -312,21 +371,16 @@ def run_monitoring(
         raise DataError(f"nothing to monitor on {run_date}: the current frame has no rows")
     reference = reference or load_reference(settings, scorer, version, run_date)
     features, categorical = list(scorer.feature_names), list(scorer.categorical_features)
-    cfg = settings.monitoring
     run_id = f"{run_date:%Y%m%d}-v{version}"
 
-    drift_frame = drift.data_drift(
+    populations = drift.population_drift(
         reference.features,
         current,
         features,
         categorical,
-        bins=cfg.psi_bins,
-        psi_threshold=cfg.psi_threshold,
-        p_value_threshold=cfg.ks_pvalue,
+        drift.DriftThresholds.from_settings(settings),
     )
-    # chi-square has a threshold of its own
-    is_cat = drift_frame["kind"] == "categorical"
-    drift_frame.loc[is_cat, "test_drifted"] = drift_frame.loc[is_cat, "p_value"] < cfg.chi2_pvalue
+    drift_frame = populations.frame
     if "probability" in current.columns:
         current_scores = current["probability"].to_numpy(float)
     else:
@@ -349,6 +403,7 @@ def run_monitoring(
         business=business,
         serving=serving,
         performance_note=note,
+        drift_populations=populations.populations,
     )
     if reports:
         from ml.monitoring.reports import evidently_reports, log_to_champion_run
@@ -364,10 +419,11 @@ def run_monitoring(
             features=features,
             categorical=categorical,
             reference_description=reference.description,
+            population_drift=populations,
         )
         report.mlflow_run_id = log_to_champion_run(settings, version, report.report_paths, run_date)
     for scope, rows in (
-        ("data_drift", _data_drift_rows(drift_frame, settings)),
+        ("data_drift", _data_drift_rows(drift_frame, populations.populations, settings)),
         ("prediction_drift", pred_rows),
         ("performance", perf),
         ("business", business),
@@ -378,10 +434,9 @@ def run_monitoring(
         )
     report.seconds = time.perf_counter() - started
     log.info(
-        "monitoring %s: %d features, drifted %s, prediction PSI %.3f, %s (%.1f s)",
+        "monitoring %s: %s; prediction PSI %.3f, %s (%.1f s)",
         run_id,
-        len(drift_frame),
-        report.drifted_features or "none",
+        report.drift_verdict,
         report.prediction_psi,
         note,
         report.seconds,

@@ -96,8 +96,14 @@ def test_no_drift_no_alert_and_reports_state_the_sample(settings, monitored, mon
     assert json.loads(report.report_paths["prediction_drift_json"].read_text())["metrics"]
     assert logged == [("7", sorted(report.report_paths))] and report.mlflow_run_id == "run-1"
     psi = read_metrics(settings, "data_drift").query("metric == 'psi'")
-    assert len(psi) == len(feature_columns())
+    # every feature on the open population, every feature but the lead age on the recent intake
+    # (the generated rows are all younger than 14 days)
+    recent = psi[psi["feature"].str.endswith(" (recent intake)")]
+    assert len(psi) - len(recent) == len(feature_columns())
+    assert len(recent) == len(feature_columns()) - 1
     assert set(psi["status"]) == {"ok"} and set(psi["model_version"]) == {"7"}
+    assert "no drift in the open population" in report.drift_verdict
+    assert "no drift in the recent intake" in report.drift_verdict
     assert not drift_trigger(settings, ChampionInfo("7", None)).fire
     summary = report.summary()
     assert summary["drifted_features"] == [] and summary["model_version"] == "7"
@@ -118,6 +124,47 @@ def test_injected_drift_is_flagged_recorded_and_alerted(settings, monitored):
     assert decision.fire and "lead_source" in decision.reason
     tiers = read_metrics(settings, "prediction_drift").query("metric == 'current_share'")
     assert tiers["value"].sum() == pytest.approx(1.0)
+
+
+def aged(frame: pd.DataFrame, seed: int, recent_sources_p=None) -> pd.DataFrame:
+    """Give the rows lead ages 0–119 days; rows younger than 14 days draw their source from
+    `recent_sources_p` when given."""
+    rng = np.random.default_rng(seed)
+    frame = frame.copy()
+    frame["days_since_created"] = rng.integers(0, 120, len(frame))
+    if recent_sources_p is not None:
+        young = frame["days_since_created"] < 14
+        frame.loc[young, "lead_source"] = rng.choice(SOURCES, int(young.sum()), p=recent_sources_p)
+    return frame
+
+
+def test_a_mix_change_in_the_recent_intake_alerts_and_names_the_population(
+    settings, scorer, monkeypatch
+):
+    monkeypatch.setattr(monitoring_run, "_load_model", lambda s, v: (scorer, "7"))
+    reference = aged(features(12_000, seed=20), seed=21)
+    ref = Reference(reference[feature_columns()], scorer.predict_proba(reference), "test", "test")
+    # Event 0.2 -> 0.385 of the leads created in the last 14 days (x2.5): PSI ≈ 0.17 there
+    current = aged(features(8_000, seed=22), seed=23, recent_sources_p=[0.308, 0.231, 0.384, 0.077])
+    report = monitoring_run.run_monitoring(
+        settings, RUN_DATE, current=current, reference=ref, reports=False
+    )
+    assert report.drifted_features == ["lead_source (recent intake)"]
+    assert "DRIFT in the recent intake" in report.drift_verdict
+    assert "no drift in the open population" in report.drift_verdict
+    summary = report.summary()
+    assert summary["drift_populations"]["recent_intake"]["drifted"] == ["lead_source"]
+    assert summary["drift_populations"]["open"]["drifted"] == []
+    alert = {a.rule: a for a in report_alerts(settings, report)}["data_drift"]
+    assert alert.severity == "warning" and "lead_source (recent intake)" in alert.title
+    rows = read_metrics(settings, "data_drift").set_index(["feature", "metric"])
+    recent_psi = rows.loc[("lead_source (recent intake)", "psi")]
+    assert recent_psi["status"] == "drift" and recent_psi["threshold"] == 0.1
+    assert 0.1 < recent_psi["value"] < 0.2
+    assert rows.loc[("lead_source", "psi"), "status"] == "ok"
+    assert rows.loc[("lead_source (recent intake)", "tv_distance"), "threshold"] == 0.1
+    # the retraining trigger stays PSI > 0.2 (original design): a moderate intake shift warns
+    assert not drift_trigger(settings, ChampionInfo("7", None)).fire
 
 
 def write_cohort(settings, scorer, day: date, frame: pd.DataFrame) -> None:
@@ -259,3 +306,49 @@ def test_service_latency_and_errors_from_the_prediction_log_raise_alerts(setting
     assert figures["latency_p99_ms"] == pytest.approx(250.0)
     alerts = {a.rule: a.severity for a in report_alerts(settings, report)}
     assert alerts["latency_p99"] == "warning" and alerts["error_rate"] == "critical"
+
+
+def report_verdicts(path) -> dict[tuple[str, str], bool]:
+    """(column, method) -> drift, from the tests an Evidently report JSON records."""
+    out = {}
+    for test in json.loads(path.read_text())["tests"]:
+        params = test["metric_config"]["params"]
+        if params["type"].endswith("ValueDrift"):
+            out[(params["column"], params["method"])] = test["status"] == "FAIL"
+    return out
+
+
+def test_evidently_reports_give_the_verdicts_the_store_holds(settings, scorer, monkeypatch):
+    from ml.monitoring import reports
+
+    monkeypatch.setattr(monitoring_run, "_load_model", lambda s, v: (scorer, "7"))
+    monkeypatch.setattr(reports, "log_to_champion_run", lambda s, v, paths, d: None)
+    settings = settings.model_copy(
+        update={"monitoring": settings.monitoring.model_copy(update={"report_sample_size": 10_000})}
+    )
+    reference = aged(features(6_000, seed=30), seed=31)
+    ref = Reference(reference[feature_columns()], scorer.predict_proba(reference), "test", "test")
+    current = aged(
+        features(6_000, seed=32, activity=2.2), seed=33, recent_sources_p=[0.1] * 3 + [0.7]
+    )
+    report = monitoring_run.run_monitoring(settings, RUN_DATE, current=current, reference=ref)
+    # the sample holds every row and the frames have no missing values: the same figures
+    store = read_metrics(settings, "data_drift")
+    status = {
+        (r.feature, r.metric): r.status == "drift"
+        for r in store.itertuples()
+        if r.metric in ("psi", "ks_pvalue", "chi2_pvalue")
+    }
+    names = reports.register_stattests(monitoring_run.drift.DriftThresholds.from_settings(settings))
+    for key, suffix in (("data_drift_json", ""), ("recent_intake_drift_json", " (recent intake)")):
+        verdicts = report_verdicts(report.report_paths[key])
+        assert len(verdicts) == 2 * (len(feature_columns()) - (1 if suffix else 0))
+        for (column, method), drifted in verdicts.items():
+            label = column + suffix
+            if method == names["psi"]:
+                assert drifted == status[(label, "psi")], label
+            else:
+                test = "ks" if method == names["ks"] else "chi2"
+                assert drifted == status[(label, f"{test}_pvalue")], (label, method)
+    assert any(status.values()) and not all(status.values())  # both verdicts occur
+    assert status[("lead_source (recent intake)", "psi")] and not status[("lead_source", "psi")]

@@ -1,4 +1,5 @@
-"""Drift: PSI and KS / chi-square per feature over time, prediction drift, Evidently reports."""
+"""Drift: PSI and KS / chi-square (with effect sizes) per feature over time, for the open
+population and the recent intake; prediction drift; Evidently reports."""
 
 from __future__ import annotations
 
@@ -11,23 +12,36 @@ from ml.config import Settings
 from ml.dashboard import data
 from ml.dashboard.cache import cached
 from ml.dashboard.charts import TIER_COLORS, empty_state, lines, show
+from ml.monitoring.drift import RECENT_SUFFIX
+
+EFFECTS = ("ks_statistic", "tv_distance")
 
 TOP_FEATURES = 6
 
 
 def latest_table(drift_rows: pd.DataFrame) -> pd.DataFrame:
-    """Per feature of the latest run date: PSI, test, p-value, status, worst PSI first."""
+    """Per feature label of the latest run date: population, PSI and its status, the test, its
+    p-value and effect size, and the test's status (p below its threshold and effect at least
+    its minimum); worst PSI first."""
     last = drift_rows[drift_rows["run_date"] == drift_rows["run_date"].max()]
     psi = last[last["metric"] == "psi"].set_index("feature")
     tests = last[last["metric"].str.endswith("_pvalue")].set_index("feature")
+    effects = last[last["metric"].isin(EFFECTS)].set_index("feature")
     out = pd.DataFrame(
         {
+            "population": [
+                "recent intake" if str(f).endswith(RECENT_SUFFIX) else "open" for f in psi.index
+            ],
             "psi": psi["value"],
+            "psi_threshold": psi["threshold"],
             "psi_status": psi["status"],
             "test": tests["metric"].str.removesuffix("_pvalue").reindex(psi.index),
             "p_value": tests["value"].reindex(psi.index),
+            "effect": effects["metric"].reindex(psi.index),
+            "effect_size": effects["value"].reindex(psi.index),
             "test_status": tests["status"].reindex(psi.index),
-        }
+        },
+        index=psi.index,
     )
     return out.sort_values("psi", ascending=False).reset_index()
 
@@ -76,12 +90,18 @@ def render(settings: Settings) -> None:
         table = latest_table(rows)
         last_day = rows["run_date"].max()
         a, b, c = st.columns(3)
-        a.metric("Features monitored", len(table), help=f"run date {last_day:%Y-%m-%d}")
+        a.metric(
+            "Features monitored",
+            int((table["population"] == "open").sum()),
+            help=f"run date {last_day:%Y-%m-%d}",
+        )
         a.caption(f"run date {last_day:%Y-%m-%d}")
         b.metric(
             "Features drifted (PSI)",
             int((table["psi_status"] == "drift").sum()),
-            help=f"PSI > {cfg.psi_threshold} (monitoring.psi_threshold)",
+            help=f"open population: PSI > {cfg.psi_threshold} (monitoring.psi_threshold); "
+            f"recent intake (leads younger than {cfg.recent_intake_days} days): PSI > "
+            f"{cfg.recent_intake_psi_threshold} (monitoring.recent_intake_psi_threshold)",
         )
         c.metric("Max PSI", f"{table['psi'].max():.3f}", help=str(table["feature"].iloc[0]))
 
@@ -108,8 +128,12 @@ def render(settings: Settings) -> None:
         pvals = chosen[chosen["metric"].str.endswith("_pvalue")].copy()
         pvals["value"] = pvals["value"].clip(lower=1e-300)
         st.caption(
-            f"KS (numeric) and chi-square (categorical) p-values; drift below "
-            f"{cfg.ks_pvalue:g} / {cfg.chi2_pvalue:g} (monitoring.ks_pvalue, chi2_pvalue)."
+            f"KS (numeric) and chi-square (categorical) p-values. A test reads drift only when "
+            f"p < {cfg.ks_pvalue:g} / {cfg.chi2_pvalue:g} (monitoring.ks_pvalue, chi2_pvalue) "
+            f"AND its effect size reaches {cfg.ks_min_statistic:g} (KS statistic, "
+            f"monitoring.ks_min_statistic) / {cfg.chi2_min_distance:g} (total variation "
+            "distance, monitoring.chi2_min_distance): with many rows the smallest shift has a "
+            "tiny p-value. Alerts and retraining use PSI."
         )
         show(
             lines(
@@ -130,6 +154,7 @@ def render(settings: Settings) -> None:
             column_config={
                 "psi": st.column_config.NumberColumn(format="%.4f"),
                 "p_value": st.column_config.NumberColumn(format="%.2e"),
+                "effect_size": st.column_config.NumberColumn(format="%.3f"),
             },
         )
 
