@@ -1,0 +1,121 @@
+"""The docs site's generated parts and its runbooks, without building the site (no MkDocs
+needed): one runbook per alert rule, the YAML comment parser, link rewriting, the rules the code
+raises."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ml.config import PROJECT_ROOT, Settings, load_settings
+
+sys.path.insert(0, str(PROJECT_ROOT / "docs" / "_gen"))
+import gen_reference as ref  # noqa: E402
+
+DOCS = PROJECT_ROOT / "docs"
+
+
+def test_one_runbook_per_configured_alert_rule() -> None:
+    rules = set(load_settings(env={}).alerting.rules)
+    runbooks = {p.stem for p in (DOCS / "runbooks").glob("*.md")} - {"index"}
+    assert runbooks == rules, (
+        f"alert rules without a runbook: {sorted(rules - runbooks)}; "
+        f"runbooks without a rule: {sorted(runbooks - rules)}"
+    )
+    nav = yaml.safe_load((PROJECT_ROOT / "mkdocs.yml").read_text())["nav"]
+    listed = {
+        Path(page).stem
+        for section in nav
+        if "Runbooks" in section
+        for item in section["Runbooks"]
+        for page in ([item] if isinstance(item, str) else item.values())
+    } - {"index"}
+    assert listed == rules, "mkdocs.yml's Runbooks section must list one page per alert rule"
+
+
+@pytest.mark.parametrize("rule", sorted(load_settings(env={}).alerting.rules))
+def test_each_runbook_states_the_rule_and_the_commands(rule: str) -> None:
+    text = (DOCS / "runbooks" / f"{rule}.md").read_text()
+    assert "<!-- rule-facts -->" in text  # severity, channels, condition: from the settings
+    for section in ("## What fired", "## Confirm on the dashboard", "## Decide", "## Commands"):
+        assert section in text, f"runbooks/{rule}.md has no '{section}' section"
+
+
+def test_rules_raised_in_the_code_are_configured() -> None:
+    raised = ref.rule_sources()
+    assert raised, "found no event_alert call at all: the scan is broken"
+    unknown = set(raised) - set(load_settings(env={}).alerting.rules)
+    assert not unknown, f"the code raises alert rules that alerting.rules lacks: {unknown}"
+
+
+def test_rule_facts_come_from_the_settings() -> None:
+    settings = load_settings(env={})
+    for rule, severity in settings.alerting.rules.items():
+        facts = ref.rule_facts(rule)
+        assert f"**{severity}**" in facts
+        for channel in settings.alerting.routes[severity]:
+            assert f"`{channel}`" in facts
+    with pytest.raises(KeyError, match="no_such_rule"):
+        ref.rule_facts("no_such_rule")
+
+
+def test_yaml_comments_follow_nesting_and_ignore_quoted_hashes(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "# header comment\n"
+        "a:                # section a\n"
+        "  b: 1            # leaf b\n"
+        "  c:\n"
+        "    d: 'x # y'    # leaf d\n"
+        'e: "#notacomment"\n'
+        "f: 2 # f\n"
+    )
+    assert ref.yaml_comments(path) == {
+        "a": "section a",
+        "a.b": "leaf b",
+        "a.c.d": "leaf d",
+        "f": "f",
+    }
+
+
+def test_config_reference_lists_every_setting() -> None:
+    page = ref.config_reference()
+
+    def leaves(model: type, prefix: str = "") -> list[str]:
+        out = []
+        for name, field in model.model_fields.items():
+            if name == "source_file" and not prefix:
+                continue
+            if isinstance(field.annotation, type) and hasattr(field.annotation, "model_fields"):
+                out += leaves(field.annotation, f"{prefix}{name}.")
+            else:
+                out.append(f"{prefix}{name}")
+        return out
+
+    missing = [key for key in leaves(Settings) if f"`{key}`" not in page]
+    assert not missing, f"settings missing from the reference: {missing}"
+
+
+def test_links_to_repository_files_are_rewritten_or_refused() -> None:
+    text = "see [the contract](data/README.md) and ![pic](docs/dashboard.png) and [x](#top)"
+    assert ref.rewrite_links(text, "t") == (
+        "see [the contract](raw-contract.md) and ![pic](dashboard.png) and [x](#top)"
+    )
+    with pytest.raises(ValueError, match="ml/cli.py"):
+        ref.rewrite_links("[cli](ml/cli.py)", "README.md")
+
+
+def test_cli_reference_has_every_command_and_option() -> None:
+    import typer.main
+
+    from ml.cli import app
+
+    page = ref.cli_reference()
+    root = typer.main.get_command(app)
+    for name, command in root.commands.items():
+        assert f"`lead-scoring {name}`" in page
+        for param in command.params:
+            assert param.opts[0] in page, f"{name} {param.opts[0]} missing"
