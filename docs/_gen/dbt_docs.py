@@ -40,8 +40,10 @@ def dbt_static_docs() -> bytes:
         )
         generate_from_settings(settings)
         target = Path(tmp) / "dbt_docs_target"
-        run_dbt(settings, ["run"], target_dir=target)
-        run_dbt(settings, ["docs", "generate", "--static"], target_dir=target)
+        # pinned to the generated data's end, so the build does not depend on today's date
+        as_of = settings.generator.end_date
+        run_dbt(settings, ["run"], as_of=as_of, target_dir=target)
+        run_dbt(settings, ["docs", "generate", "--static"], as_of=as_of, target_dir=target)
         return (target / "static_index.html").read_bytes()
 
 

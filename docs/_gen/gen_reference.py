@@ -335,7 +335,7 @@ def cli_reference() -> str:
     ]
 
     def command_md(cmd: Any, ctx: Any, path: str) -> None:
-        depth = min(path.count(" ") + 1, 4)
+        depth = min(path.count(" ") + 2, 4)
         md.extend([f"{'#' * depth} `{path}`", ""])
         if cmd.help:
             md.extend([_prose(cmd.help), ""])
