@@ -41,6 +41,8 @@ from pydantic import BaseModel  # noqa: E402
 from ml.config import DEFAULT_CONFIG, ENV_OVERRIDES, Settings, load_settings  # noqa: E402
 
 CONFIG_PY = ROOT / "ml" / "config.py"
+# `{{ setting:<dotted.key> }}` in a page: replaced by the value at build time (docs/_gen/hooks.py)
+SETTING_MARKER = re.compile(r"\{\{\s*setting:([\w.]+)\s*\}\}")
 
 
 def _cell(text: Any) -> str:

@@ -30,7 +30,6 @@ from dbt_docs import dbt_static_docs  # noqa: E402
 log = logging.getLogger("mkdocs.hooks.lead_scoring")
 
 RUNBOOKS = "runbooks"
-SETTING = re.compile(r"\{\{\s*setting:([\w.]+)\s*\}\}")
 
 
 def expected_runbooks() -> set[str]:
@@ -87,7 +86,7 @@ def _setting(match: re.Match[str]) -> str:
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ANN001
-    markdown = SETTING.sub(_setting, markdown)
+    markdown = ref.SETTING_MARKER.sub(_setting, markdown)
     if "<!-- rule-facts -->" in markdown:
         rule = Path(page.file.src_uri).stem
         markdown = markdown.replace("<!-- rule-facts -->", ref.rule_facts(rule))

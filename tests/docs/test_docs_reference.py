@@ -119,3 +119,19 @@ def test_cli_reference_has_every_command_and_option() -> None:
         assert f"`lead-scoring {name}`" in page
         for param in command.params:
             assert param.opts[0] in page, f"{name} {param.opts[0]} missing"
+
+
+def test_setting_markers_name_existing_settings() -> None:
+    """Pages quote thresholds as {{ setting:<key> }} (filled at build time); a renamed or
+    removed setting must fail here, not only in the (optional) site build."""
+    settings = load_settings(env={})
+    assert ref.setting_value("monitoring.psi_threshold") == settings.monitoring.psi_threshold
+    assert ref.setting_value("alerting.rules.data_drift") == settings.alerting.rules["data_drift"]
+    with pytest.raises(KeyError, match="monitoring.no_such_key"):
+        ref.setting_value("monitoring.no_such_key")
+    used = set()
+    for page in DOCS.rglob("*.md"):
+        for key in ref.SETTING_MARKER.findall(page.read_text()):
+            used.add(key)
+            ref.setting_value(key)  # raises KeyError naming the key
+    assert used, "no page uses a setting marker: the pattern is out of date"
