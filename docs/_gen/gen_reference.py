@@ -527,6 +527,24 @@ def raw_contract() -> str:
     return rewrite_links((ROOT / "data" / "README.md").read_text(), "data/README.md")
 
 
+# ------------------------------------------------------------------ dashboard
+
+
+def dashboard_pages() -> str:
+    """The dashboard's pages in navigation order, each with its module's one-line summary."""
+    import logging
+
+    logging.getLogger("streamlit").setLevel(logging.ERROR)  # "no runtime" warnings on import
+    from ml.dashboard.pages import PAGES
+
+    rows = ["| page | address | shows |", "|---|---|---|"]
+    for title, path, _icon, module in PAGES:
+        summary = " ".join((module.__doc__ or "").split("\n\n")[0].split())
+        summary = summary.removeprefix(f"{title}:").strip()
+        rows.append(f"| **{title}** | `/{path}` | {_prose(summary)} |")
+    return "\n".join(rows)
+
+
 # ------------------------------------------------------------------ alert rules
 
 

@@ -6,7 +6,8 @@
   fails the build unless every alert rule of the settings has a runbook and every runbook a rule.
 - `on_page_markdown` fills the markers pages use instead of hand-copied values:
   `{{ setting:<dotted.key> }}` (the value in config/training_config.yaml), `<!-- rule-facts -->`
-  (a runbook's severity, channels and condition) and `<!-- runbook-index -->`.
+  (a runbook's severity, channels and condition), `<!-- runbook-index -->` and
+  `<!-- dashboard-pages -->` (the dashboard's pages from ml/dashboard/pages).
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ANN001
     if "<!-- rule-facts -->" in markdown:
         rule = Path(page.file.src_uri).stem
         markdown = markdown.replace("<!-- rule-facts -->", ref.rule_facts(rule))
+    if "<!-- dashboard-pages -->" in markdown:
+        markdown = markdown.replace("<!-- dashboard-pages -->", ref.dashboard_pages())
     if "<!-- runbook-index -->" in markdown:
         here = posixpath.dirname(page.file.src_uri) or "."
         prefix = "" if here == RUNBOOKS else posixpath.relpath(RUNBOOKS, here) + "/"

@@ -135,3 +135,22 @@ def test_setting_markers_name_existing_settings() -> None:
             used.add(key)
             ref.setting_value(key)  # raises KeyError naming the key
     assert used, "no page uses a setting marker: the pattern is out of date"
+
+
+def test_runbooks_name_existing_dashboard_pages() -> None:
+    """The 'Confirm on the dashboard' steps start with a page title in bold; each must be a page
+    of the dashboard (so renaming a page shows which runbooks to update)."""
+    import re
+
+    from ml.dashboard.pages import PAGES
+
+    titles = {title for title, *_ in PAGES}
+    for page in (DOCS / "runbooks").glob("*.md"):
+        text = page.read_text()
+        if "## Confirm on the dashboard" not in text:
+            continue
+        section = text.split("## Confirm on the dashboard", 1)[1].split("\n## ", 1)[0]
+        named = re.findall(r"^- \*\*([^*]+?)(?: →[^*]*)?\*\*", section, flags=re.M)
+        assert named, f"{page.name}: no dashboard page named"
+        unknown = set(named) - titles
+        assert not unknown, f"{page.name} names pages the dashboard lacks: {unknown}"
