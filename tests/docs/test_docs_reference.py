@@ -154,3 +154,58 @@ def test_runbooks_name_existing_dashboard_pages() -> None:
         assert named, f"{page.name}: no dashboard page named"
         unknown = set(named) - titles
         assert not unknown, f"{page.name} names pages the dashboard lacks: {unknown}"
+
+
+def _doc_command_lines() -> list[tuple[str, str]]:
+    """(page, line) for every shell line of the hand-written pages' code blocks."""
+    import re
+
+    out = []
+    for page in DOCS.rglob("*.md"):
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S):
+            for line in block.splitlines():
+                line = line.split("#", 1)[0].strip()
+                if line:
+                    out.append((str(page.relative_to(DOCS)), line))
+    return out
+
+
+def test_commands_in_the_docs_exist() -> None:
+    """Every `lead-scoring <command> --option` in a page's bash block is a real command and
+    option of the CLI, and every Dagster job a page runs (`-j <job>`) is defined."""
+    import ast
+    import re
+
+    import typer.main
+
+    from ml.cli import app
+
+    root = typer.main.get_command(app)
+    jobs_py = (PROJECT_ROOT / "orchestration" / "jobs.py").read_text()
+    jobs = {
+        node.args[0].value
+        for node in ast.walk(ast.parse(jobs_py))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "attr", "") == "define_asset_job"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
+    assert jobs, "no define_asset_job in orchestration/jobs.py: the scan is out of date"
+    checked = 0
+    for page, line in _doc_command_lines():
+        for segment in re.split(r"&&|\|", line):
+            words = segment.split()
+            if words and words[0] == "lead-scoring":
+                command, rest = root, words[1:]
+                while rest and hasattr(command, "commands") and rest[0] in command.commands:
+                    command, rest = command.commands[rest[0]], rest[1:]
+                assert command is not root, f"{page}: no such command in {segment!r}"
+                options = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+                for word in rest:
+                    if word.startswith("--"):
+                        assert word.split("=")[0] in options, f"{page}: {word} in {segment!r}"
+                checked += 1
+            if "-j" in words:
+                job = words[words.index("-j") + 1]
+                assert job in jobs, f"{page}: no Dagster job {job!r} (jobs.py has {jobs})"
+    assert checked > 10, "found almost no lead-scoring commands in the docs: the scan is broken"
