@@ -209,3 +209,28 @@ def test_commands_in_the_docs_exist() -> None:
                 job = words[words.index("-j") + 1]
                 assert job in jobs, f"{page}: no Dagster job {job!r} (jobs.py has {jobs})"
     assert checked > 10, "found almost no lead-scoring commands in the docs: the scan is broken"
+
+
+def test_dagster_names_in_the_docs_exist() -> None:
+    """Assets, sensors and schedules the pages name (asset `x`, `x` asset, `*_sensor`,
+    `*_schedule`) are defined in orchestration/ (read from the source, not loading Dagster)."""
+    import ast
+    import re
+
+    defined: set[str] = set()
+    for path in (PROJECT_ROOT / "orchestration").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.decorator_list:
+                defined.add(node.name)
+            is_name = isinstance(node, ast.keyword) and node.arg == "name"
+            if is_name and isinstance(node.value, ast.Constant):
+                defined.add(str(node.value.value))
+    pattern = re.compile(r"asset `(\w+)`|`(\w+)` asset|`(\w+_(?:sensor|schedule))`")
+    named = set()
+    for page in DOCS.rglob("*.md"):
+        for groups in pattern.findall(page.read_text()):
+            named.add(next(g for g in groups if g))
+    assert named, "no Dagster name found in the docs: the pattern is out of date"
+    assert not named - defined, (
+        f"the docs name Dagster definitions that do not exist: {named - defined}"
+    )
