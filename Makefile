@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: setup demo test lint serve dashboard screenshots dagster mlflow-ui clean
+.PHONY: setup demo test lint serve dashboard screenshots dagster mlflow-ui clean docs
 
 setup: $(VENV)/.installed
 
@@ -47,6 +47,13 @@ dagster: setup
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/data/mlflow/mlflow.db --port 5000
+
+# The documentation site into site/ with `mkdocs build --strict` (the `docs` extra). The
+# references and the dbt docs are generated from the code at build time (docs/_gen/hooks.py; the
+# dbt docs from a small generated warehouse in a temporary folder, never the project's own).
+docs: setup
+	@$(BIN)/python -c "import mkdocs, material" 2>/dev/null || $(BIN)/pip install -q -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf data/raw data/truth data/warehouse data/marts data/feast data/mlflow data/crm data/reports data/dagster \
