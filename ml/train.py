@@ -317,11 +317,14 @@ def mask_optional_fields(frame: pd.DataFrame, fields: list[str], share: float,
     """
     if share <= 0 or not fields:
         return frame
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, _MASKING_STREAM])
     out = frame.copy()
     for name in fields:
         out.loc[rng.random(len(out)) < share, name] = None
     return out
+
+
+_SAMPLING_STREAM, _MASKING_STREAM = 1, 2
 
 
 def sample_negatives(frame: pd.DataFrame, share: float,
@@ -332,7 +335,9 @@ def sample_negatives(frame: pd.DataFrame, share: float,
     y = frame[LABEL].astype(int).to_numpy()
     if share >= 1:
         return frame, np.ones(len(frame))
-    keep = (y == 1) | (np.random.default_rng(seed).random(len(frame)) < share)
+    # Its own random stream: draws shared with the request fields' masking would keep exactly
+    # the masked rows.
+    keep = (y == 1) | (np.random.default_rng([seed, _SAMPLING_STREAM]).random(len(frame)) < share)
     weight = np.where(y[keep] == 1, 1.0, 1.0 / share)
     return frame[keep], weight
 
