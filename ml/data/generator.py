@@ -30,8 +30,9 @@ from ml.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 DAY = 86_400
+YEAR_DAYS = 365.25
 
 # lead source: (share of leads, conversion log-odds effect, engagement multiplier, delay multiplier)
 SOURCES: dict[str, tuple[float, float, float, float]] = dict(zip(contract.LEAD_SOURCES, [
@@ -117,6 +118,10 @@ ACTIVITY_TYPES: dict[str, tuple[float, float]] = dict(zip(contract.ACTIVITY_TYPE
     (0.04, 0.60),  # document_upload
 ], strict=True))
 WEEKDAY_WEIGHT = np.array([1.00, 1.05, 1.00, 0.95, 0.85, 0.45, 0.55])  # Mon..Sun (UAE weekend)
+# Lead intake grows exponentially by this share a year: an exponential intake keeps the age
+# distribution of the open leads the same at every date (a linear one would not), so undrifted
+# data shows no drift in lead age once the CRM is older than the oldest lead scored.
+INTAKE_GROWTH_PER_YEAR = 0.15
 
 INTERCEPT = -1.6  # log-odds of a lead with neutral profile and average engagement
 ENGAGEMENT_SIGMA = 1.0  # sd of log engagement intensity
@@ -255,7 +260,7 @@ class _Leads:
 def _draw_created(n: int, start: int, days: int, seed: int) -> np.ndarray:
     day = np.arange(days)
     weekday = (np.arange(days) + datetime.fromtimestamp(start, UTC).weekday()) % 7
-    weights = WEEKDAY_WEIGHT[weekday] * (1.0 + 0.3 * day / days)  # mild growth of inflow
+    weights = WEEKDAY_WEIGHT[weekday] * np.exp(np.log1p(INTAKE_GROWTH_PER_YEAR) * day / YEAR_DAYS)
     d = _categorical(_rng(seed, "created_day").random(n), weights)
     # office hours around 12:30 UTC (16:30 in Dubai, morning in the Americas)
     hours = _rng(seed, "created_time").normal(12.5, 3.5, n)
@@ -489,8 +494,8 @@ def generate(
     raw_dir: Path,
     truth_dir: Path,
     *,
-    n_leads: int = 20_000,
-    days: int = 180,
+    n_leads: int = 18_000,
+    days: int = 540,
     end_date: date = date(2026, 11, 1),
     seed: int = 42,
     activities_per_lead: float = 30.0,
