@@ -1,4 +1,5 @@
-"""A deterministic synthetic CRM: leads, their activities and their conversions.
+"""A deterministic synthetic CRM: leads, their activities, their conversions and the history of
+their attributes (what the web form said, corrected after a sales call).
 
 The generative model is documented in data/README.md; the constants below are its parameters.
 Everything is vectorised numpy (one array per column, no per-row Python), each random quantity
@@ -466,7 +467,7 @@ def _draw_changes(
     talked, first = np.unique(lead[talk], return_index=True)
     conversation = np.full(n, -1, dtype=np.int64)
     conversation[talked] = ts[talk[first]]
-    delay = (_rng(seed, "correction_delay").exponential(CORRECTION_DELAY_HOURS, n) * 3600)
+    delay = _rng(seed, "correction_delay").exponential(CORRECTION_DELAY_HOURS, n) * 3600
     changed_at = conversation + delay.astype(np.int64)
     happens = (conversation >= 0) & (changed_at < end)
 
@@ -475,16 +476,20 @@ def _draw_changes(
         "license_type": (leads.license, leads.reported_license),
         "budget_band": (leads.budget, leads.reported_budget),
     }
-    names = {"license_type": np.array(list(LICENSES)), "budget_band": np.array(list(BUDGET_BANDS))}
+    # codes -> the text leads.csv would hold (sizes are numbers already)
+    labels = {"license_type": np.array(list(LICENSES)), "budget_band": np.array(list(BUDGET_BANDS))}
+
+    def as_text(name: str, values: np.ndarray) -> np.ndarray:
+        return labels[name][values] if name in labels else values.astype(str)
+
     parts, current = [], {}
     for code, name in enumerate(TRACKED_FIELDS):
         true, reported = truth_and_reported[name]
         current[name] = reported.copy()
         kept = _rng(seed, f"correction_{name}").random(n) < CORRECTION_PROBABILITY
         idx = np.flatnonzero(happens & kept & (true != reported))
-        to_text = names[name].__getitem__ if name in names else lambda v: v.astype(str)
         parts.append((idx, np.full(idx.size, code, dtype=np.int8),
-                      to_text(reported[idx]), to_text(true[idx])))
+                      as_text(name, reported[idx]), as_text(name, true[idx])))
         current[name][idx] = true[idx]
     idx = np.concatenate([p[0] for p in parts])
     field_code = np.concatenate([p[1] for p in parts])
