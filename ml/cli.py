@@ -130,6 +130,7 @@ def generate_data(
         "leads": summary.n_leads,
         "activities": summary.n_activities,
         "conversions": summary.n_conversions,
+        "attribute_changes": summary.n_attribute_changes,
         "period": f"{summary.start} to {summary.end}",
         "drifts": [d.name for d in drifts],
         "seconds": summary.seconds,

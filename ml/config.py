@@ -62,8 +62,8 @@ class PathSettings(_Section):
 
 
 class GeneratorSettings(_Section):
-    n_leads: int = Field(20_000, gt=0)
-    days: int = Field(180, gt=0)
+    n_leads: int = Field(18_000, gt=0)
+    days: int = Field(540, gt=0)
     end_date: date = date(2026, 11, 1)
     seed: int = 42
     activities_per_lead: float = Field(30.0, gt=0)

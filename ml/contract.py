@@ -71,7 +71,25 @@ RAW_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "activities": ("activity_id", "lead_id", "occurred_at", "activity_type"),
     "conversions": ("lead_id", "converted_at", "package_value"),
+    # a CRM's field history (Salesforce LeadHistory: LeadId, CreatedDate, Field, OldValue,
+    # NewValue): one row per edit of a lead attribute, so the warehouse can rebuild the value
+    # as of any snapshot; leads.csv holds the current values
+    "lead_attribute_changes": ("lead_id", "changed_at", "field", "old_value", "new_value"),
 }
+# Raw files an export may lack: a missing one counts as empty (an export without field history
+# has no changes; features then use the leads' current values).
+OPTIONAL_RAW_FILES: tuple[str, ...] = ("lead_attribute_changes",)
+REQUIRED_RAW_FILES: tuple[str, ...] = tuple(n for n in RAW_COLUMNS if n not in OPTIONAL_RAW_FILES)
+# The leads.csv columns a change may touch (the attributes; not the id or created_at).
+ATTRIBUTE_FIELDS: tuple[str, ...] = (
+    "lead_source",
+    "industry",
+    "company_size",
+    "country",
+    "license_type",
+    "visa_quota",
+    "budget_band",
+)
 
 # Feature columns of the `lead_features` mart and the `lead_scoring` feature service, in mart
 # order (after the key `lead_id` and the timestamp `snapshot_ts`).

@@ -23,11 +23,14 @@ from typing import Any
 import duckdb
 
 from ml.config import Settings
+from ml.contract import RAW_COLUMNS, REQUIRED_RAW_FILES
 from ml.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-RAW_FILES = ("leads", "activities", "conversions")
+# every raw file of the contract; an optional one (lead_attribute_changes) may be missing and
+# then counts as empty
+RAW_FILES = tuple(RAW_COLUMNS)
 MARTS = ("lead_features", "lead_features_latest", "lead_labels", "lead_conversions")
 # dbt subcommands that accept --vars
 _VARS_COMMANDS = {
@@ -216,7 +219,9 @@ def run_dbt(
 
 def _check_raw_files(settings: Settings) -> None:
     raw_dir = Path(settings.paths.raw_dir)
-    missing = [f"{name}.csv" for name in RAW_FILES if not (raw_dir / f"{name}.csv").is_file()]
+    missing = [
+        f"{name}.csv" for name in REQUIRED_RAW_FILES if not (raw_dir / f"{name}.csv").is_file()
+    ]
     if missing:
         raise DataError(
             f"raw files missing in {raw_dir}: {', '.join(missing)}; run `lead-scoring generate` "
@@ -277,7 +282,8 @@ def export_marts(settings: Settings) -> dict[str, Path]:
 
 
 def rejected_counts(settings: Settings) -> dict[str, int]:
-    """Rows rejected per raw file (leads, activities, conversions) in the last build."""
+    """Rows rejected per raw file (leads, activities, conversions, lead_attribute_changes) in
+    the last build."""
     con = _connect_read_only(settings)
     try:
         return {

@@ -1,4 +1,5 @@
-"""A deterministic synthetic CRM: leads, their activities and their conversions.
+"""A deterministic synthetic CRM: leads, their activities, their conversions and the history of
+their attributes (what the web form said, corrected after a sales call).
 
 The generative model is documented in data/README.md; the constants below are its parameters.
 Everything is vectorised numpy (one array per column, no per-row Python), each random quantity
@@ -30,8 +31,9 @@ from ml.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 DAY = 86_400
+YEAR_DAYS = 365.25
 
 # lead source: (share of leads, conversion log-odds effect, engagement multiplier, delay multiplier)
 SOURCES: dict[str, tuple[float, float, float, float]] = dict(zip(contract.LEAD_SOURCES, [
@@ -117,6 +119,29 @@ ACTIVITY_TYPES: dict[str, tuple[float, float]] = dict(zip(contract.ACTIVITY_TYPE
     (0.04, 0.60),  # document_upload
 ], strict=True))
 WEEKDAY_WEIGHT = np.array([1.00, 1.05, 1.00, 0.95, 0.85, 0.45, 0.55])  # Mon..Sun (UAE weekend)
+# Lead intake grows exponentially by this share a year: an exponential intake keeps the age
+# distribution of the open leads the same at every date (a linear one would not), so undrifted
+# data shows no drift in lead age once the CRM is older than the oldest lead scored.
+INTAKE_GROWTH_PER_YEAR = 0.15
+
+# Attribute history. A lead's web form is partly wrong; a sales conversation (the first
+# call_connected or meeting_booked) reveals the true value and the CRM record is corrected.
+# The generating model and the truth use the true value; leads.csv holds the CRM's current one.
+# budget_band: share reported one band off (lower with probability REPORTED_BUDGET_LOWER)
+REPORTED_WRONG_BUDGET = 0.30
+REPORTED_BUDGET_LOWER = 0.6
+# company_size: share reported as a rough estimate, true size x exp(Normal(0, this sd))
+REPORTED_WRONG_SIZE = 0.25
+REPORTED_SIZE_SIGMA = 0.6
+# license_type: share of leads whose true licence is not Commercial that keep the form's default
+REPORTED_DEFAULT_LICENSE = 0.15
+# a wrong value is corrected after the first sales conversation with this probability, this
+# many hours (exponential mean) after it
+CORRECTION_PROBABILITY = 0.9
+CORRECTION_DELAY_HOURS = 3.0
+CONVERSATION_TYPES = ("call_connected", "meeting_booked")
+# the fields of leads.csv a change may touch, in the order a change file lists them
+TRACKED_FIELDS = ("company_size", "license_type", "budget_band")
 
 INTERCEPT = -1.6  # log-odds of a lead with neutral profile and average engagement
 ENGAGEMENT_SIGMA = 1.0  # sd of log engagement intensity
@@ -201,6 +226,7 @@ class GenerationSummary:
     n_conversions: int
     start: date
     end: date
+    n_attribute_changes: int = 0
     files: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -250,12 +276,16 @@ class _Leads:
     converted: np.ndarray  # epoch seconds of the (possibly future) conversion, -1 if never
     value: np.ndarray
     drift_masks: dict[str, np.ndarray]
+    # what the web form put in the CRM (the generating model uses the true values above)
+    reported_license: np.ndarray
+    reported_budget: np.ndarray
+    reported_size: np.ndarray
 
 
 def _draw_created(n: int, start: int, days: int, seed: int) -> np.ndarray:
     day = np.arange(days)
     weekday = (np.arange(days) + datetime.fromtimestamp(start, UTC).weekday()) % 7
-    weights = WEEKDAY_WEIGHT[weekday] * (1.0 + 0.3 * day / days)  # mild growth of inflow
+    weights = WEEKDAY_WEIGHT[weekday] * np.exp(np.log1p(INTAKE_GROWTH_PER_YEAR) * day / YEAR_DAYS)
     d = _categorical(_rng(seed, "created_day").random(n), weights)
     # office hours around 12:30 UTC (16:30 in Dubai, morning in the Americas)
     hours = _rng(seed, "created_time").normal(12.5, 3.5, n)
@@ -315,9 +345,34 @@ def _draw_leads(
     converted = np.where(converts, created + (delay * DAY).astype(np.int64), -1)
     value = (_values(LICENSES, 1)[license_] * size ** 0.12
              * np.exp(_rng(seed, "value").normal(0.0, 0.35, n))).round(2)
+    reported_license, reported_budget, reported_size = _draw_reported(
+        license_, budget, size, seed
+    )
     return _Leads(created, source, industry, country, license_, budget, size, visas,
                   np.exp(log_intensity), noise, logit_base, logit, tau, converts, converted,
-                  value, masks)
+                  value, masks, reported_license, reported_budget, reported_size)
+
+
+def _draw_reported(
+    license_: np.ndarray, budget: np.ndarray, size: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The values the web form put in the CRM: licence, budget band and size, partly wrong."""
+    n = size.size
+    commercial = list(LICENSES).index("Commercial")
+    keeps_default = _rng(seed, "reported_license").random(n) < REPORTED_DEFAULT_LICENSE
+    reported_license = np.where(keeps_default, commercial, license_)
+
+    off = _rng(seed, "reported_budget").random(n) < REPORTED_WRONG_BUDGET
+    step = np.where(_rng(seed, "reported_budget_side").random(n) < REPORTED_BUDGET_LOWER, -1, 1)
+    # at the lowest (highest) band the only wrong neighbour is above (below)
+    step = np.where(budget + step < 0, 1, np.where(budget + step >= len(BUDGET_BANDS), -1, step))
+    reported_budget = np.where(off, budget + step, budget)
+
+    rough = _rng(seed, "reported_size").random(n) < REPORTED_WRONG_SIZE
+    estimate = size * np.exp(_rng(seed, "reported_size_error").normal(0, REPORTED_SIZE_SIGMA, n))
+    estimate = estimate.round().clip(1, 5000).astype(np.int64)
+    reported_size = np.where(rough, estimate, size)
+    return reported_license, reported_budget, reported_size
 
 
 def _events(seed: int, stream: str, rate: np.ndarray, s: np.ndarray, e: np.ndarray):
@@ -385,6 +440,66 @@ def _draw_activities(
     return lead[order], ts[order], kind[order]
 
 
+@dataclass
+class _Changes:
+    """Attribute corrections as parallel arrays (one row per lead and field), in time order."""
+
+    lead: np.ndarray
+    ts: np.ndarray
+    field: np.ndarray  # index into TRACKED_FIELDS
+    old: list[str]
+    new: list[str]
+    current: dict[str, np.ndarray]  # per tracked field, the CRM's value at the end (leads.csv)
+
+
+def _draw_changes(
+    leads: _Leads, lead: np.ndarray, ts: np.ndarray, kind: np.ndarray, end: int, seed: int
+) -> _Changes:
+    """Correct the wrong reported values after each lead's first sales conversation.
+
+    A change at t depends only on the conversation at t and the lead's true attributes (which the
+    conversation reveals), never on the outcome; leads of higher propensity talk to sales more
+    often and so are corrected more often and sooner.
+    """
+    n = leads.created.size
+    codes = [list(ACTIVITY_TYPES).index(t) for t in CONVERSATION_TYPES]
+    talk = np.flatnonzero(np.isin(kind, codes))  # activities are in time order
+    talked, first = np.unique(lead[talk], return_index=True)
+    conversation = np.full(n, -1, dtype=np.int64)
+    conversation[talked] = ts[talk[first]]
+    delay = _rng(seed, "correction_delay").exponential(CORRECTION_DELAY_HOURS, n) * 3600
+    changed_at = conversation + delay.astype(np.int64)
+    happens = (conversation >= 0) & (changed_at < end)
+
+    truth_and_reported = {
+        "company_size": (leads.size, leads.reported_size),
+        "license_type": (leads.license, leads.reported_license),
+        "budget_band": (leads.budget, leads.reported_budget),
+    }
+    # codes -> the text leads.csv would hold (sizes are numbers already)
+    labels = {"license_type": np.array(list(LICENSES)), "budget_band": np.array(list(BUDGET_BANDS))}
+
+    def as_text(name: str, values: np.ndarray) -> np.ndarray:
+        return labels[name][values] if name in labels else values.astype(str)
+
+    parts, current = [], {}
+    for code, name in enumerate(TRACKED_FIELDS):
+        true, reported = truth_and_reported[name]
+        current[name] = reported.copy()
+        kept = _rng(seed, f"correction_{name}").random(n) < CORRECTION_PROBABILITY
+        idx = np.flatnonzero(happens & kept & (true != reported))
+        parts.append((idx, np.full(idx.size, code, dtype=np.int8),
+                      as_text(name, reported[idx]), as_text(name, true[idx])))
+        current[name][idx] = true[idx]
+    idx = np.concatenate([p[0] for p in parts])
+    field_code = np.concatenate([p[1] for p in parts])
+    old = np.concatenate([p[2] for p in parts])
+    new = np.concatenate([p[3] for p in parts])
+    order = np.lexsort((field_code, idx, changed_at[idx]))
+    return _Changes(idx[order], changed_at[idx][order], field_code[order],
+                    old[order].tolist(), new[order].tolist(), current)
+
+
 def _replace_atomically(write: Callable[[Path], None], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -410,21 +525,37 @@ def _copy_csv(table: pa.Table, sql: str, path: Path) -> None:
 _TS = "strftime(make_timestamp({} * 1000000), '%Y-%m-%dT%H:%M:%SZ')"
 
 
-def _write_leads(leads: _Leads, path: Path) -> None:
+def _write_leads(leads: _Leads, current: dict[str, np.ndarray], path: Path) -> None:
+    """leads.csv as a CRM exports it: the attributes' current values (`current` per tracked
+    field), the others as created."""
     table = pa.table({
         "i": np.arange(1, leads.created.size + 1, dtype=np.int64),
         "created": leads.created,
         "source": _dict_array(leads.source, list(SOURCES)),
         "industry": _dict_array(leads.industry, list(INDUSTRIES)),
-        "size": leads.size,
+        "size": current["company_size"],
         "country": _dict_array(leads.country, list(COUNTRIES)),
-        "license": _dict_array(leads.license, list(LICENSES)),
+        "license": _dict_array(current["license_type"], list(LICENSES)),
         "visas": leads.visas,
-        "budget": _dict_array(leads.budget, list(BUDGET_BANDS)),
+        "budget": _dict_array(current["budget_band"], list(BUDGET_BANDS)),
     })
     sql = (f"select printf('L%07d', i) as lead_id, {_TS.format('created')} as created_at, "
            "source as lead_source, industry, size as company_size, country, "
            "license as license_type, visas as visa_quota, budget as budget_band from t")
+    _replace_atomically(lambda tmp: _copy_csv(table, sql, tmp), path)
+
+
+def _write_changes(changes: _Changes, path: Path) -> None:
+    """lead_attribute_changes.csv: one row per edit of a tracked field (header only if none)."""
+    table = pa.table({
+        "lead": pa.array(changes.lead.astype(np.int64) + 1, pa.int64()),
+        "ts": pa.array(changes.ts, pa.int64()),
+        "field": _dict_array(changes.field, TRACKED_FIELDS),
+        "old": pa.array(changes.old, pa.string()),
+        "new": pa.array(changes.new, pa.string()),
+    })
+    sql = (f"select printf('L%07d', lead) as lead_id, {_TS.format('ts')} as changed_at, "
+           "field, old as old_value, new as new_value from t")
     _replace_atomically(lambda tmp: _copy_csv(table, sql, tmp), path)
 
 
@@ -470,6 +601,10 @@ def _write_truth(leads: _Leads, drifts: Sequence[Drift], path: Path) -> None:
         "engagement_intensity": leads.intensity,
         "propensity_logit": leads.logit,
         "logit_noise": leads.noise,
+        # the true attributes the generating model used (leads.csv holds the CRM's values)
+        "true_company_size": leads.size,
+        "true_license_type": _dict_array(leads.license, list(LICENSES)).cast(pa.string()),
+        "true_budget_band": _dict_array(leads.budget, list(BUDGET_BANDS)).cast(pa.string()),
         "will_convert": leads.converts,
         "latent_converted_at": pa.array(leads.converted, ts, mask=leads.converted < 0),
         "drifts": _drift_labels(n, drifts, leads.drift_masks),
@@ -489,17 +624,17 @@ def generate(
     raw_dir: Path,
     truth_dir: Path,
     *,
-    n_leads: int = 20_000,
-    days: int = 180,
+    n_leads: int = 18_000,
+    days: int = 540,
     end_date: date = date(2026, 11, 1),
     seed: int = 42,
     activities_per_lead: float = 30.0,
     drifts: Sequence[Drift] = (),
     progress: Callable[[str], None] | None = None,
 ) -> GenerationSummary:
-    """Generate leads.csv, activities.csv and conversions.csv in `raw_dir` and the latent truth
-    (lead_truth.parquet, manifest.json) in `truth_dir`; leads are created in
-    [end_date - days, end_date) and nothing at or after end_date is written.
+    """Generate leads.csv, activities.csv, conversions.csv and lead_attribute_changes.csv in
+    `raw_dir` and the latent truth (lead_truth.parquet, manifest.json) in `truth_dir`; leads are
+    created in [end_date - days, end_date) and nothing at or after end_date is written.
 
     `progress` is called with the name of each step as it starts. Same arguments, same bytes.
     """
@@ -527,17 +662,21 @@ def generate(
     leads = _draw_leads(n_leads, start, days, seed, drifts)
     step("drawing activities")
     lead, ts, kind = _draw_activities(leads, end, days, seed, activities_per_lead, drifts)
-    files = {name: raw_dir / f"{name}.csv" for name in ("leads", "activities", "conversions")}
+    step("drawing attribute changes")
+    changes = _draw_changes(leads, lead, ts, kind, end, seed)
+    files = {name: raw_dir / f"{name}.csv" for name in contract.RAW_COLUMNS}
     files["lead_truth"] = truth_dir / "lead_truth.parquet"
     files["manifest"] = truth_dir / "manifest.json"
     step("writing leads.csv")
-    _write_leads(leads, files["leads"])
+    _write_leads(leads, changes.current, files["leads"])
     step(f"writing activities.csv ({lead.size:,} rows)")
     _write_activities(lead, ts, kind, files["activities"])
     n_activities = int(lead.size)
     del lead, ts, kind
     step("writing conversions.csv")
     n_conversions = _write_conversions(leads, end, files["conversions"])
+    step(f"writing lead_attribute_changes.csv ({changes.lead.size:,} rows)")
+    _write_changes(changes, files["lead_attribute_changes"])
     step("writing the truth")
     _write_truth(leads, drifts, files["lead_truth"])
 
@@ -550,6 +689,7 @@ def generate(
                  "activities_per_lead": activities_per_lead},
         "drifts": [{**asdict(d), "start": d.start.isoformat(), "name": d.name} for d in drifts],
         "counts": {"leads": n_leads, "activities": n_activities, "conversions": n_conversions,
+                   "attribute_changes": int(changes.lead.size),
                    "eventual_conversions": int(leads.converts.sum())},
         "files": {f"{p.parent.name}/{p.name}": _file_facts(p)
                   for k, p in files.items() if k != "manifest"},
@@ -559,7 +699,7 @@ def generate(
         files["manifest"],
     )
     summary = GenerationSummary(n_leads, n_activities, n_conversions, start_date, end_date,
-                                files, round(time.perf_counter() - t0, 2))
+                                int(changes.lead.size), files, round(time.perf_counter() - t0, 2))
     logger.info("generator: %s leads, %s activities, %s conversions in %.1fs", n_leads,
                 n_activities, n_conversions, summary.seconds)
     return summary

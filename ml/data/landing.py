@@ -11,7 +11,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ml.contract import RAW_COLUMNS
+from ml.contract import OPTIONAL_RAW_FILES, RAW_COLUMNS
 from ml.errors import DataError
 
 # The raw contract (docs/contracts.md): file -> required columns, in order.
@@ -25,6 +25,7 @@ class LandedFile:
     rows: int
     bytes: int
     extra_columns: tuple[str, ...] = ()
+    present: bool = True  # False: an optional file the export lacks (counted as empty)
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,19 @@ def _count_rows(path: Path) -> int:
 def validate_landing_zone(raw_dir: Path, count_rows: bool = True) -> LandingReport:
     """Check that every raw file exists and carries the contract's columns.
 
+    An optional file (OPTIONAL_RAW_FILES) may be missing or hold a header only; it is reported
+    with `present` False or 0 rows.
+
     Raises:
         DataError: naming the missing file or the missing columns.
     """
     files: dict[str, LandedFile] = {}
     for name, required in RAW_CONTRACT.items():
         path = raw_dir / f"{name}.csv"
+        optional = name in OPTIONAL_RAW_FILES
+        if optional and not path.is_file():
+            files[name] = LandedFile(name, path, 0, 0, present=False)
+            continue
         if not path.is_file():
             raise DataError(
                 f"raw file missing: {path} (drop a CRM export there or run `lead-scoring generate`)"
@@ -67,7 +75,7 @@ def validate_landing_zone(raw_dir: Path, count_rows: bool = True) -> LandingRepo
                 "the contract is in data/README.md"
             )
         rows = _count_rows(path) if count_rows else -1
-        if rows == 0:
+        if rows == 0 and not optional:
             raise DataError(f"{path} has a header but no rows")
         extra = tuple(col for col in header if col not in required)
         files[name] = LandedFile(name, path, rows, path.stat().st_size, extra)

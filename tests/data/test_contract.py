@@ -47,3 +47,12 @@ def test_dbt_enum_matches_contract(name: str, expected: tuple[str, ...]) -> None
 
 def test_macro_lists_no_enum_the_contract_lacks() -> None:
     assert set(_macro_lists()) == {"lead_source", "license_type", "budget_band", "activity_type"}
+
+
+def test_dbt_attribute_fields_match_contract() -> None:
+    # the fields a change of lead_attribute_changes.csv may touch: dbt's macro and contract.py
+    text = (MACRO.parent / "attribute_history.sql").read_text(encoding="utf-8")
+    body = re.search(r"macro lead_attribute_fields\(\).*?endmacro", text, re.S)
+    assert body, "no lead_attribute_fields() in attribute_history.sql"
+    assert re.findall(r'"(\w+)":', body.group(0)) == list(contract.ATTRIBUTE_FIELDS)
+    assert set(contract.ATTRIBUTE_FIELDS) <= set(contract.RAW_COLUMNS["leads"])

@@ -53,6 +53,17 @@ def dirty(small_data: Callable[[str], Settings]) -> tuple[Settings, BuildSummary
             first["lead_id"]: "conversion_before_creation",
             leads[1]["lead_id"]: "invalid_package_value",
         },
+        "lead_attribute_changes": {
+            "": "null_id",
+            leads[2]["lead_id"]: "unparseable_timestamp",
+            leads[3]["lead_id"]: "future_timestamp",
+            leads[4]["lead_id"]: "unknown_field",
+            leads[5]["lead_id"]: "invalid_company_size",
+            leads[6]["lead_id"]: "unknown_budget_band",
+            "LNOPE": "unknown_lead",
+            first["lead_id"]: "change_before_creation",
+            leads[7]["lead_id"]: "duplicate_change",
+        },
     }
     append_rows(
         raw / "leads.csv",
@@ -84,6 +95,28 @@ def dirty(small_data: Callable[[str], Settings]) -> tuple[Settings, BuildSummary
             ["LBAD0003", good_ts, "1000"],
             [first["lead_id"], _iso(created - timedelta(days=1)), "1000"],
             [leads[1]["lead_id"], good_ts, "-1"],
+        ],
+    )
+
+    def odd_ts(lead: dict[str, str]) -> str:
+        # a day after the lead's creation, at a second no generated change falls on
+        at = datetime.fromisoformat(lead["created_at"].replace("Z", ""))
+        return _iso(at + timedelta(days=1, seconds=17))
+
+    append_rows(
+        raw / "lead_attribute_changes.csv",
+        [
+            ["", odd_ts(first), "budget_band", "<25k", "25k-50k"],
+            [leads[2]["lead_id"], "last week", "budget_band", "<25k", "25k-50k"],
+            [leads[3]["lead_id"], "2027-01-01T00:00:00Z", "budget_band", "<25k", "25k-50k"],
+            [leads[4]["lead_id"], odd_ts(leads[4]), "lead_status", "Open", "Qualified"],
+            [leads[5]["lead_id"], odd_ts(leads[5]), "company_size", "10", "-3"],
+            [leads[6]["lead_id"], odd_ts(leads[6]), "budget_band", "<25k", "a lot"],
+            ["LNOPE", odd_ts(first), "budget_band", "<25k", "25k-50k"],
+            [first["lead_id"], _iso(created - timedelta(days=1)), "budget_band", "<25k", "100k+"],
+            # the same change twice: one copy is kept, the other rejected
+            [leads[7]["lead_id"], odd_ts(leads[7]), "company_size", "3", "4"],
+            [leads[7]["lead_id"], odd_ts(leads[7]), "company_size", "3", "4"],
         ],
     )
     summary = build_warehouse(settings, as_of=AS_OF)

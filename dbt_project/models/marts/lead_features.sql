@@ -1,15 +1,16 @@
 -- One row per lead per snapshot while the lead is open (docs/contracts.md). Only data stamped at or
--- before snapshot_ts is used: int_activities_windowed (one row per open lead per snapshot) and the
--- lead's static attributes.
+-- before snapshot_ts is used: int_activities_windowed and int_lead_attributes_snapshotted (the
+-- attributes as of the snapshot, from the change history), both one row per open lead per
+-- snapshot.
 with activity_windows as (
 
     select * from {{ ref('int_activities_windowed') }}
 
 ),
 
-leads as (
+attributes as (
 
-    select * from {{ ref('stg_crm__leads') }}
+    select * from {{ ref('int_lead_attributes_snapshotted') }}
 
 ),
 
@@ -18,13 +19,13 @@ joined as (
     select
         activity_windows.lead_id,
         activity_windows.snapshot_ts,
-        leads.lead_source,
-        leads.industry,
-        leads.country,
-        leads.license_type,
-        leads.budget_band,
-        leads.company_size,
-        leads.visa_quota,
+        attributes.lead_source,
+        attributes.industry,
+        attributes.country,
+        attributes.license_type,
+        attributes.budget_band,
+        attributes.company_size,
+        attributes.visa_quota,
         floor(
             (epoch(activity_windows.snapshot_ts) - epoch(activity_windows.created_at)) / 86400
         ) as days_since_created,
@@ -32,7 +33,9 @@ joined as (
         (epoch(activity_windows.snapshot_ts) - epoch(activity_windows.last_occurred_at))
             / 86400.0 as days_since_last_activity
     from activity_windows
-    inner join leads on activity_windows.lead_id = leads.lead_id
+    inner join attributes
+        on activity_windows.lead_id = attributes.lead_id
+        and activity_windows.snapshot_ts = attributes.snapshot_ts
 
 ),
 
