@@ -9,7 +9,8 @@ Where it comes from, in order:
    by training): features of the snapshots in [train_start, validation_start) — the rows it was
    trained on, since the training set is exactly the mart's rows at matured snapshots joined
    point-in-time by Feast — and the champion's probabilities on the snapshots in
-   [test_start, test_end];
+   [test_start, test_end] (a version refit on all matured labels has no test window: its
+   validation window, [validation_start, test_start), stands in);
 3. fallback, logged as a warning and named in the report (`reference_source`): when the champion
    carries no split dates, the mart's snapshots whose label window had matured by the run date
    (snapshot + label_window_days ≤ run_date) stand in for both.
@@ -98,6 +99,11 @@ def load_reference(
     dates = _split_dates(scorer)
     if dates is not None:
         train_start, validation_start, test_start, test_end = dates
+        if test_end <= test_start:
+            # A refit on every matured label has no test window of its own (its figures are
+            # the backtest's): its scores on its validation window, the latest it learned
+            # from, are the reference.
+            test_start, test_end = validation_start, test_start - timedelta(days=1)
         features = _between(mart, train_start, validation_start)
         test = _between(mart, test_start, test_end + timedelta(days=1))
         source = "mart"
