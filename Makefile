@@ -4,19 +4,45 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# uv (from PyPI, pinned) lives in a small venv of its own inside .venv, so `uv sync` (which makes
+# .venv exactly the lock) never removes it. uv reads neither pip.conf nor PIP_* variables: it
+# installs from the index URLs recorded in uv.lock (PyPI).
+UV_VERSION := 0.13.9
+UV := $(VENV)/.uv/bin/uv
+# Extras of a working copy: the pipeline (dbt, Dagster, Evidently, Streamlit), the server-store
+# drivers (PostgreSQL, Redis) and the dev tools. The service alone needs none (see Dockerfile).
+EXTRAS ?= pipeline backends dev
+UV_SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --locked \
+	--python $(BIN)/python $(addprefix --extra ,$(EXTRAS))
 # dagster-dbt and the ml runner call the venv's `dbt`; put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: setup demo test lint serve dashboard screenshots dagster mlflow-ui clean
+.PHONY: setup lock services demo test lint serve dashboard screenshots dagster mlflow-ui clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(UV):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "installing the project into $(VENV) (about a minute the first time)..."
-	@$(BIN)/pip install -q -e ".[dev]" > $(VENV)/install.log 2>&1 || (tail -40 $(VENV)/install.log; exit 1)
+	@$(PYTHON) -m venv $(VENV)/.uv
+	@$(VENV)/.uv/bin/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+
+# Installs exactly uv.lock (the project itself editable); fails if pyproject.toml changed
+# without `make lock`.
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	@echo "installing the locked environment into $(VENV)..."
+	@$(UV_SYNC) > $(VENV)/install.log 2>&1 || (tail -40 $(VENV)/install.log; exit 1)
 	@touch $@
+
+# After editing dependencies in pyproject.toml: re-resolve uv.lock (keeps the locked versions
+# that still fit; `$(UV) lock --upgrade-package NAME` moves one on purpose).
+lock: | $(UV)
+	$(UV) lock
+
+# PostgreSQL and Redis on 127.0.0.1 (Debian packages installed when absent; idempotent).
+# Prints the URLs the backend tests read: eval "$$(make -s services)".
+services:
+	@bash .ci/services
 
 demo: setup
 	$(BIN)/python -m orchestration.demo
@@ -37,13 +63,14 @@ dashboard: setup
 # `screenshots` extra drives it and never downloads a browser). Fails if a page shows an exception.
 # SCREENSHOTS_ARGS=--fabricate shows a small built-in state instead of the demo's stores.
 screenshots: setup
-	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/pip install -q -e ".[screenshots]"
+	@command -v chromium >/dev/null || bash .ci/apt-install chromium
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(UV_SYNC) --extra screenshots -q
 	$(BIN)/python tests/dashboard/screenshots.py $(SCREENSHOTS_ARGS)
 
 dagster: setup
 	@mkdir -p $(DAGSTER_HOME)
 	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dg dev
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/data/mlflow/mlflow.db --port 5000
