@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # uv (from PyPI, pinned) lives in a small venv of its own inside .venv, so `uv sync` (which makes
 # .venv exactly the lock) never removes it. uv reads neither pip.conf nor PIP_* variables: it
-# installs from the index URLs recorded in uv.lock (PyPI).
+# installs from the index URLs recorded in uv.lock (PyPI). `uv sync` also removes pip from .venv
+# (not in the lock): add a dependency to pyproject.toml and run `make lock` instead.
 UV_VERSION := 0.13.9
 UV := $(VENV)/.uv/bin/uv
 # Extras of a working copy: the pipeline (dbt, Dagster, Evidently, Streamlit), the server-store
@@ -25,7 +26,9 @@ setup: $(VENV)/.installed
 $(UV):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(PYTHON) -m venv $(VENV)/.uv
-	@$(VENV)/.uv/bin/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	@# --isolated: from PyPI itself, whatever pip.conf or PIP_* say on this machine.
+	@$(VENV)/.uv/bin/python -m pip --isolated install -q --disable-pip-version-check \
+		"uv==$(UV_VERSION)"
 
 # Installs exactly uv.lock (the project itself editable); fails if pyproject.toml changed
 # without `make lock`.
