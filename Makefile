@@ -19,7 +19,7 @@ UV_SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: setup lock services demo test test-backends lint serve dashboard screenshots dagster mlflow-ui clean
+.PHONY: setup lock services demo test test-backends lint serve dashboard screenshots dagster check-defs mlflow-ui clean
 
 setup: $(VENV)/.installed
 
@@ -80,7 +80,11 @@ screenshots: setup
 dagster: setup
 	@mkdir -p $(DAGSTER_HOME)
 	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dg dev
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev
+
+# Loads the Dagster definitions the way `dg dev` does and validates them (CI runs it).
+check-defs: setup
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/data/mlflow/mlflow.db --port 5000
