@@ -84,6 +84,7 @@ dagster: setup
 
 # Loads the Dagster definitions the way `dg dev` does and validates them (CI runs it).
 check-defs: setup
+	@mkdir -p $(DAGSTER_HOME)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
 mlflow-ui: setup
