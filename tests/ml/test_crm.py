@@ -24,6 +24,9 @@ from ml.config import PROJECT_ROOT, Settings, load_settings
 
 D1, D2, D0 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 10, 25)
 BIG = 300_000  # rows of the run the kill -9 test interrupts
+# How long a writer process may take to start and mark its run 'running' (imports xgboost via the
+# fixtures: ~10 s idle, over 60 s on a loaded 2-core CI box). Not what the tests measure.
+START_TIMEOUT = 300.0
 
 WRITER = """
 import sys
@@ -174,7 +177,7 @@ def test_kill_9_mid_write_leaves_previous_complete_run(settings: Settings) -> No
     # One uninterrupted run measures how long the write transaction takes on this machine, so
     # the kills below land inside it (after the 'running' mark, before the commit) ...
     proc = _start_writer(settings, D2, BIG, 2, "timing")
-    _wait_for_status(settings, "timing", {"running"}, proc)
+    _wait_for_status(settings, "timing", {"running"}, proc, timeout=START_TIMEOUT)
     t0 = time.monotonic()
     _wait_for_status(settings, "timing", {"succeeded"}, proc, timeout=120)
     duration = time.monotonic() - t0
@@ -195,7 +198,7 @@ def test_kill_9_mid_write_leaves_previous_complete_run(settings: Settings) -> No
     for attempt in range(3):
         run_id = f"kill-{attempt}"
         proc = _start_writer(settings, D2, BIG, 2, run_id)
-        _wait_for_status(settings, run_id, {"running"}, proc)
+        _wait_for_status(settings, run_id, {"running"}, proc, timeout=START_TIMEOUT)
         time.sleep(rng.uniform(0.15, 0.7) * duration)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -219,7 +222,7 @@ def test_reader_is_not_blocked_by_the_writer(settings: Settings) -> None:
     _write(settings, 1_000, seed=1, day=D1)
     proc = _start_writer(settings, D2, BIG // 3, 2, "concurrent")
     try:
-        _wait_for_status(settings, "concurrent", {"running"}, proc)
+        _wait_for_status(settings, "concurrent", {"running"}, proc, timeout=START_TIMEOUT)
         time.sleep(0.3)  # let the big transaction get going
         still_writing = proc.poll() is None
         t0 = time.monotonic()
