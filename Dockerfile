@@ -8,19 +8,27 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    LEAD_SCORING_DATA_DIR=/data
+    LEAD_SCORING_DATA_DIR=/data \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_LINK_MODE=copy \
+    UV_COMPILE_BYTECODE=1 \
+    PATH=/opt/venv/bin:$PATH
 
-RUN useradd --create-home --uid 10001 app
+# uv from PyPI, the version the Makefile uses.
+RUN pip install --no-cache-dir uv==0.13.9 && useradd --create-home --uid 10001 app
 WORKDIR /app
 
-# Dependencies first (cached while only the code changes), then the code. The install command
-# is the README's / Makefile's: pip install -e ".[dev]".
-COPY pyproject.toml README.md ./
-COPY ml/__init__.py ml/__init__.py
-RUN pip install --no-cache-dir -e ".[dev]"
+# Dependencies first (cached while only the code changes), exactly as uv.lock pins them: the
+# service's own (no `pipeline` extra: no dbt, Dagster, Evidently, Streamlit) plus the drivers of
+# the server stores (`backends`: PostgreSQL, Redis). Then the code, installed editable so
+# ml/config.py finds config/ beside it.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --locked --no-cache --extra backends --no-install-project
 COPY config config
 COPY feature_repo feature_repo
 COPY ml ml
+RUN uv sync --locked --no-cache --extra backends
 
 RUN mkdir -p /data && chown app:app /data
 USER app

@@ -4,25 +4,62 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# uv (from PyPI, pinned) lives in a small venv of its own inside .venv, so `uv sync` (which makes
+# .venv exactly the lock) never removes it. uv reads neither pip.conf nor PIP_* variables: it
+# installs from the index URLs recorded in uv.lock (PyPI). `uv sync` also removes pip from .venv
+# (not in the lock): add a dependency to pyproject.toml and run `make lock` instead.
+UV_VERSION := 0.13.9
+UV := $(VENV)/.uv/bin/uv
+# Extras of a working copy: the pipeline (dbt, Dagster, Evidently, Streamlit), the server-store
+# drivers (PostgreSQL, Redis) and the dev tools. The service alone needs none (see Dockerfile).
+EXTRAS ?= pipeline backends dev
+UV_SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --locked \
+	--python $(BIN)/python $(addprefix --extra ,$(EXTRAS))
 # dagster-dbt and the ml runner call the venv's `dbt`; put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: setup demo test lint serve dashboard screenshots dagster mlflow-ui clean docs
+.PHONY: setup lock services demo test test-backends lint serve dashboard screenshots dagster \
+	check-defs mlflow-ui docs clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(UV):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "installing the project into $(VENV) (about a minute the first time)..."
-	@$(BIN)/pip install -q -e ".[dev]" > $(VENV)/install.log 2>&1 || (tail -40 $(VENV)/install.log; exit 1)
+	@$(PYTHON) -m venv $(VENV)/.uv
+	@# --isolated: from PyPI itself, whatever pip.conf or PIP_* say on this machine.
+	@$(VENV)/.uv/bin/python -m pip --isolated install -q --disable-pip-version-check \
+		"uv==$(UV_VERSION)"
+
+# Installs exactly uv.lock (the project itself editable); fails if pyproject.toml changed
+# without `make lock`.
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	@echo "installing the locked environment into $(VENV)..."
+	@$(UV_SYNC) > $(VENV)/install.log 2>&1 || (tail -40 $(VENV)/install.log; exit 1)
 	@touch $@
+
+# After editing dependencies in pyproject.toml: re-resolve uv.lock (keeps the locked versions
+# that still fit; `$(UV) lock --upgrade-package NAME` moves one on purpose).
+lock: | $(UV)
+	$(UV) lock
+
+# PostgreSQL and Redis on 127.0.0.1 (Debian packages installed when absent; idempotent).
+# Prints the URLs the backend tests read: eval "$$(make -s services)".
+services:
+	@bash .ci/services
 
 demo: setup
 	$(BIN)/python -m orchestration.demo
 
+# The whole suite. The PostgreSQL/Redis variants of the store tests run when
+# LEAD_SCORING_TEST_POSTGRES_URL / LEAD_SCORING_TEST_REDIS_URL are set (eval "$$(make -s services)")
+# and are skipped otherwise (with CI=true they fail instead).
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Only the server-backend variants (what .ci/run shows as its own step).
+test-backends: setup
+	$(BIN)/python -m pytest -q -m "postgres or redis" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check ml orchestration tests feature_repo
@@ -37,13 +74,19 @@ dashboard: setup
 # `screenshots` extra drives it and never downloads a browser). Fails if a page shows an exception.
 # SCREENSHOTS_ARGS=--fabricate shows a small built-in state instead of the demo's stores.
 screenshots: setup
-	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/pip install -q -e ".[screenshots]"
+	@command -v chromium >/dev/null || bash .ci/apt-install chromium
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(UV_SYNC) --extra screenshots -q
 	$(BIN)/python tests/dashboard/screenshots.py $(SCREENSHOTS_ARGS)
 
 dagster: setup
 	@mkdir -p $(DAGSTER_HOME)
 	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev
+
+# Loads the Dagster definitions the way `dg dev` does and validates them (CI runs it).
+check-defs: setup
+	@mkdir -p $(DAGSTER_HOME)
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/data/mlflow/mlflow.db --port 5000
@@ -52,7 +95,7 @@ mlflow-ui: setup
 # references and the dbt docs are generated from the code at build time (docs/_gen/hooks.py; the
 # dbt docs from a small generated warehouse in a temporary folder, never the project's own).
 docs: setup
-	@$(BIN)/python -c "import mkdocs, material" 2>/dev/null || $(BIN)/pip install -q -e ".[docs]"
+	@$(BIN)/python -c "import mkdocs, material" 2>/dev/null || $(UV_SYNC) --extra docs -q
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:

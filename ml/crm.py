@@ -6,9 +6,9 @@ any point leaves the previous complete state and re-running a date is idempotent
 import, dashboard, service) open the database read-only; with SQLite in WAL mode they never wait
 for the writer and see the last committed run.
 
-The URL is `settings.paths.crm_url` (any SQLAlchemy URL; the default is an SQLite file of its own,
-never the warehouse). The fast bulk path uses the DBAPI's executemany inside that transaction;
-server databases take the same code through SQLAlchemy's executemany.
+The URL is `settings.paths.crm_url` (an SQLite file of its own by default, never the warehouse;
+or PostgreSQL), its engine from ml/stores.py. The bulk path uses the DBAPI inside that transaction:
+executemany on SQLite, COPY on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,13 +33,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
-    make_url,
     select,
     text,
 )
 
+from ml import stores
 from ml.config import Settings
 
 log = logging.getLogger(__name__)
@@ -110,56 +107,14 @@ HISTORY_COLUMNS = [c.name for c in lead_score_history.columns]
 CURRENT_COLUMNS = [c.name for c in lead_scores.columns]
 
 
-def _is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def crm_engine(settings: Settings, *, read_only: bool = False, url: str | None = None) -> Engine:
-    """An engine on the CRM database.
+    """The engine of the CRM database (`settings.paths.crm_url` unless `url`), from ml/stores.py.
 
-    SQLite gets WAL mode (readers never block the writer, nor it them), a busy timeout, and
-    explicit `BEGIN IMMEDIATE` transactions for the writer so DELETE+INSERT run as one unit.
-    `read_only=True` opens the file with `mode=ro`; the file must exist then.
+    SQLite: WAL mode (readers never block the writer, nor it them), a busy timeout, `BEGIN
+    IMMEDIATE` writer transactions so DELETE+INSERT run as one unit; `read_only=True` opens the
+    file `mode=ro` (it must exist). PostgreSQL: `read_only=True` runs READ ONLY transactions.
     """
-    sa_url = make_url(url or settings.paths.crm_url)
-    if not sa_url.drivername.startswith("sqlite"):
-        return create_engine(sa_url, pool_pre_ping=True)
-    db_path = sa_url.database
-    if not db_path or db_path == ":memory:":
-        raise ValueError("the CRM database must be a file (WAL needs one), not an in-memory SQLite")
-    path = Path(db_path)
-    if read_only:
-        # SQLite URI filenames: pysqlite opens `file:...?mode=ro` only with uri=true.
-        engine = create_engine(
-            f"sqlite:///file:{path}?mode=ro&uri=true", connect_args={"timeout": 30}
-        )
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(sa_url, connect_args={"timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Take transaction control away from pysqlite (which begins lazily before DML only) so
-        # the "begin" hook below decides; see SQLAlchemy's "Serializable isolation" notes.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        if not read_only:
-            cur.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a process crash never loses or tears a committed transaction;
-            # only an OS crash or power cut may lose the last commits (never corrupt).
-            cur.execute("PRAGMA synchronous=NORMAL")
-            # A run's B-tree pages stay in memory until the commit (256 MiB at most), and sorts
-            # for indexes never spill to a temporary file.
-            cur.execute("PRAGMA cache_size=-262144")
-            cur.execute("PRAGMA temp_store=MEMORY")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-    return engine
+    return stores.engine(url or settings.paths.crm_url, read_only=read_only)
 
 
 def ensure_schema(engine: Engine) -> None:
@@ -375,6 +330,19 @@ def _insert_rows(
         finally:
             cursor.close()
         return
+    if conn.dialect.name == "postgresql":
+        # COPY through psycopg inside SQLAlchemy's transaction: the server's bulk path, ~10x
+        # faster than executemany of INSERTs (300k rows: seconds instead of tens of seconds).
+        names = ", ".join([*columns, *fixed])
+        tail = tuple(fixed.values())
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row + tail)
+        finally:
+            cursor.close()
+        return
     stmt = table.insert().values(**fixed)
     for chunk in _chunks(rows, size):
         conn.execute(stmt, [dict(zip(columns, row, strict=True)) for row in chunk])
@@ -421,7 +389,7 @@ def previous_scores(engine: Engine, scoring_date: date) -> pd.DataFrame:
     if prev_date.empty:
         return empty
     day = prev_date.iloc[0, 0]
-    if _is_sqlite(engine):
+    if stores.is_sqlite(engine):
         # A million (lead_id, score) pairs: the DBAPI cursor skips SQLAlchemy's per-row Row
         # objects and result processing (seconds at that size); both columns need none.
         with engine.connect() as conn:

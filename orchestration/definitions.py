@@ -1,4 +1,4 @@
-"""The one Dagster code location of the platform: `dagster dev -w workspace.yaml`."""
+"""The one Dagster code location of the platform: `dg dev` (pyproject.toml `[tool.dg]`)."""
 
 from __future__ import annotations
 

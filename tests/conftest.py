@@ -2,14 +2,74 @@
 
 Each layer's fixture builds on the one before (raw files → warehouse + marts → Feast store),
 so a test asks for the deepest layer it needs and pays only for that.
+
+Store backends: a test that asks for `store_url` runs once on SQLite and once on PostgreSQL
+(marked `postgres`), with the same assertions. PostgreSQL is the server of
+LEAD_SCORING_TEST_POSTGRES_URL (`eval "$(make -s services)"` starts one); each test gets a schema
+of its own, dropped afterwards, so runs are isolated and re-runnable. Without the URL the
+PostgreSQL variant is skipped, or fails when CI is set (CI must run it).
 """
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import pytest
 from pipeline_data import make_settings
+from sqlalchemy import text
 
+from ml import stores
 from ml.config import Settings
+
+POSTGRES_URL_ENV = "LEAD_SCORING_TEST_POSTGRES_URL"
+
+
+def _server_url(env: str) -> str:
+    url = os.environ.get(env)
+    if not url:
+        message = f'{env} is not set; start the servers with: eval "$(make -s services)"'
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI runs the server-backend tests: {message}")
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """The relational backend a store test runs on: sqlite, then postgres."""
+    return request.param
+
+
+@pytest.fixture
+def store_url(store_backend: str, tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """`store_url(name)`: the URL of a fresh, empty store for this test on `store_backend`
+    (an SQLite file under tmp_path, or a PostgreSQL schema of its own)."""
+    if store_backend == "sqlite":
+        yield lambda name: f"sqlite:///{tmp_path / name / f'{name}.db'}"
+        return
+    base = stores.parse_url(_server_url(POSTGRES_URL_ENV))
+    admin = stores.engine(base.render_as_string(hide_password=False))
+    made: dict[str, str] = {}
+
+    def make(name: str) -> str:
+        if name not in made:
+            schema = f"test_{name}_{uuid.uuid4().hex[:10]}"
+            with admin.begin() as conn:
+                conn.execute(text(f'create schema "{schema}"'))
+            url = base.update_query_dict({"options": f"-csearch_path={schema}"})
+            made[name] = url.render_as_string(hide_password=False)
+        return made[name]
+
+    yield make
+    for url in made.values():
+        stores.dispose(url)
+    with admin.begin() as conn:
+        for url in made.values():
+            schema = stores.parse_url(url).query["options"].removeprefix("-csearch_path=")
+            conn.execute(text(f'drop schema if exists "{schema}" cascade'))
 
 
 @pytest.fixture(scope="session")

@@ -6,18 +6,19 @@ chi2_pvalue per feature), prediction_drift (psi, ks_pvalue on the score; tier sh
 (auc, pr_auc, precision_at_k, brier, ece, n, positives per matured cohort), business (conversion
 rate, lift, lead-to-close days and share per tier per cohort), serving (latency_p99_ms,
 error_rate, written by the prediction-log writer). `alert_log` keeps every alert delivery. Both
-live in an SQLite file of its own by default (WAL mode, so readers
-never block the writer) or any SQLAlchemy URL. Re-recording the same (run_id, scope) replaces it.
+live in an SQLite file of its own by default (WAL mode, so readers never block the writer) or in
+PostgreSQL (`paths.monitoring_url`; engines from ml/stores.py). Re-recording the same
+(run_id, scope) replaces it, in one transaction.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
+from ml import stores
 from ml.config import Settings
 
 metadata = sa.MetaData()
@@ -60,23 +61,14 @@ COLUMNS = [c.name for c in monitoring_metrics.columns]
 
 
 def engine_for(url: str) -> sa.Engine:
-    """An engine for a store URL; SQLite files get their folder and WAL mode."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url)
-
-        @sa.event.listens_for(engine, "connect")
-        def _wal(dbapi_conn, _record) -> None:  # noqa: ANN001
-            dbapi_conn.execute("pragma journal_mode=wal")
-            dbapi_conn.execute("pragma busy_timeout=10000")
-
-        return engine
-    return sa.create_engine(url)
+    """The engine of a store URL: ml/stores.py's (kept for callers that still import it here)."""
+    return stores.engine(url)
 
 
 def monitoring_engine(settings: Settings) -> sa.Engine:
-    engine = engine_for(settings.paths.monitoring_url)
-    metadata.create_all(engine)
+    """The engine of the monitoring store (`settings.paths.monitoring_url`), tables created."""
+    engine = stores.engine(settings.paths.monitoring_url)
+    metadata.create_all(engine, checkfirst=True)
     return engine
 
 
@@ -123,7 +115,6 @@ def record_metrics(
         )
         if records:
             conn.execute(monitoring_metrics.insert(), records)
-    engine.dispose()
     return len(records)
 
 
@@ -135,5 +126,4 @@ def read_metrics(settings: Settings, scope: str | None = None) -> pd.DataFrame:
         query = query.where(monitoring_metrics.c.scope == scope)
     with engine.connect() as conn:
         frame = pd.read_sql(query.order_by(monitoring_metrics.c.recorded_at), conn)
-    engine.dispose()
     return frame if not frame.empty else pd.DataFrame(columns=COLUMNS)

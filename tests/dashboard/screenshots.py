@@ -120,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, help="also save the Overview here (small PNG)")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = parser.parse_args(argv)
+    if not Path(args.chromium).is_file():
+        # `make screenshots` installs Debian's chromium first; a direct run may lack it.
+        parser.error(
+            f"no Chromium at {args.chromium}: `make screenshots` installs Debian's `chromium` "
+            "(or: apt-get install chromium; or pass --chromium PATH)"
+        )
 
     data_dir = args.data_dir
     if args.fabricate:

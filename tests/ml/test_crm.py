@@ -1,5 +1,6 @@
 """CRM database: atomic, idempotent runs; a kill -9 mid-write leaves the previous complete run;
-read-only readers are not blocked by the writer (WAL)."""
+read-only readers are not blocked by the writer (WAL; MVCC). Each test runs on SQLite and on
+PostgreSQL (the `store_url` fixture, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -22,6 +24,9 @@ from ml.config import PROJECT_ROOT, Settings, load_settings
 
 D1, D2, D0 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 10, 25)
 BIG = 300_000  # rows of the run the kill -9 test interrupts
+# How long a writer process may take to start and mark its run 'running' (imports xgboost via the
+# fixtures: ~10 s idle, over 60 s on a loaded 2-core CI box). Not what the tests measure.
+START_TIMEOUT = 300.0
 
 WRITER = """
 import sys
@@ -31,8 +36,8 @@ from _scoring_fixtures import SCORED_AT, make_scores
 from ml import crm
 from ml.config import load_settings
 
-data_dir, day, n, seed, run_id = sys.argv[2:7]
-settings = load_settings(overrides={"paths.data_dir": data_dir})
+data_dir, crm_url, day, n, seed, run_id = sys.argv[2:8]
+settings = load_settings(overrides={"paths.data_dir": data_dir, "paths.crm_url": crm_url})
 scores = make_scores(int(n), int(seed))
 crm.write_scores(crm.crm_engine(settings), scores, date.fromisoformat(day), model_name="m",
                  model_version=seed, scored_at=SCORED_AT, run_id=run_id,
@@ -41,8 +46,10 @@ crm.write_scores(crm.crm_engine(settings), scores, date.fromisoformat(day), mode
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(overrides={"paths.data_dir": str(tmp_path)})
+def settings(tmp_path: Path, store_url: Callable[[str], str]) -> Settings:
+    return load_settings(
+        overrides={"paths.data_dir": str(tmp_path), "paths.crm_url": store_url("crm")}
+    )
 
 
 def _write(settings: Settings, n: int, seed: int, day: date, run_id: str = "r") -> None:
@@ -60,17 +67,19 @@ def _write(settings: Settings, n: int, seed: int, day: date, run_id: str = "r") 
 
 
 def _fingerprint(settings: Settings) -> tuple[int, float, str | None, str | None]:
-    """(rows, sum of scores, distinct model versions, scoring date) of lead_scores, read-only."""
+    """(rows, sum of scores, the model version if only one, scoring date) of lead_scores,
+    read-only."""
     engine = crm.crm_engine(settings, read_only=True)
     with engine.connect() as conn:
         row = conn.execute(
             text(
-                "select count(*), coalesce(sum(score), 0), group_concat(distinct model_version), "
-                "max(scoring_date) from lead_scores"
+                "select count(*), coalesce(sum(score), 0), min(model_version), "
+                "max(model_version), max(scoring_date) from lead_scores"
             )
         ).one()
-    engine.dispose()
-    return int(row[0]), float(row[1]), row[2], row[3]
+    version = row[2] if row[2] == row[3] else f"{row[2]}..{row[3]}"
+    day = None if row[4] is None else str(row[4])  # SQLite: text; PostgreSQL: a date
+    return int(row[0]), float(row[1]), version, day
 
 
 def _expected(n: int, seed: int, day: date) -> tuple[int, float, str, str]:
@@ -122,6 +131,7 @@ def _start_writer(
             WRITER,
             str(Path(__file__).parent),
             str(settings.paths.data_dir),
+            settings.paths.crm_url,
             day.isoformat(),
             str(n),
             str(seed),
@@ -167,7 +177,7 @@ def test_kill_9_mid_write_leaves_previous_complete_run(settings: Settings) -> No
     # One uninterrupted run measures how long the write transaction takes on this machine, so
     # the kills below land inside it (after the 'running' mark, before the commit) ...
     proc = _start_writer(settings, D2, BIG, 2, "timing")
-    _wait_for_status(settings, "timing", {"running"}, proc)
+    _wait_for_status(settings, "timing", {"running"}, proc, timeout=START_TIMEOUT)
     t0 = time.monotonic()
     _wait_for_status(settings, "timing", {"succeeded"}, proc, timeout=120)
     duration = time.monotonic() - t0
@@ -188,7 +198,7 @@ def test_kill_9_mid_write_leaves_previous_complete_run(settings: Settings) -> No
     for attempt in range(3):
         run_id = f"kill-{attempt}"
         proc = _start_writer(settings, D2, BIG, 2, run_id)
-        _wait_for_status(settings, run_id, {"running"}, proc)
+        _wait_for_status(settings, run_id, {"running"}, proc, timeout=START_TIMEOUT)
         time.sleep(rng.uniform(0.15, 0.7) * duration)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -212,7 +222,7 @@ def test_reader_is_not_blocked_by_the_writer(settings: Settings) -> None:
     _write(settings, 1_000, seed=1, day=D1)
     proc = _start_writer(settings, D2, BIG // 3, 2, "concurrent")
     try:
-        _wait_for_status(settings, "concurrent", {"running"}, proc)
+        _wait_for_status(settings, "concurrent", {"running"}, proc, timeout=START_TIMEOUT)
         time.sleep(0.3)  # let the big transaction get going
         still_writing = proc.poll() is None
         t0 = time.monotonic()
