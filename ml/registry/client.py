@@ -128,7 +128,7 @@ def registry_errors(settings: Settings, doing: str) -> Iterator[None]:
     except RegistryError:
         raise
     except (MlflowException, SQLAlchemyError, OSError) as exc:
-        detail = exc.message if isinstance(exc, MlflowException) else type(exc).__name__
+        detail = exc.message if isinstance(exc, MlflowException) else f"{type(exc).__name__}: {exc}"
         raise RegistryError(
             f"MLflow registry {safe_uri(uri)} failed while {doing}: {_first_line(str(detail), uri)}"
         ) from exc

@@ -363,9 +363,9 @@ def promote(
                     champion,
                     f"version {candidate} is already @champion; nothing to do",
                 )
-            cand_input = gate_input(client, settings, candidate)
             verdict = None
-            if not force:
+            if not force:  # forced: the candidate's figures are not even read
+                cand_input = gate_input(client, settings, candidate)
                 champ_input = None
                 if champion is not None:
                     champ_input = gate_input(client, settings, champion)
@@ -407,7 +407,7 @@ def promote(
     )
     if verdict is None:
         return PromotionDecision(
-            True, "promote", name, candidate, champion, message, cand_input.test_auc, comparison=why
+            True, "promote", name, candidate, champion, message, comparison=why
         )
     return _decision(verdict, name, candidate, champion, message)
 

@@ -482,3 +482,22 @@ def test_alias_history_url_is_a_setting(tmp_path: Path) -> None:
     assert default.registry.alias_history_url == (
         f"sqlite:///{tmp_path / 'd' / 'mlflow' / 'alias_history.db'}"
     )
+
+
+def test_the_service_keeps_its_model_when_the_registry_fails(tmp_path: Path) -> None:
+    """The registry side of the service's outage behaviour: its alias poll (the default
+    ml.registry lookup and loader) sees an error, not "no champion", so it keeps the model."""
+    from ml.serving.model_manager import ModelManager
+
+    settings = load_settings(overrides={"paths.data_dir": str(tmp_path)})
+    _register(settings, 0.80)
+    registry.promote(settings, reason="first", actor="test")
+    manager = ModelManager(settings)
+    state = manager.refresh()
+    assert state.champion is not None and state.champion.version == 1
+    db = tmp_path / "mlflow" / "mlflow.db"
+    db.rename(tmp_path / "moved.db")
+    db.write_bytes(b"not a database" * 100)
+    state = manager.refresh()
+    assert state.champion is not None and state.champion.version == 1
+    assert state.last_error is not None and "RegistryError" in state.last_error
