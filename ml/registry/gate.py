@@ -396,7 +396,7 @@ def promote(
         settings,
         f"v{candidate} promoted to @champion",
         message,
-        f"promotion:v{candidate}",
+        f"promotion:{name}:v{candidate}",
         {
             "version": candidate,
             "previous_champion": champion,
@@ -473,7 +473,7 @@ def rollback(settings: Settings, *, reason: str, actor: str) -> PromotionDecisio
         settings,
         f"@champion rolled back to v{target}",
         message,
-        f"promotion:rollback:v{champion}->v{target}",
+        f"promotion:{name}:rollback:v{champion}->v{target}",
         {"version": target, "previous_champion": champion, "reason": reason, "actor": actor},
     )
     return PromotionDecision(True, "rollback", name, target, champion, message)

@@ -3,6 +3,7 @@ alias history that records every move with from -> to, reason and actor."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -192,6 +193,11 @@ def test_cli_promote_history_rollback(store: Path) -> None:
     result = runner.invoke(app, ["promote", "--reason", "from the CLI"], env=env)
     assert result.exit_code == 0, result.output
     assert "promoted v1" in result.output
+    # The alert comes from the one door, whichever caller opened it.
+    alerts = settings.alerting.channels.jsonl.path.read_text().splitlines()
+    sent = [a for a in map(json.loads, alerts) if a["key"] == "promotion:lead_scoring:v1"]
+    assert len(sent) == 1 and sent[0]["details"]["actor"] == "cli:promote"
+    assert sent[0]["details"]["reason"] == "from the CLI"
     result = runner.invoke(app, ["rollback"], env=env)
     assert result.exit_code == 2 and "no previous champion" in result.output
     result = runner.invoke(app, ["history"], env=env)
@@ -448,8 +454,6 @@ def test_promote_compares_stored_folds_and_the_evaluator_wins(settings: Settings
 def test_promotions_and_rollbacks_send_one_alert_with_the_recorded_reason(
     settings: Settings,
 ) -> None:
-    import json
-
     _register(settings, 0.80)
     decision = registry.promote(settings, reason="nightly", actor="test")
     _register(settings, 0.81)
@@ -457,14 +461,18 @@ def test_promotions_and_rollbacks_send_one_alert_with_the_recorded_reason(
     registry.rollback(settings, reason="bad calls", actor="test")
     path = settings.alerting.channels.jsonl.path
     alerts = [json.loads(line) for line in path.read_text().splitlines()]
-    mine = [a for a in alerts if a["rule"] == "promotion" and f"{settings.registry.model_name}"]
-    keys = [a["key"] for a in mine[-3:]]
-    assert keys == ["promotion:v1", "promotion:v2", "promotion:rollback:v2->v1"]
-    assert mine[-3]["summary"] == decision.message
+    name = settings.registry.model_name
+    mine = [a for a in alerts if a["key"].startswith(f"promotion:{name}:")]
+    assert [a["key"] for a in mine] == [
+        f"promotion:{name}:v1",
+        f"promotion:{name}:v2",
+        f"promotion:{name}:rollback:v2->v1",
+    ]
+    assert mine[0]["summary"] == decision.message
     h = _history(settings)
     recorded = h[h["alias"] == "champion"]["reason"].tolist()
     assert recorded[0] == f"nightly [{decision.comparison}]"
-    assert mine[-3]["details"]["reason"] == "nightly"
+    assert mine[0]["details"]["reason"] == "nightly"
 
 
 def test_alias_history_url_is_a_setting(tmp_path: Path) -> None:
