@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,12 +81,14 @@ def mlflow_client(settings: Settings, *, create: bool = True) -> Any:
     """An MlflowClient whose tracking and registry URIs are the settings' store.
 
     Args:
-        create: a local SQLite store may be created (its folder is made). With False, a missing
-            store file is an error: a reader must not plant an empty registry where the real
-            one was moved away (it would then answer "no champion" for ever).
+        create: a new local SQLite store may be created (its folder is made). With False, the
+            store must already be an MLflow database: a reader must not plant an empty
+            registry where the real one was moved away or damaged (MLflow would create the
+            tables, and every lookup would then answer "no champion").
 
     Raises:
-        RegistryError: create=False and the SQLite store file is missing or not a file.
+        RegistryError: the store cannot be opened, or (SQLite) is missing, not a file, not a
+            database or holds no MLflow tables where one is required.
     """
     from mlflow import MlflowClient
 
@@ -94,13 +97,50 @@ def mlflow_client(settings: Settings, *, create: bool = True) -> Any:
     if path is not None:
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
-        elif not path.is_file():
-            what = "is not a file" if path.exists() else "does not exist"
-            raise RegistryError(
-                f"MLflow registry {safe_uri(uri)} is unavailable: the database file {what}; "
-                "train a model first, or check paths.mlflow_tracking_uri / MLFLOW_TRACKING_URI"
-            )
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+        _check_sqlite_store(uri, path, create)
+    try:  # MLflow opens the tracking store (and creates its tables) right here
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    except Exception as exc:
+        raise RegistryError(
+            f"MLflow registry {safe_uri(uri)} cannot be opened: "
+            f"{_first_line(f'{type(exc).__name__}: {exc}', uri)}"
+        ) from exc
+    finally:
+        release_connections(settings)
+
+
+_MLFLOW_TABLES = frozenset({"experiments", "runs", "registered_models", "model_versions"})
+
+
+def _check_sqlite_store(uri: str, path: Path, create: bool) -> None:
+    """A SQLite store is usable if it holds MLflow's tables; with `create`, also if it does
+    not exist yet or is empty (MLflow creates the tables)."""
+    unavailable = f"MLflow registry {safe_uri(uri)} is unavailable:"
+    if not path.exists():
+        if create:
+            return
+        raise RegistryError(
+            f"{unavailable} the database file does not exist; train a model first, or check "
+            "paths.mlflow_tracking_uri / MLFLOW_TRACKING_URI"
+        )
+    if not path.is_file():
+        raise RegistryError(f"{unavailable} the database path is not a file")
+    if create and path.stat().st_size == 0:
+        return
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = con.execute("select name from sqlite_master where type = 'table'").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise RegistryError(f"{unavailable} not a readable SQLite database ({exc})") from exc
+    missing = _MLFLOW_TABLES - {name for (name,) in rows}
+    if missing:
+        raise RegistryError(
+            f"{unavailable} the database holds no MLflow tables ({', '.join(sorted(missing))} "
+            "missing); restore it or point paths.mlflow_tracking_uri at the right store"
+        )
 
 
 def is_not_found(exc: BaseException) -> bool:

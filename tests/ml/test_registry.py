@@ -295,6 +295,34 @@ def _break(db: Path, how: str) -> None:
         con.close()
 
 
+def _fresh_process_answers(settings: Settings) -> list[str]:
+    """What current_version and promote give in a new Python process: the value, or the name
+    of the exception."""
+    import subprocess
+    import sys
+
+    from ml.config import PROJECT_ROOT
+
+    code = (
+        "from ml.config import load_settings\n"
+        "from ml import registry\n"
+        f"s = load_settings(overrides={{'paths.data_dir': {str(settings.paths.data_dir)!r}}})\n"
+        "for call in (lambda: registry.current_version(s),\n"
+        "             lambda: registry.promote(s, reason='x', actor='test').accepted):\n"
+        "    try:\n"
+        "        print(call())\n"
+        "    except Exception as exc:\n"
+        "        print(type(exc).__name__)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *sys.path])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split()
+
+
 @pytest.mark.parametrize("how", ["garbage", "directory", "missing", "tables_dropped"])
 def test_registry_outage_raises_and_the_gate_never_promotes(tmp_path: Path, how: str) -> None:
     settings = load_settings(overrides={"paths.data_dir": str(tmp_path)})
@@ -315,6 +343,8 @@ def test_registry_outage_raises_and_the_gate_never_promotes(tmp_path: Path, how:
         registry.promote(settings, reason="nightly", actor="test")
     with pytest.raises(registry.RegistryError):
         registry.load_champion(settings)
+    # A fresh process (no store MLflow cached before the outage) fails closed too.
+    assert _fresh_process_answers(settings) == ["RegistryError", "RegistryError"]
     if how == "missing":
         assert not db.exists()  # a reader does not plant an empty registry in its place
     # The store back as it was: the champion never moved and the history shows no promotion.
