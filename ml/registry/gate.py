@@ -7,7 +7,9 @@ common folds ≥ the champion's mean there − registry.champion_tolerance. Vers
 metrics (registered before the backtest) are compared as before, on their `test_auc`.
 
 `promote` reads both versions from the registry, lets an optional evaluator re-score the
-champion on the candidate's folds (it wins over the champion's stored folds), runs `compare`,
+champion on the candidate's folds (it wins over the champion's stored folds) or, when the two
+share no fold, takes the champion's family as refit on the candidate's folds (training logs
+every family's fold AUCs as `backtest.fold_aucs.<family>`), runs `compare`,
 moves the alias, records the reason in the alias history and sends the `promotion` alert. The
 CLI (`promote`, `train --promote`) and the Dagster gate asset all come through here. A registry
 error never skips the comparison: it raises RegistryError and nothing moves.
@@ -62,6 +64,9 @@ class GateInput:
     test_auc: float | None = None
     test_window: tuple[str | None, str | None] = (None, None)
     source: str = "stored metrics"
+    family: str | None = None  # the model family (tag `family`), e.g. xgboost, logistic
+    # every family's AUC per fold on this version's folds (tags backtest.fold_aucs.<family>)
+    family_fold_aucs: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def backtest_mean(self) -> float | None:
@@ -263,12 +268,42 @@ def gate_input(client: Any, settings: Settings, version: int) -> GateInput:
     run = client.get_run(mv.run_id)
     tags = {**run.data.tags, **(mv.tags or {})}
     metrics = run.data.metrics
+    prefix = f"{FOLD_AUCS_TAG}."
     return GateInput(
         version=version,
         fold_aucs=parse_fold_aucs(tags.get(FOLD_AUCS_TAG)),
         mean_auc=metrics.get(BACKTEST_AUC_METRIC),
         test_auc=metrics.get(TEST_AUC_METRIC),
         test_window=(tags.get(TEST_START_TAG), tags.get(TEST_END_TAG)),
+        family=tags.get("family"),
+        family_fold_aucs={
+            k.removeprefix(prefix): parse_fold_aucs(v)
+            for k, v in tags.items()
+            if k.startswith(prefix)
+        },
+    )
+
+
+def _champion_family_on_candidate_folds(
+    champion: GateInput, candidate: GateInput
+) -> GateInput | None:
+    """When the champion shares no fold with the candidate (an old champion): its family as
+    refit by the candidate's own backtest, on the candidate's folds (training logs every
+    family's fold AUCs), so the comparison is still like for like in time. None if absent."""
+    if not champion.fold_aucs or not candidate.fold_aucs or champion.family is None:
+        return None
+    if set(champion.fold_aucs) & set(candidate.fold_aucs):
+        return None
+    folds = candidate.family_fold_aucs.get(champion.family)
+    if not folds:
+        return None
+    return GateInput(
+        champion.version,
+        fold_aucs=folds,
+        test_auc=champion.test_auc,
+        test_window=champion.test_window,
+        source=f"no common fold: its family ({champion.family}) as refit on the candidate's folds",
+        family=champion.family,
     )
 
 
@@ -372,6 +407,11 @@ def promote(
                     if evaluator is not None:
                         champ_input = _rescored_champion(
                             settings, champ_input, cand_input, evaluator
+                        )
+                    else:
+                        champ_input = (
+                            _champion_family_on_candidate_folds(champ_input, cand_input)
+                            or champ_input
                         )
                 verdict = compare(cand_input, champ_input, settings)
                 if not verdict.accepted:

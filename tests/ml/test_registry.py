@@ -428,7 +428,10 @@ def test_compare_falls_back_to_test_auc_without_folds(settings: Settings) -> Non
 
 
 def _register_folds(
-    settings: Settings, folds: dict[str, float], test_auc: float = 0.8
+    settings: Settings,
+    folds: dict[str, float],
+    test_auc: float = 0.8,
+    tags: dict[str, str] | None = None,
 ) -> registry.ModelVersionInfo:
     tag = registry.fold_aucs_tag([{"origin": k, "auc": v, "pr_auc": 0.3} for k, v in folds.items()])
     scorer, frame = make_scorer()
@@ -437,7 +440,7 @@ def _register_folds(
         params={},
         metrics={"test_auc": test_auc, "backtest_auc_mean": float(np.mean(list(folds.values())))},
         artifacts={},
-        tags={**WINDOW, **tag},
+        tags={**WINDOW, **tag, **(tags or {})},
         input_example=frame.drop(columns="lead_id").head(5),
         settings=settings,
     )
@@ -539,3 +542,25 @@ def test_the_service_keeps_its_model_when_the_registry_fails(tmp_path: Path) -> 
     state = manager.refresh()
     assert state.champion is not None and state.champion.version == 1
     assert state.last_error is not None and "RegistryError" in state.last_error
+
+
+def test_without_common_folds_the_champions_family_on_the_candidates_folds_decides(
+    settings: Settings,
+) -> None:
+    _register_folds(settings, {"2026-06-01": 0.84, "2026-06-08": 0.84}, tags={"family": "logistic"})
+    assert registry.promote(settings, reason="first", actor="test").accepted
+    later = {"2026-09-07": 0.80, "2026-09-14": 0.80}
+    logistic_there = json.dumps({"2026-09-07": 0.85, "2026-09-14": 0.86})
+    _register_folds(
+        settings,
+        later,
+        tags={"family": "xgboost", "backtest.fold_aucs.logistic": logistic_there},
+    )
+    refused = registry.promote(settings, reason="weekly", actor="test")
+    assert not refused.accepted and refused.champion_auc == pytest.approx(0.855)
+    assert "its family (logistic) as refit on the candidate's folds" in refused.message
+    assert refused.folds == ("2026-09-07", "2026-09-14")
+    _register_folds(settings, later, tags={"family": "xgboost"})  # no logistic figures logged
+    apart = registry.promote(settings, reason="weekly", actor="test")
+    assert not apart.accepted and "share no backtest fold" in apart.message
+    assert registry.current_version(settings) == 1
