@@ -39,6 +39,7 @@ ENV_OVERRIDES = {
     "LEAD_SCORING_MONITORING_URL": "paths.monitoring_url",
     "MLFLOW_TRACKING_URI": "paths.mlflow_tracking_uri",
     "LEAD_SCORING_PREDICTION_LOG_URL": "serving.prediction_log_url",
+    "LEAD_SCORING_ALIAS_HISTORY_URL": "registry.alias_history_url",
 }
 
 
@@ -183,6 +184,7 @@ class RegistrySettings(_Section):
     experiment: str = "lead_scoring"
     min_auc: float = Field(0.75, gt=0, le=1)  # promotion gate (original design)
     champion_tolerance: float = Field(0.005, ge=0, lt=1)  # challenger may trail by at most this AUC
+    alias_history_url: str | None = None  # None: sqlite:///<data_dir>/mlflow/alias_history.db
 
 
 class TierSettings(_Section):
@@ -429,6 +431,11 @@ class Settings(_Section):
             p.monitoring_url or f"sqlite:///{data_dir / 'monitoring' / 'monitoring.db'}"
         )
         object.__setattr__(self, "paths", p.model_copy(update=resolved))
+        if self.registry.alias_history_url is None:
+            url = f"sqlite:///{resolved['mlflow_artifacts'].parent / 'alias_history.db'}"
+            object.__setattr__(
+                self, "registry", self.registry.model_copy(update={"alias_history_url": url})
+            )
         if self.serving.prediction_log_url is None:
             url = f"sqlite:///{data_dir / 'serving' / 'predictions.db'}"
             object.__setattr__(

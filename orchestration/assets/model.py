@@ -79,8 +79,9 @@ class PromotionConfig(dg.Config):
 @dg.asset(
     group_name=MODEL_GROUP,
     deps=[challenger_model],
-    description="The promotion gate: @champion moves to the challenger only if its backtest "
-    "AUC ≥ registry.min_auc and it is no worse than the champion on their common folds.",
+    description="The promotion gate (ml.registry.promote): @champion moves to the challenger "
+    "only if its backtest AUC ≥ registry.min_auc and it is no worse than the champion on the "
+    "same backtest folds (test AUC for versions without folds).",
 )
 def champion_model(
     context: dg.AssetExecutionContext, config: PromotionConfig, settings: SettingsResource
@@ -92,22 +93,7 @@ def champion_model(
     decision = promote_challenger(
         s, reason=config.reason, actor=f"dagster run {context.run.run_id}"
     )
-    context.log.info(decision.message)
-    if decision.accepted:
-        from ml.alerts import dispatch, event_alert
-
-        dispatch(
-            s,
-            [
-                event_alert(
-                    s,
-                    "promotion",
-                    f"v{decision.version} promoted to @champion",
-                    decision.message,
-                    key=f"promotion:v{decision.version}",
-                )
-            ],
-        )
+    context.log.info(decision.message)  # the promotion alert is sent by ml.registry.promote
     return dg.MaterializeResult(
         metadata={
             "promoted": decision.accepted,

@@ -232,7 +232,8 @@ def _alerts(settings: Settings) -> None:
     rows = [
         ("data_drift:engagement_score", "data_drift", "warning", "slack", "sent", 5),
         ("data_drift:engagement_score", "data_drift", "warning", "email", "failed", 5),
-        ("daily_report:20261105", "daily_report", "info", "slack", "sent", 30),
+        # The info alert inside the cool-down is the promotion's own (ml.registry.promote sends
+        # it when _registry promotes v1).
         (
             "nightly_run_failure:20261104",
             "nightly_run_failure",

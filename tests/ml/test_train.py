@@ -260,11 +260,18 @@ def test_save_load_round_trip(trained, split, tmp_path):
 
 
 def test_pyfunc_logs_and_loads(trained, split, tmp_path):
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    try:
-        mlflow.set_experiment("test")
-        with mlflow.start_run():
+    from ml.registry import fluent_uris
+
+    # The store, its artefacts and MLflow's global URIs all stay in this test's folder: a
+    # global URI left set (MLflow also exports it as MLFLOW_TRACKING_URI, which load_settings
+    # reads) would send every later test's registry to ./mlflow.db in the working directory.
+    settings = load_settings(overrides={"paths.data_dir": str(tmp_path)})
+    (tmp_path / "mlflow").mkdir()
+    with fluent_uris(settings):
+        experiment = mlflow.create_experiment(
+            "test", artifact_location=(tmp_path / "artifacts").as_uri()
+        )
+        with mlflow.start_run(experiment_id=experiment):
             info = log_scorer(trained.scorer, registered_model_name="lead_scoring_test")
         loaded = mlflow.pyfunc.load_model(info.model_uri)
         rows = split.test.head(100)
@@ -278,8 +285,6 @@ def test_pyfunc_logs_and_loads(trained, split, tmp_path):
         np.testing.assert_allclose(
             np.asarray(registered.predict(rows)), trained.scorer.predict_proba(rows)
         )
-    finally:
-        mlflow.set_tracking_uri(previous)
 
 
 def test_fabricated_frame_is_seeded(make_frame):

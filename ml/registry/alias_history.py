@@ -1,8 +1,9 @@
-"""The alias history: every move of a registered model's aliases, in a small SQLite table.
+"""The alias history: every move of a registered model's aliases, in one table.
 
-MLflow keeps no alias history, so `ml.registry` appends a row here for every move it makes
+MLflow keeps no alias history, so the registry appends a row here for every move it makes
 (challenger, promote, rollback) and replays the rows to find the champion before the current
-one. The database lives beside the MLflow store (<data_dir>/mlflow/alias_history.db by default).
+one. The table lives in the database `registry.alias_history_url` names (any SQLAlchemy URL;
+by default a SQLite file beside the MLflow store, <data_dir>/mlflow/alias_history.db).
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ from ml.config import Settings
 
 log = logging.getLogger(__name__)
 
-# TODO(lead): a `paths.alias_history_url` setting would let a server DB hold this table.
-ALIAS_HISTORY_FILE = "alias_history.db"
+ALIAS_HISTORY_FILE = "alias_history.db"  # the default database's file name (ml.config)
 
 _history_meta = MetaData()
 alias_history_table = Table(
@@ -49,13 +49,16 @@ alias_history_table = Table(
 
 
 def alias_history_url(settings: Settings) -> str:
-    """SQLAlchemy URL of the alias-history database (beside the MLflow artefact folder)."""
-    return f"sqlite:///{settings.paths.mlflow_artifacts.parent / ALIAS_HISTORY_FILE}"
+    """SQLAlchemy URL of the alias-history database (`registry.alias_history_url`)."""
+    return str(settings.registry.alias_history_url)  # Settings resolves null to the default
 
 
 def _history_engine(settings: Settings) -> Engine:
     url = alias_history_url(settings)
-    Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///").split("?", 1)[0]).parent.mkdir(
+            parents=True, exist_ok=True
+        )
     engine = create_engine(url)
     _history_meta.create_all(engine, checkfirst=True)
     return engine
