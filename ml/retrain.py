@@ -24,6 +24,7 @@ from ml.config import Settings
 from ml.evaluate import Evaluation, evaluate_predictions
 from ml.plots import plot_all, plot_backtest
 from ml.registry import (
+    FOLD_AUCS_TAG,
     ModelVersionInfo,
     PromotionDecision,
     find_identical_version,
@@ -37,7 +38,7 @@ from ml.train import FitResult, final_split, fit_tuned, snapshot_dates
 log = logging.getLogger(__name__)
 
 ORACLE = "oracle_probability"
-FOLD_AUCS_TAG = "backtest.fold_aucs"  # origin → AUC, what the gate compares on common folds
+
 
 
 @dataclass
