@@ -141,12 +141,18 @@ class Predictor:
 
     def _full_frame(self, rows: list[PredictRequest], given: list[dict[str, Any]],
                     stored: list[dict[str, Any]]) -> pd.DataFrame:
-        """The full model's input: the stored features, request fields winning."""
-        columns: dict[str, list[Any]] = {"lead_id": [r.lead_id for r in rows]}
-        for name in self.feature_names:
-            columns[name] = [g[name] if name in g else s.get(name)
-                             for g, s in zip(given, stored, strict=True)]
-        return pd.DataFrame(columns)
+        """The full model's input: the stored features, request fields winning.
+
+        One object block (Python values as read, None for null) instead of a dict of lists:
+        pandas then skips inferring a dtype per column, which cost more than the prediction.
+        `score_frame` converts per column as it does for any frame.
+        """
+        names = self.feature_names
+        values = np.empty((len(rows), len(names) + 1), dtype=object)
+        for i, (row, g, s) in enumerate(zip(rows, given, stored, strict=True)):
+            values[i, 0] = row.lead_id
+            values[i, 1:] = [g[n] if n in g else s.get(n) for n in names]
+        return pd.DataFrame(values, columns=["lead_id", *names], copy=False)
 
     def _score_from_request(self, model: LoadedModel, rows: list[PredictRequest],
                             given: list[dict[str, Any]]) -> pd.DataFrame:

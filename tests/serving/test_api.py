@@ -10,7 +10,7 @@ from serving_stack import Aliases
 
 from ml.feature_store import online_features
 from ml.scoring import score_frame
-from ml.serving.schemas import ORIGINAL_EXAMPLE
+from ml.serving.schemas import ORIGINAL_EXAMPLE, PredictResponse
 
 KNOWN = "L0000001"
 
@@ -28,6 +28,14 @@ def test_predict_by_id_scores_from_the_online_store(client):
     src = body["feature_sources"]
     assert src["in_online_store"] and src["from_request"] == []
     assert len(src["from_online_store"]) + len(src["missing"]) == 41
+    assert body["scored_by"] == "full" and body["warnings"] == []
+    assert PredictResponse.model_validate(body).model_dump() == body
+
+
+def test_a_lead_the_store_does_not_know_is_scored_from_the_request(client):
+    body = client.post("/predict", json=ORIGINAL_EXAMPLE).json()
+    assert body["scored_by"] == "request" and body["warnings"] == []
+    assert PredictResponse.model_validate(body).model_dump() == body
 
 
 def test_original_payload_is_accepted_verbatim_for_an_unknown_lead(client):
