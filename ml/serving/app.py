@@ -4,11 +4,18 @@
 once), the model manager (registry aliases, hot reload), the predictor (micro-batched scoring
 with shadow / canary / A-B routing) and the prediction-log writer. Errors a client can cause are
 answered with 404/422/503 and a message; anything else is logged and answered with a plain 500
-that carries no traceback.
+that carries no traceback. No response body carries an internal path, URL or exception text:
+failures are logged server-side and answered in fixed words.
+
+The service survives its dependencies: with the registry unreadable it keeps the loaded models
+(`/ready` 200 "degraded", `lead_scoring_registry_degraded` 1); with the online store unreadable
+it scores leads from their request fields (`scored_by: request`, a warning in the response) and
+answers 503 only for id-only leads, which then have nothing to be scored from.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +32,7 @@ from ml.serving.features import OnlineFeatureReader
 from ml.serving.metrics import ServiceMetrics
 from ml.serving.model_manager import Loader, ModelManager, ModelState
 from ml.serving.prediction_log import PredictionLogWriter
-from ml.serving.predictor import ModelNotReady, Predictor
+from ml.serving.predictor import ModelNotReady, Predictor, Unscored
 from ml.serving.routing import challenger_share
 from ml.serving.schemas import (
     BatchRequest,
@@ -34,11 +41,15 @@ from ml.serving.schemas import (
     ModelsResponse,
     PredictRequest,
     PredictResponse,
+    ReadyResponse,
 )
 
 log = logging.getLogger(__name__)
 
 NOT_READY = "no model is loaded yet; the service retries the registry every poll interval"
+STORE_UNAVAILABLE = ("the online store cannot be read now and the request has no fields to "
+                     "score from; retry, or send the lead's fields (lead_source, industry, ...)")
+STORE_DEGRADED = "the online store cannot be read: leads are scored from the request only"
 
 
 def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
@@ -57,6 +68,14 @@ def create_app(settings: Settings, *, loader: Loader | None = None,
         kwargs["alias_lookup"] = alias_lookup
     manager = ModelManager(settings, **kwargs)
     serving = settings.serving
+
+    def on_poll(state: ModelState) -> None:
+        metrics.registry_degraded.set(int(state.degraded))
+        if state.degraded:
+            metrics.registry_poll_failures.inc()
+
+    manager.on_poll = on_poll
+    seen_store_failures = [0]  # the reader's failed reads already counted in the metric
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -138,13 +157,19 @@ def create_app(settings: Settings, *, loader: Loader | None = None,
         request alone; an id-only request for it is a 404."""
         started = time.perf_counter()
         (result,) = await app.state.predictor.predict([body], "predict")
-        if result is None:
+        if result is Unscored.STORE_UNAVAILABLE:
+            metrics.errors.labels("/predict", "store_unavailable").inc()
+            record("/predict", 503, started)
+            return _error(503, STORE_UNAVAILABLE)
+        if result is Unscored.NOT_FOUND:
             metrics.errors.labels("/predict", "unknown_lead").inc()
             record("/predict", 404, started)
             return _error(404, f"lead {body.lead_id!r} is not in the online store; send its "
                                "fields (lead_source, industry, ...) to score it from the request")
         record("/predict", 200, started, result["variant"], result["model_version"])
-        return result
+        # Serialized here: the predictor builds the response's exact fields (tests validate
+        # them against PredictResponse), so FastAPI's per-request re-validation is skipped.
+        return Response(json.dumps(result), media_type="application/json")
 
     @app.post(
         "/predict/batch",
@@ -164,30 +189,38 @@ def create_app(settings: Settings, *, loader: Loader | None = None,
                           errors=[{"field": "leads", "message": "too many leads",
                                    "type": "too_long"}])
         results = await app.state.predictor.predict(body.leads, "predict_batch")
-        found = [r for r in results if r is not None]
-        missing = [b.lead_id for b, r in zip(body.leads, results, strict=True) if r is None]
+        found = [r for r in results if isinstance(r, dict)]
+        missing = [b.lead_id for b, r in zip(body.leads, results, strict=True)
+                   if r is Unscored.NOT_FOUND]
+        unavailable = [b.lead_id for b, r in zip(body.leads, results, strict=True)
+                       if r is Unscored.STORE_UNAVAILABLE]
         variants = {r["variant"] for r in found}
         versions = {r["model_version"] for r in found}
         record("/predict/batch", 200, started,
                variants.pop() if len(variants) == 1 else ("mixed" if variants else "none"),
                versions.pop() if len(versions) == 1 else ("mixed" if versions else "none"))
-        return {"predictions": found, "not_found": missing}
+        return {"predictions": found, "not_found": missing, "unavailable": unavailable}
 
     @app.get("/health", summary="Process alive")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="Model loaded and online store reachable",
-             responses={503: {"model": ErrorResponse}})
+    @app.get("/ready", summary="Model loaded; degraded when a dependency is down",
+             response_model=ReadyResponse, responses={503: {"model": ErrorResponse}})
     async def ready(request: Request) -> Any:
-        if not manager.ready:
-            return _error(503, NOT_READY)
-        try:
-            request.app.state.reader.ping()
-        except Exception as exc:
-            return _error(503, f"the online store cannot be read: {exc}")
+        """200 "ready"; 200 "degraded" (with reasons) while the service answers without a
+        dependency (registry: the loaded models serve; online store: scored from requests);
+        503 only when no model was ever loaded."""
         state = manager.state
-        return {"status": "ready", "champion": str(state.champion.version)}
+        if state.champion is None:
+            return _error(503, NOT_READY)
+        reasons = []
+        if state.degraded and state.last_error:
+            reasons.append(state.last_error)
+        if not request.app.state.reader.ping():
+            reasons.append(STORE_DEGRADED)
+        return {"status": "degraded" if reasons else "ready",
+                "champion": str(state.champion.version), "reasons": reasons}
 
     @app.get("/model", response_model=ModelsResponse, summary="Models in use")
     async def model(request: Request) -> Any:
@@ -210,11 +243,15 @@ def create_app(settings: Settings, *, loader: Loader | None = None,
             "mode": serving.mode, "champion": info(state.champion),
             "challenger": info(state.challenger), "challenger_share": share, "canary": canary,
             "checked_at": state.checked_at.isoformat() if state.checked_at else None,
-            "last_error": state.last_error, "swaps": state.swaps,
+            "last_error": state.last_error, "degraded": state.degraded, "swaps": state.swaps,
         }
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus(request: Request) -> Response:
+        reader = request.app.state.reader
+        metrics.online_store_failures.inc(reader.failed_reads - seen_store_failures[0])
+        seen_store_failures[0] = reader.failed_reads
+        metrics.online_store_degraded.set(int(not reader.available))
         writer = request.app.state.writer
         if writer is not None:
             metrics.log_dropped.set(writer.dropped)

@@ -5,11 +5,18 @@ on every call (about 0.3 ms); the service cannot afford that per request. `Onlin
 resolves them once at start-up and then calls the online store's `online_read` per view, the
 same method Feast's lookup ends in, so the features still come from the Feast online store
 (SQLite here, Redis in production) and are decoded from Feast's own ValueProtos.
+
+Surviving the store. Reads run on the event loop, so a store that hangs would stall every
+request: an SQLite store waits at most `SQLITE_BUSY_TIMEOUT_MS` for a lock (Feast's default is
+5 s), and `try_read` answers None ("unavailable") instead of raising. After a failed read the
+store is skipped for a backoff (0.5 s doubling to 5 s; requests meanwhile are scored from their
+own fields) and then tried again by the next request, so the service recovers by itself.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +30,9 @@ from ml.feature_store import feature_service, get_store
 log = logging.getLogger(__name__)
 
 JOIN_KEY = "lead_id"
+SQLITE_BUSY_TIMEOUT_MS = 20  # longest wait for a locked SQLite store, per read
+RETRY_START_SECONDS = 0.5  # after a failed read the store is skipped this long, doubling ...
+RETRY_MAX_SECONDS = 5.0  # ... up to this
 
 
 def _python_value(proto: ValueProto) -> Any:
@@ -49,6 +59,49 @@ class OnlineFeatureReader:
             for p in service.feature_view_projections
         ]
         self.feature_names: list[str] = [f for v in self._views for f in v.features]
+        self.failed_reads = 0  # reads that raised, in all (a metrics counter)
+        self._failures = 0  # in a row
+        self._retry_at = 0.0
+        self._bound_waits()
+
+    def _bound_waits(self) -> None:
+        from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+        if isinstance(self._online_store, SqliteOnlineStore):
+            try:
+                conn = self._online_store._get_conn(self._config)
+                conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            except Exception:  # unreadable now: try_read reports it and retries
+                log.exception("could not open the online store")
+
+    @property
+    def available(self) -> bool:
+        """False after a failed read, until a read succeeds again."""
+        return self._failures == 0
+
+    def try_read(self, lead_ids: list[str]) -> list[dict[str, Any] | None] | None:
+        """`read`, or None when the online store cannot be read (now or, after a failure,
+        until the backoff has passed). Never raises; the failure goes to the log."""
+        now = time.monotonic()
+        if self._failures and now < self._retry_at:
+            return None
+        try:
+            out = self.read(lead_ids)
+        except Exception:
+            self._failures += 1
+            self.failed_reads += 1
+            wait = min(RETRY_MAX_SECONDS, RETRY_START_SECONDS * 2.0 ** (self._failures - 1))
+            self._retry_at = now + wait
+            if self._failures == 1:
+                log.exception("online store read failed; scoring from requests only")
+            else:
+                log.warning("online store still unreadable (%d tries); next try in %.1f s",
+                            self._failures, wait)
+            return None
+        if self._failures:
+            log.info("online store readable again after %d failed tries", self._failures)
+            self._failures = 0
+        return out
 
     def read(self, lead_ids: list[str]) -> list[dict[str, Any] | None]:
         """One dict of feature values per lead (None values for nulls), or None for a lead
@@ -71,6 +124,6 @@ class OnlineFeatureReader:
                     found[name] = None if proto is None else _python_value(proto)
         return out
 
-    def ping(self) -> None:
-        """Raise if the online store cannot be read (for /ready)."""
-        self.read(["__ready_probe__"])
+    def ping(self) -> bool:
+        """Whether the online store can be read now (for /ready; honours the backoff)."""
+        return self.try_read(["__ready_probe__"]) is not None

@@ -37,6 +37,19 @@ class ServiceMetrics:
             "lead_scoring_prediction_log_dropped", "Log rows dropped on a full queue", registry=r)
         self.log_pending = Gauge(
             "lead_scoring_prediction_log_pending", "Log rows waiting to be written", registry=r)
+        self.registry_degraded = Gauge(
+            "lead_scoring_registry_degraded",
+            "1 while the last registry poll failed (the loaded models keep serving)", registry=r)
+        self.registry_poll_failures = Counter(
+            "lead_scoring_registry_poll_failures", "Registry polls that failed", registry=r)
+        self.online_store_degraded = Gauge(
+            "lead_scoring_online_store_degraded",
+            "1 while the online store cannot be read (leads scored from the request)", registry=r)
+        self.online_store_failures = Counter(
+            "lead_scoring_online_store_failures", "Online-store reads that failed", registry=r)
+        self.scored_by = Counter(
+            "lead_scoring_scored_by", "Served predictions by the scorer's input: full (stored "
+            "features) or request (the request's fields only)", ["scored_by"], registry=r)
         self.micro_batch = Histogram(
             "lead_scoring_micro_batch_rows", "Rows scored per scoring call",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r)

@@ -4,8 +4,19 @@ The service reads `ModelManager.state` once per scoring call. A state is an immu
 loaded models (champion, challenger); the poller builds a complete new state off the request
 path (download, load, warm-up) and replaces the attribute in one assignment, which is atomic in
 Python. A request therefore sees either the old pair or the new one, never a half-loaded model,
-and no request waits for a load. A failed load keeps the current state and is retried at the
-next poll.
+and no request waits for a load.
+
+Surviving the registry. A loaded champion is only ever replaced by another loaded version, never
+dropped: the model changes only on a successful read that names a version and loads. A poll that
+fails (registry unreachable or erroring, a version that will not load) keeps the loaded models,
+marks the state `degraded` with a reason safe to show a client (no paths, URLs or exception
+text; the exception goes to the log), and the next poll comes after an exponential backoff
+(1 s, 2 s, 4 s ... capped at the poll interval). An alias lookup that answers "no champion" while
+one is loaded is treated the same way: `ml.registry.current_version` also answers None when
+MLflow errors, so "no champion" cannot be told apart from "cannot tell", and dropping the model
+would turn a registry hiccup into an outage. Deliberately retiring a model is therefore done by
+pointing @champion at another version (or stopping the service), not by deleting the alias.
+A challenger that is gone from the registry is dropped (the champion serves everyone anyway).
 """
 
 from __future__ import annotations
@@ -16,11 +27,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from ml.config import Settings
 from ml.model import LeadScorer
 
 log = logging.getLogger(__name__)
+
+BACKOFF_START_SECONDS = 1.0  # first retry after a failed poll; doubles up to the poll interval
+
+REGISTRY_UNREACHABLE = "the model registry cannot be read"
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -49,8 +65,14 @@ class ModelState:
     champion: LoadedModel | None = None
     challenger: LoadedModel | None = None
     checked_at: datetime | None = None
-    last_error: str | None = None
+    last_error: str | None = None  # why the last poll failed, phrased for clients
     swaps: int = 0
+    failed_polls: int = 0  # in a row; 0 after a good poll
+
+    @property
+    def degraded(self) -> bool:
+        """The last poll failed: the models in use may be stale."""
+        return self.failed_polls > 0
 
 
 def _default_loader(settings: Settings, version: int) -> LeadScorer:
@@ -59,9 +81,18 @@ def _default_loader(settings: Settings, version: int) -> LeadScorer:
     return load_version(settings, version)[0]
 
 
+class RegistryUnavailable(Exception):
+    """The registry's store cannot be reached."""
+
+
 def _default_lookup(settings: Settings, alias: str) -> int | None:
     from ml.registry import current_version
 
+    uri = settings.paths.mlflow_tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        # MLflow would create a fresh, empty database at that path and answer "no such
+        # model": a registry file that vanished is an outage, not an empty registry.
+        raise RegistryUnavailable(f"registry database {uri} does not exist")
     return current_version(settings, alias)
 
 
@@ -75,13 +106,15 @@ def prepare_for_serving(scorer: LeadScorer) -> LeadScorer:
 
 @dataclass
 class ModelManager:
-    """Polls the registry every `settings.serving.poll_interval_seconds` in a daemon thread."""
+    """Polls the registry every `settings.serving.poll_interval_seconds` in a daemon thread
+    (sooner, with backoff, after a failed poll)."""
 
     settings: Settings
     loader: Loader = _default_loader
     alias_lookup: AliasLookup = _default_lookup
     state: ModelState = field(default_factory=ModelState)
     on_swap: Callable[[ModelState], None] | None = None
+    on_poll: Callable[[ModelState], None] | None = None  # after every poll (metrics)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -100,42 +133,85 @@ class ModelManager:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def next_wait(self, state: ModelState) -> float:
+        """Seconds until the next poll: the interval, or a capped backoff after failures."""
+        interval = self.settings.serving.poll_interval_seconds
+        if not state.failed_polls:
+            return interval
+        return min(interval, BACKOFF_START_SECONDS * 2.0 ** (state.failed_polls - 1))
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.refresh()
-            self._stop.wait(self.settings.serving.poll_interval_seconds)
+            state = self.refresh()
+            self._stop.wait(self.next_wait(state))
 
     def refresh(self) -> ModelState:
         """Check the aliases once; load and swap in what changed. Never raises."""
         with self._lock:  # one refresh at a time (poller and tests/admin calls)
-            current = self.state
-            now = datetime.now(UTC)
-            try:
-                champion_v = self.alias_lookup(self.settings, CHAMPION)
-                challenger_v = None
-                if self.settings.serving.mode != "off":
-                    challenger_v = self.alias_lookup(self.settings, CHALLENGER)
-                if challenger_v == champion_v:
-                    challenger_v = None
-                champion = self._model(current, champion_v)
-                challenger = self._model(current, challenger_v)
-            except Exception as exc:  # keep serving what we have; retry at the next poll
-                log.exception("model refresh failed; keeping the loaded models")
-                self.state = ModelState(current.champion, current.challenger, now,
-                                        f"{type(exc).__name__}: {exc}", current.swaps)
-                return self.state
-            changed = champion is not current.champion or challenger is not current.challenger
-            self.state = ModelState(champion, challenger, now, None,
-                                    current.swaps + int(changed))
+            state = self._poll(self.state)
+            changed = (state.champion is not self.state.champion
+                       or state.challenger is not self.state.challenger)
+            self.state = state
             if changed:
                 log.info(
                     "serving champion v%s, challenger %s",
-                    champion.version if champion else None,
-                    f"v{challenger.version}" if challenger else "none",
+                    state.champion.version if state.champion else None,
+                    f"v{state.challenger.version}" if state.challenger else "none",
                 )
                 if self.on_swap is not None:
-                    self.on_swap(self.state)
-            return self.state
+                    self.on_swap(state)
+            if self.on_poll is not None:
+                self.on_poll(state)
+            return state
+
+    def _poll(self, current: ModelState) -> ModelState:
+        now = datetime.now(UTC)
+
+        def failed(reason: str, champion: LoadedModel | None,
+                   challenger: LoadedModel | None) -> ModelState:
+            swaps = current.swaps + int(champion is not current.champion
+                                        or challenger is not current.challenger)
+            return ModelState(champion, challenger, now, reason, swaps, current.failed_polls + 1)
+
+        try:
+            champion_v = self.alias_lookup(self.settings, CHAMPION)
+            challenger_v = None
+            if self.settings.serving.mode != "off":
+                challenger_v = self.alias_lookup(self.settings, CHALLENGER)
+        except Exception:  # keep serving what we have; retry with backoff
+            log.exception("registry poll failed; keeping the loaded models")
+            return failed(self._keeping(REGISTRY_UNREACHABLE, current), current.champion,
+                          current.challenger)
+        if challenger_v == champion_v:
+            challenger_v = None
+        try:
+            challenger = self._model(current, challenger_v)
+        except Exception:
+            log.exception("could not load challenger v%s", challenger_v)
+            challenger = current.challenger
+            if challenger is not None and challenger.version == champion_v:
+                challenger = None
+            reason = f"challenger v{challenger_v} could not be loaded"
+            return failed(reason, current.champion, challenger)
+        if champion_v is None:
+            if current.champion is None:
+                return ModelState(None, challenger, now, None, current.swaps, 0)
+            return failed(self._keeping("the registry names no champion", current),
+                          current.champion, challenger)
+        try:
+            champion = self._model(current, champion_v)
+        except Exception:
+            log.exception("could not load champion v%s", champion_v)
+            return failed(self._keeping(f"champion v{champion_v} could not be loaded", current),
+                          current.champion, challenger)
+        changed = champion is not current.champion or challenger is not current.challenger
+        return ModelState(champion, challenger, now, None, current.swaps + int(changed), 0)
+
+    @staticmethod
+    def _keeping(reason: str, current: ModelState) -> str:
+        if current.champion is None:
+            return f"{reason}; no model loaded yet"
+        return f"{reason}; serving the last loaded champion v{current.champion.version}"
 
     def _model(self, current: ModelState, version: int | None) -> LoadedModel | None:
         if version is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xgboost as xgb
 
 from ml.config import Settings
 from ml.scoring import score_frame
@@ -38,8 +40,19 @@ from ml.serving.schemas import PredictRequest
 log = logging.getLogger(__name__)
 
 
+STORE_DOWN_WARNING = "online store unavailable: scored from the request only"
+
+
 class ModelNotReady(Exception):
     """No champion is loaded yet (503)."""
+
+
+class Unscored(enum.Enum):
+    """Why a lead has no score: an id-only lead the online store does not know (404), or an
+    id-only lead while the store cannot be read (503: nothing to score it from)."""
+
+    NOT_FOUND = "not_found"
+    STORE_UNAVAILABLE = "store_unavailable"
 
 
 @dataclass
@@ -76,6 +89,11 @@ class Predictor:
     # ------------------------------------------------------------------ queue
 
     def start(self) -> None:
+        """Start the scoring task on the running loop (call from the loop's thread)."""
+        # XGBoost builds each DMatrix with every core by default (its global `nthread` 0):
+        # OpenMP threads for a one-row matrix cost ~5 ms of start-up and barrier waiting, far
+        # more under CPU contention. The setting is per thread; scoring runs on this one.
+        xgb.set_config(nthread=1)
         self._queue = asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="scoring")
 
@@ -85,8 +103,9 @@ class Predictor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def predict(self, rows: list[PredictRequest], endpoint: str) -> list[dict | None]:
-        """Results in request order; None for an id-only lead the online store does not know.
+    async def predict(self, rows: list[PredictRequest], endpoint: str
+                      ) -> list[dict[str, Any] | Unscored]:
+        """Results in request order: a response dict, or why the lead was not scored.
 
         Raises:
             ModelNotReady: no champion is loaded.
@@ -120,34 +139,75 @@ class Predictor:
 
     # ------------------------------------------------------------------ scoring
 
-    def _frame(self, rows: list[PredictRequest]) -> tuple[pd.DataFrame, list[dict], np.ndarray]:
-        """The model input (online values, request fields winning), the per-row sources and
-        whether each lead was found in the online store."""
-        stored = self.reader.read([r.lead_id for r in rows])
+    def _full_frame(self, rows: list[PredictRequest], given: list[dict[str, Any]],
+                    stored: list[dict[str, Any]]) -> pd.DataFrame:
+        """The full model's input: the stored features, request fields winning.
+
+        One object block (Python values as read, None for null) instead of a dict of lists:
+        pandas then skips inferring a dtype per column, which cost more than the prediction.
+        `score_frame` converts per column as it does for any frame.
+        """
+        names = self.feature_names
+        values = np.empty((len(rows), len(names) + 1), dtype=object)
+        for i, (row, g, s) in enumerate(zip(rows, given, stored, strict=True)):
+            values[i, 0] = row.lead_id
+            values[i, 1:] = [g[n] if n in g else s.get(n) for n in names]
+        return pd.DataFrame(values, columns=["lead_id", *names], copy=False)
+
+    def _score_from_request(self, model: LoadedModel, rows: list[PredictRequest],
+                            given: list[dict[str, Any]]) -> pd.DataFrame:
+        """Score leads from their request fields alone (SCORE_COLUMNS of `score_frame`).
+
+        The one path for leads the online store does not know and for every lead while the
+        store cannot be read. Today it feeds the full model the request's fields with every
+        other feature missing; this is where a model trained on what a request provides
+        plugs in.
+        """
         columns: dict[str, list[Any]] = {"lead_id": [r.lead_id for r in rows]}
         for name in self.feature_names:
-            columns[name] = [None if s is None else s.get(name) for s in stored]
-        sources = []
-        for i, row in enumerate(rows):
-            given = row.overrides()
-            for name, value in given.items():
-                if name in columns:
-                    columns[name][i] = value
-            found = stored[i] is not None
-            from_store = [] if not found else [
-                n for n in self.feature_names if n not in given and stored[i].get(n) is not None
-            ]
-            missing = [n for n in self.feature_names
-                       if n not in given and (not found or stored[i].get(n) is None)]
-            sources.append({"in_online_store": found, "from_request": sorted(given),
-                            "from_online_store": from_store, "missing": missing})
-        found = np.array([s is not None for s in stored], dtype=bool)
-        return pd.DataFrame(columns), sources, found
+            columns[name] = [g.get(name) for g in given]
+        return score_frame(model.scorer, pd.DataFrame(columns), self.settings)
 
-    def _score(self, model: LoadedModel, frame: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    def _score_rows(self, model: LoadedModel, idx: np.ndarray, rows: list[PredictRequest],
+                    given: list[dict[str, Any]], stored: list[dict[str, Any] | None]
+                    ) -> tuple[dict[int, dict[str, Any]], float]:
+        """Score rows `idx` with `model`: stored leads by the full path, the others from their
+        request. Returns {row: scored fields} and the milliseconds it took."""
         started = time.perf_counter()
-        out = score_frame(model.scorer, frame, self.settings)
-        return out, (time.perf_counter() - started) * 1000
+        full = [int(i) for i in idx if stored[i] is not None]
+        request = [int(i) for i in idx if stored[i] is None]
+        scored: dict[int, dict[str, Any]] = {}
+        for part, scored_by in ((full, "full"), (request, "request")):
+            if not part:
+                continue
+            if scored_by == "full":
+                out = score_frame(model.scorer, self._full_frame(
+                    [rows[i] for i in part], [given[i] for i in part],
+                    [stored[i] for i in part]), self.settings)  # type: ignore[misc]
+            else:
+                out = self._score_from_request(model, [rows[i] for i in part],
+                                               [given[i] for i in part])
+            for i, lead, score, prob, tier, r_for, r_against in zip(
+                    part, out["lead_id"].tolist(), out["score"].tolist(),
+                    out["probability"].tolist(), out["tier"].tolist(),
+                    out["reasons_for"].tolist(), out["reasons_against"].tolist(), strict=True):
+                scored[i] = {"lead_id": lead, "score": score, "probability": prob, "tier": tier,
+                             "reasons_for": r_for, "reasons_against": r_against,
+                             "scored_by": scored_by}
+        return scored, (time.perf_counter() - started) * 1000
+
+    def _sources(self, given: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+        if stored is None:
+            return {"in_online_store": False, "from_request": sorted(given),
+                    "from_online_store": [],
+                    "missing": [n for n in self.feature_names if n not in given]}
+        return {
+            "in_online_store": True, "from_request": sorted(given),
+            "from_online_store": [n for n in self.feature_names
+                                  if n not in given and stored.get(n) is not None],
+            "missing": [n for n in self.feature_names
+                        if n not in given and stored.get(n) is None],
+        }
 
     def _process(self, jobs: list[_Job]) -> None:
         state = self.manager.state
@@ -158,8 +218,15 @@ class Predictor:
             return
         rows = [r for job in jobs for r in job.rows]
         self.metrics.micro_batch.observe(len(rows))
-        frame, sources, found = self._frame(rows)
-        scoreable = np.array([found[i] or bool(r.overrides()) for i, r in enumerate(rows)])
+        given = [r.overrides() for r in rows]
+        read = self.reader.try_read([r.lead_id for r in rows])
+        store_down = read is None
+        self.metrics.online_store_degraded.set(int(store_down))
+        stored: list[dict[str, Any] | None] = [None] * len(rows) if read is None else read
+        found = np.array([s is not None for s in stored], dtype=bool)
+        scoreable = found | np.array([bool(g) for g in given], dtype=bool)
+        unscored = Unscored.STORE_UNAVAILABLE if store_down else Unscored.NOT_FOUND
+        warnings = [STORE_DOWN_WARNING] if store_down else []
 
         mode = self.settings.serving.mode
         share = challenger_share(self.settings.serving) if challenger is not None else 0.0
@@ -167,46 +234,43 @@ class Predictor:
             share = 0.0
         variants = np.array([assign(r.lead_id, share) for r in rows], dtype=object)
 
-        results: list[dict[str, Any] | None] = [None] * len(rows)
-        log_rows: list[dict[str, Any]] = []
+        results: list[dict[str, Any] | Unscored] = [unscored] * len(rows)
         served_by = np.full(len(rows), CHAMPION, dtype=object)
-        timings = np.zeros(len(rows))
 
         guard_rows: list[tuple[bool, float, float | None]] = []
         challenger_idx = np.flatnonzero(scoreable & (variants == CHALLENGER))
         if len(challenger_idx):
             assert challenger is not None
             try:
-                out, ms = self._score(challenger, frame.iloc[challenger_idx])
-                self._fill(results, challenger_idx, out, challenger, CHALLENGER, sources)
+                scored, ms = self._score_rows(challenger, challenger_idx, rows, given, stored)
+                self._fill(results, scored, challenger, CHALLENGER, given, stored, warnings)
                 served_by[challenger_idx] = CHALLENGER
-                timings[challenger_idx] = ms
                 if mode == "canary":
-                    guard_rows = [(True, ms, float(s)) for s in out["score"].to_numpy()]
+                    guard_rows = [(True, ms, float(r["score"])) for r in scored.values()]
             except Exception as exc:
                 self.metrics.challenger_errors.inc(len(challenger_idx))
                 log.warning("challenger v%s failed (%s); the champion answers",
                             challenger.version, exc)
                 if mode == "canary":
                     guard_rows = [(False, 0.0, None)] * len(challenger_idx)
-                variants[challenger_idx] = CHAMPION  # falls through to the champion below
         champion_idx = np.flatnonzero(scoreable & (served_by == CHAMPION))
         if len(champion_idx):
-            out, ms = self._score(champion, frame.iloc[champion_idx])
-            self._fill(results, champion_idx, out, champion, CHAMPION, sources)
-            timings[champion_idx] = ms
+            scored, ms = self._score_rows(champion, champion_idx, rows, given, stored)
+            self._fill(results, scored, champion, CHAMPION, given, stored, warnings)
             if mode == "canary" and challenger is not None:
-                self.guard.record_champion(out["score"].to_numpy())
+                self.guard.record_champion(np.array([r["score"] for r in scored.values()]))
         for ok, ms, score in guard_rows:  # after the champion's scores of the same batch
             self.guard.record_challenger(ok, ms, score)
 
         now = time.perf_counter()
+        log_rows: list[dict[str, Any]] = []
         offset = 0
         for job in jobs:
             part = results[offset:offset + len(job.rows)]
             latency_ms = (now - job.started) * 1000
             for k, res in enumerate(part):
-                if res is not None:
+                if isinstance(res, dict):
+                    self.metrics.scored_by.labels(res["scored_by"]).inc()
                     log_rows.append(self._log_row(job, res, True, latency_ms,
                                                   bool(found[offset + k])))
             offset += len(job.rows)
@@ -218,47 +282,45 @@ class Predictor:
             if len(idx):
                 # After the answers: the handlers resume first, then this runs.
                 asyncio.get_running_loop().call_soon(
-                    self._shadow, jobs, challenger, frame.iloc[idx], idx, found, len(rows))
+                    self._shadow, jobs, challenger, idx, rows, given, stored, found)
         self._log(log_rows)
 
-    def _shadow(self, jobs: list[_Job], challenger: LoadedModel, frame: pd.DataFrame,
-                idx: np.ndarray, found: np.ndarray, n_rows: int) -> None:
+    def _shadow(self, jobs: list[_Job], challenger: LoadedModel, idx: np.ndarray,
+                rows: list[PredictRequest], given: list[dict[str, Any]],
+                stored: list[dict[str, Any] | None], found: np.ndarray) -> None:
         job_of = np.repeat(np.arange(len(jobs)), [len(j.rows) for j in jobs])
         try:
-            out, ms = self._score(challenger, frame)
+            scored, ms = self._score_rows(challenger, idx, rows, given, stored)
         except Exception as exc:
             self.metrics.challenger_errors.inc(len(idx))
             log.warning("shadow challenger v%s failed: %s", challenger.version, exc)
-            lead_ids = frame["lead_id"].tolist()
-            rows = [self._error_row(jobs[job_of[i]], lead_ids[k], challenger, str(exc),
-                                    bool(found[i])) for k, i in enumerate(idx)]
-            self._log(rows)
+            log_rows = [self._error_row(jobs[job_of[i]], rows[i].lead_id, challenger,
+                                        str(exc), bool(found[i])) for i in idx]
+            self._log(log_rows)
             return
-        rows = []
-        for k, i in enumerate(idx):
-            rec = out.iloc[k]
+        log_rows = []
+        for i, rec in scored.items():
             res = {"lead_id": rec["lead_id"], "score": float(rec["score"]),
                    "probability": float(rec["probability"]), "tier": str(rec["tier"]),
                    "model_name": challenger.name, "model_version": str(challenger.version),
                    "variant": CHALLENGER}
-            rows.append(self._log_row(jobs[job_of[i]], res, False, ms, bool(found[i])))
-        self._log(rows)
+            log_rows.append(self._log_row(jobs[job_of[i]], res, False, ms, bool(found[i])))
+        self._log(log_rows)
 
-    def _fill(self, results: list, idx: np.ndarray, out: pd.DataFrame, model: LoadedModel,
-              variant: str, sources: list[dict]) -> None:
-        lead_ids = out["lead_id"].tolist()
-        scores = out["score"].tolist()
-        probs = out["probability"].tolist()
-        tiers = out["tier"].tolist()
-        r_for = out["reasons_for"].tolist()
-        r_against = out["reasons_against"].tolist()
+    def _fill(self, results: list, scored: dict[int, dict[str, Any]], model: LoadedModel,
+              variant: str, given: list[dict[str, Any]], stored: list[dict[str, Any] | None],
+              warnings: list[str]) -> None:
         version = str(model.version)
-        for k, i in enumerate(idx):
+        for i, rec in scored.items():
             results[i] = {
-                "lead_id": lead_ids[k], "score": scores[k], "probability": probs[k],
-                "tier": tiers[k], "reasons": json.loads(r_for[k]),
-                "reasons_against": json.loads(r_against[k]), "model_name": model.name,
-                "model_version": version, "variant": variant, "feature_sources": sources[i],
+                "lead_id": rec["lead_id"], "score": rec["score"],
+                "probability": rec["probability"], "tier": rec["tier"],
+                "reasons": json.loads(rec["reasons_for"]),
+                "reasons_against": json.loads(rec["reasons_against"]),
+                "model_name": model.name, "model_version": version, "variant": variant,
+                "feature_sources": self._sources(given[i], stored[i]),
+                "scored_by": rec["scored_by"],
+                "warnings": list(warnings) if rec["scored_by"] == "request" else [],
             }
 
     def _log_row(self, job: _Job, res: dict, served: bool, latency_ms: float,

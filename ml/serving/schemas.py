@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 ORIGINAL_EXAMPLE = {
@@ -76,6 +78,7 @@ class PredictResponse(BaseModel):
         "model_name": "lead_scoring", "model_version": "3", "variant": "champion",
         "feature_sources": {"in_online_store": True, "from_request": ["industry"],
                             "from_online_store": ["country"], "missing": []},
+        "scored_by": "full", "warnings": [],
     }]})
 
     lead_id: str
@@ -88,17 +91,36 @@ class PredictResponse(BaseModel):
     model_version: str
     variant: str = Field(description="champion or challenger (canary / A-B).")
     feature_sources: FeatureSources
+    scored_by: Literal["full", "request"] = Field(
+        description="full: the lead's stored features (request fields winning) were used; "
+                    "request: scored from the request's fields only (a lead the online store "
+                    "does not know, or the store is unavailable).")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the client should know about this score, e.g. that the online "
+                    "store was unavailable and only the request's fields were used.")
 
 
 class BatchResponse(BaseModel):
     predictions: list[PredictResponse]
     not_found: list[str] = Field(description="Id-only leads the online store does not know.")
+    unavailable: list[str] = Field(
+        default_factory=list,
+        description="Id-only leads not scored because the online store cannot be read now "
+                    "(send their fields, or retry).")
 
 
 class ModelInfo(BaseModel):
     name: str
     version: str
     loaded_at: str
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready", "degraded"]
+    champion: str
+    reasons: list[str] = Field(
+        default_factory=list, description="Why the service is degraded (empty when ready).")
 
 
 class ModelsResponse(BaseModel):
@@ -108,7 +130,8 @@ class ModelsResponse(BaseModel):
     challenger_share: float
     canary: dict[str, object] | None = None
     checked_at: str | None
-    last_error: str | None
+    last_error: str | None = Field(description="Why the last registry poll failed, if it did.")
+    degraded: bool = False
     swaps: int
 
 

@@ -1,24 +1,34 @@
-"""Benchmark: our /predict by lead_id against Feast's own `feast serve`, same online store.
+"""Benchmark: our POST /predict by lead_id against Feast's own `feast serve`, same online store.
 
-Builds a stack in a temporary folder (fabricated marts of --leads leads → Feast apply → online
-refresh → two registered models: v1 @champion, v2 @challenger), starts `lead-scoring serve` and
-`feast serve` on loopback, and drives each in turn at a fixed rate with an open-loop load
-generator (requests are sent on schedule whether or not earlier ones answered; latency counts
-from the scheduled instant, so queueing shows). Prints p50/p95/p99 and errors for both.
+Measured with `hey` (Debian package `hey`) on loopback. Starts `lead-scoring serve` and
+`feast serve` over the same Feast registry and online store, then drives each in turn:
 
-    .venv/bin/python tests/benchmarks/bench_serving.py [--leads 100000] [--rate 500]
-        [--seconds 30] [--mode shadow]
+- serial: one connection, one request at a time (hey -c 1), --serial requests;
+- 100 / 300 / 500 req/s (--rates): --ids hey processes in parallel, each one connection with
+  its own lead id at rate/ids req/s (hey -q), for --seconds.
 
-Goal (issue 6): our p99 <= 5 ms and no worse than Feast's server, which only looks features up.
+Lead ids rotate honestly: hey sends one body per process, so each process gets a different id
+drawn from the store (serial runs go through the ids one after the other), and the service
+reads each lead from the online store on every request. Prints p50/p99 and errors per row.
+
+    .venv/bin/python tests/benchmarks/bench_serving.py                 # the demo's stores
+    .venv/bin/python tests/benchmarks/bench_serving.py --build 20000   # a fresh tmp stack
+        [--config PATH] [--seconds 10] [--rates 100,300,500] [--serial 2000] [--ids 10]
+
+The demo's stores have champion == challenger after the demo (nothing to shadow); --build
+registers v2 @challenger, so the shadow challenger scores every request too.
+Goals (issue 11): serial p50 <= 2 ms; at 500 req/s p99 <= 5 ms with 0 errors.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import csv
+import io
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,6 +38,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "serving"))
@@ -40,11 +51,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(url: str, timeout: float = 180) -> None:
+def wait_for(url: str, ok: str | None = None, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            r = httpx.get(url, timeout=2)
+            if r.status_code == 200 and (ok is None or ok in r.text):
                 return
         except httpx.TransportError:
             pass
@@ -52,76 +64,79 @@ def wait_for(url: str, timeout: float = 180) -> None:
     raise RuntimeError(f"{url} did not become ready")
 
 
-async def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: float,
-                    connections: int = 64) -> dict[str, float]:
-    """Send len = rate * seconds POSTs on schedule over keep-alive connections."""
-    pool: asyncio.Queue = asyncio.Queue()
-    for _ in range(connections):
-        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
-    n = int(rate * seconds)
+def hey(url: str, body: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["hey", *extra, "-c", "1", "-m", "POST", "-T", "application/json", "-D", str(body),
+         "-o", "csv", url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def collect(procs: list[subprocess.Popen]) -> tuple[list[float], int, int]:
+    """(latencies in ms of 200 answers, non-200 answers, all answers) of finished hey runs."""
     latencies: list[float] = []
-    errors = 0
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            "Content-Length: {}\r\n\r\n")
-
-    async def one(body: bytes, scheduled: float) -> None:
-        nonlocal errors
-        reader, writer = await pool.get()
-        try:
-            writer.write(head.format(len(body)).encode() + body)
-            status_line = await reader.readline()
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
-            if b" 200 " not in status_line:
+    errors = total = 0
+    for p in procs:
+        out, _ = p.communicate()
+        for row in csv.DictReader(io.StringIO(out)):
+            total += 1
+            if row["status-code"] == "200":
+                latencies.append(float(row["response-time"]) * 1000)
+            else:
                 errors += 1
-            latencies.append(time.perf_counter() - scheduled)
-            pool.put_nowait((reader, writer))
-        except (OSError, asyncio.IncompleteReadError):
-            errors += 1
-            pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    return latencies, errors, total
 
-    start = time.perf_counter() + 0.2
-    tasks = []
-    for i in range(n):
-        scheduled = start + i / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(bodies[i % len(bodies)], scheduled)))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
-    while not pool.empty():
-        _, writer = pool.get_nowait()
-        writer.close()
-    lat = np.array(latencies) * 1000
-    return {"requests": n, "errors": errors, "achieved_rps": n / elapsed,
-            "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-            "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max())}
+
+def run_serial(url: str, bodies: list[Path], n: int) -> dict:
+    started = time.perf_counter()
+    procs = []
+    for body in bodies:  # one id after the other, one connection
+        p = hey(url, body, "-n", str(max(1, n // len(bodies))))
+        p.wait()
+        procs.append(p)
+    return summary(*collect(procs), time.perf_counter() - started)
+
+
+def run_rate(url: str, bodies: list[Path], rate: float, seconds: float) -> dict:
+    per = rate / len(bodies)
+    started = time.perf_counter()
+    procs = [hey(url, body, "-z", f"{seconds}s", "-q", f"{per:g}") for body in bodies]
+    return summary(*collect(procs), time.perf_counter() - started)
+
+
+def summary(latencies: list[float], errors: int, total: int, elapsed: float) -> dict:
+    lat = np.array(latencies) if latencies else np.array([np.nan])
+    return {"requests": total, "errors": errors, "rps": total / elapsed,
+            "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leads", type=int, default=100_000)
-    parser.add_argument("--rate", type=float, default=500)
-    parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--mode", default="shadow", choices=["off", "shadow", "canary", "ab"])
+    parser.add_argument("--config", type=Path, default=None,
+                        help="Settings file (default: the project's; the demo's stores).")
+    parser.add_argument("--build", type=int, default=0, metavar="LEADS",
+                        help="Build a fresh stack of LEADS leads in a temporary folder instead.")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rates", default="100,300,500")
+    parser.add_argument("--serial", type=int, default=2000)
+    parser.add_argument("--ids", type=int, default=10)
     args = parser.parse_args()
+    if shutil.which("hey") is None:
+        sys.exit("hey is not installed: apt-get install -y hey")
 
-    from serving_stack import build_stack
+    from ml.config import load_settings
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_serving_"))
-    t0 = time.perf_counter()
-    settings = build_stack(tmp / "data", n_leads=args.leads)
-    print(f"stack of {args.leads} leads built in {time.perf_counter() - t0:.0f} s under {tmp}")
-    config = tmp / "config.yaml"
-    config.write_text(f"paths:\n  data_dir: {settings.paths.data_dir}\n"
-                      f"serving:\n  mode: {args.mode}\n")
+    if args.build:
+        from serving_stack import build_stack
+
+        settings = build_stack(tmp / "data", n_leads=args.build)
+        config = tmp / "config.yaml"
+        config.write_text(f"paths:\n  data_dir: {settings.paths.data_dir}\n")
+    else:
+        settings = load_settings(args.config)
+        config = args.config
+    feast_dir = settings.paths.feast_dir
     repo = tmp / "feast_repo"
     repo.mkdir()
-    feast_dir = settings.paths.feast_dir
     (repo / "feature_store.yaml").write_text(
         "project: lead_scoring\nprovider: local\n"
         f"registry:\n  registry_type: file\n  path: {feast_dir / 'registry.db'}\n"
@@ -129,46 +144,61 @@ def main() -> None:
         f"online_store:\n  type: sqlite\n  path: {feast_dir / 'online_store.db'}\n"
         "entity_key_serialization_version: 3\nauth:\n  type: no_auth\n")
 
+    ids_all = pd.read_parquet(settings.paths.marts_dir / "lead_features_latest.parquet",
+                              columns=["lead_id"])["lead_id"].tolist()
+    ids = random.Random(0).sample(ids_all, args.ids)
+    bodies: dict[str, list[Path]] = {"ours": [], "feast": []}
+    for k, lead in enumerate(ids):
+        ours_body, feast_body = tmp / f"ours_{k}.json", tmp / f"feast_{k}.json"
+        ours_body.write_text(json.dumps({"lead_id": lead}))
+        feast_body.write_text(json.dumps({"feature_service": settings.features.feature_service,
+                                          "entities": {"lead_id": [lead]}}))
+        bodies["ours"].append(ours_body)
+        bodies["feast"].append(feast_body)
+
     ours, feast = free_port(), free_port()
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore",
+           "LEAD_SCORING_PREDICTION_LOG_URL": f"sqlite:///{tmp / 'predictions.db'}"}
+    serve = [str(BIN / "lead-scoring"), "serve", "--port", str(ours)]
+    if config is not None:
+        serve += ["--config", str(config)]
     procs = [
-        subprocess.Popen([str(BIN / "lead-scoring"), "serve", "--config", str(config),
-                          "--port", str(ours)], env=env, stdout=subprocess.DEVNULL,
+        subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL,
                          stderr=open(tmp / "serve.log", "w")),  # noqa: SIM115
         subprocess.Popen([str(BIN / "feast"), "-c", str(repo), "serve", "-h", "127.0.0.1",
                           "-p", str(feast), "--no-access-log"], env=env,
                          stdout=subprocess.DEVNULL, stderr=open(tmp / "feast.log", "w")),  # noqa: SIM115
     ]
+    targets = {"ours": f"http://127.0.0.1:{ours}/predict",
+               "feast": f"http://127.0.0.1:{feast}/get-online-features"}
+    rows: list[tuple[str, str, dict]] = []
     try:
-        wait_for(f"http://127.0.0.1:{ours}/ready")
+        wait_for(f"http://127.0.0.1:{ours}/ready", ok='"ready"')
         wait_for(f"http://127.0.0.1:{feast}/health")
-        rng = random.Random(0)
-        ids = [f"L{rng.randrange(args.leads):07d}" for _ in range(20_000)]
-        ours_bodies = [json.dumps({"lead_id": i}).encode() for i in ids]
-        feast_bodies = [json.dumps({"feature_service": settings.features.feature_service,
-                                    "entities": {"lead_id": [i]}}).encode() for i in ids]
-        # warm-up, then the measured runs, one after the other on the same machine
-        asyncio.run(open_loop(ours, "/predict", ours_bodies, 100, 2))
-        asyncio.run(open_loop(feast, "/get-online-features", feast_bodies, 50, 2))
-        results = {
-            f"ours POST /predict (mode {args.mode})": asyncio.run(
-                open_loop(ours, "/predict", ours_bodies, args.rate, args.seconds)),
-            "feast serve POST /get-online-features": asyncio.run(
-                open_loop(feast, "/get-online-features", feast_bodies, args.rate,
-                          args.seconds)),
-        }
+        model = httpx.get(f"http://127.0.0.1:{ours}/model").json()
+        for name, url in targets.items():
+            run_serial(url, bodies[name][:2], 200)  # warm-up
+            rows.append((name, "serial", run_serial(url, bodies[name], args.serial)))
+            for rate in (float(r) for r in args.rates.split(",")):
+                rows.append((name, f"{rate:g} req/s",
+                             run_rate(url, bodies[name], rate, args.seconds)))
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(10)
-    print(f"\n{args.rate:.0f} req/s open loop for {args.seconds:.0f} s, {args.leads} leads, "
-          f"{os.cpu_count()} cores, loopback")
-    print(f"{'target':44} {'sent':>6} {'err':>5} {'rps':>6} {'p50 ms':>8} {'p95 ms':>8} "
-          f"{'p99 ms':>8} {'max ms':>8}")
-    for name, r in results.items():
-        print(f"{name:44} {r['requests']:6d} {r['errors']:5d} {r['achieved_rps']:6.0f} "
-              f"{r['p50_ms']:8.2f} {r['p95_ms']:8.2f} {r['p99_ms']:8.2f} {r['max_ms']:8.1f}")
+    load = os.getloadavg()[0]
+    print(f"\nhey on loopback, {args.ids} lead ids rotating, {args.seconds:g} s per rate, "
+          f"{os.cpu_count()} cores, load average {load:.1f} at the end; mode "
+          f"{model['mode']}, champion v{model['champion']['version']}, challenger "
+          f"{'v' + model['challenger']['version'] if model['challenger'] else 'none'}")
+    print(f"{'target':38} {'load':>10} {'sent':>6} {'err':>5} {'rps':>6} {'p50 ms':>8} "
+          f"{'p99 ms':>8}")
+    label = {"ours": "ours POST /predict", "feast": "feast serve POST /get-online-features"}
+    for name, load_name, r in rows:
+        print(f"{label[name]:38} {load_name:>10} {r['requests']:6d} {r['errors']:5d} "
+              f"{r['rps']:6.0f} {r['p50']:8.2f} {r['p99']:8.2f}")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from serving_stack import Aliases
 
 from ml.feature_store import online_features
 from ml.scoring import score_frame
-from ml.serving.schemas import ORIGINAL_EXAMPLE
+from ml.serving.schemas import ORIGINAL_EXAMPLE, PredictResponse
 
 KNOWN = "L0000001"
 
@@ -28,6 +28,14 @@ def test_predict_by_id_scores_from_the_online_store(client):
     src = body["feature_sources"]
     assert src["in_online_store"] and src["from_request"] == []
     assert len(src["from_online_store"]) + len(src["missing"]) == 41
+    assert body["scored_by"] == "full" and body["warnings"] == []
+    assert PredictResponse.model_validate(body).model_dump() == body
+
+
+def test_a_lead_the_store_does_not_know_is_scored_from_the_request(client):
+    body = client.post("/predict", json=ORIGINAL_EXAMPLE).json()
+    assert body["scored_by"] == "request" and body["warnings"] == []
+    assert PredictResponse.model_validate(body).model_dump() == body
 
 
 def test_original_payload_is_accepted_verbatim_for_an_unknown_lead(client):
@@ -168,3 +176,26 @@ def test_openapi_documents_the_original_payload(client):
         schema["paths"]
     )
     assert client.get("/docs").status_code == 200
+
+
+def test_a_real_scoring_failure_is_a_plain_500(scorers, stack, tmp_path):
+    """A model that needs a feature the online store does not serve fails inside scoring; the
+    500 says so in fixed words, and the cause (naming columns and the feature service) only
+    goes to the log."""
+    from dataclasses import replace
+
+    from conftest import serving_settings, wait_ready
+    from fastapi.testclient import TestClient
+
+    from ml.serving.app import create_app
+
+    names = [n if n != "email_opens" else "email_opens_v2" for n in scorers[1].feature_names]
+    broken = replace(scorers[1], feature_names=names)
+    app = create_app(serving_settings(stack, tmp_path, mode="off"),
+                     loader=lambda s, v: broken if v == 1 else scorers[v], alias_lookup=Aliases())
+    with TestClient(app, raise_server_exceptions=False) as client:  # answer as in production
+        wait_ready(client)
+        r = client.post("/predict", json={"lead_id": KNOWN})
+    assert r.status_code == 500
+    assert r.json() == {"detail": "internal error; the service log has the details"}
+    assert "email_opens_v2" not in r.text and "feature service" not in r.text

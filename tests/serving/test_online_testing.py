@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import replace
@@ -73,7 +74,11 @@ def test_failed_load_keeps_the_current_model(make_client, scorers):
     client = make_client(aliases=aliases, loader=loader, mode="off")
     aliases.versions["champion"] = 3
     state = client.app.state.manager.refresh()
-    assert state.champion.version == 1 and "unreachable" in state.last_error
+    assert state.champion.version == 1 and state.degraded
+    assert state.last_error == (
+        "champion v3 could not be loaded; serving the last loaded champion v1")
+    model = client.get("/model").json()
+    assert model["degraded"] and "unreachable" not in json.dumps(model)  # exception text: log only
     assert client.post("/predict", json={"lead_id": IDS[0]}).status_code == 200
 
 
