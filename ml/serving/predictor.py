@@ -29,6 +29,7 @@ import pandas as pd
 import xgboost as xgb
 
 from ml.config import Settings
+from ml.request import request_frame, unknown_categories
 from ml.scoring import score_frame
 from ml.serving.features import OnlineFeatureReader
 from ml.serving.metrics import ServiceMetrics
@@ -155,18 +156,25 @@ class Predictor:
         return pd.DataFrame(values, columns=["lead_id", *names], copy=False)
 
     def _score_from_request(self, model: LoadedModel, rows: list[PredictRequest],
-                            given: list[dict[str, Any]]) -> pd.DataFrame:
-        """Score leads from their request fields alone (SCORE_COLUMNS of `score_frame`).
+                            given: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[list[str]]]:
+        """Score leads from their request fields alone: (SCORE_COLUMNS of `score_frame`, per
+        lead the features assumed because the lead is new).
 
         The one path for leads the online store does not know and for every lead while the
-        store cannot be read. Today it feeds the full model the request's fields with every
-        other feature missing; this is where a model trained on what a request provides
-        plugs in.
+        store cannot be read: the version's request model (trained on what a request provides,
+        see ml.request). A version registered without one falls back to the full model on the
+        request's fields, every other feature missing (and never quoted as a reason).
         """
-        columns: dict[str, list[Any]] = {"lead_id": [r.lead_id for r in rows]}
-        for name in self.feature_names:
-            columns[name] = [g.get(name) for g in given]
-        return score_frame(model.scorer, pd.DataFrame(columns), self.settings)
+        scorer = model.scorer.request_scorer
+        if scorer is None:
+            columns: dict[str, list[Any]] = {"lead_id": [r.lead_id for r in rows]}
+            for name in self.feature_names:
+                columns[name] = [g.get(name) for g in given]
+            return score_frame(model.scorer, pd.DataFrame(columns), self.settings), [
+                [] for _ in rows]
+        frame, assumed = request_frame(
+            scorer, [{"lead_id": r.lead_id, **g} for r, g in zip(rows, given, strict=True)])
+        return score_frame(scorer, frame, self.settings), assumed
 
     def _score_rows(self, model: LoadedModel, idx: np.ndarray, rows: list[PredictRequest],
                     given: list[dict[str, Any]], stored: list[dict[str, Any] | None]
@@ -181,32 +189,42 @@ class Predictor:
             if not part:
                 continue
             if scored_by == "full":
-                out = score_frame(model.scorer, self._full_frame(
+                scorer = model.scorer
+                out = score_frame(scorer, self._full_frame(
                     [rows[i] for i in part], [given[i] for i in part],
                     [stored[i] for i in part]), self.settings)  # type: ignore[misc]
+                assumed: list[list[str]] = [[] for _ in part]
             else:
-                out = self._score_from_request(model, [rows[i] for i in part],
-                                               [given[i] for i in part])
-            for i, lead, score, prob, tier, r_for, r_against in zip(
+                scorer = model.scorer.request_scorer or model.scorer
+                out, assumed = self._score_from_request(model, [rows[i] for i in part],
+                                                        [given[i] for i in part])
+            for i, lead, score, prob, tier, r_for, r_against, guessed in zip(
                     part, out["lead_id"].tolist(), out["score"].tolist(),
                     out["probability"].tolist(), out["tier"].tolist(),
-                    out["reasons_for"].tolist(), out["reasons_against"].tolist(), strict=True):
+                    out["reasons_for"].tolist(), out["reasons_against"].tolist(), assumed,
+                    strict=True):
                 scored[i] = {"lead_id": lead, "score": score, "probability": prob, "tier": tier,
                              "reasons_for": r_for, "reasons_against": r_against,
-                             "scored_by": scored_by}
+                             "scored_by": scored_by, "assumed": guessed,
+                             "features": scorer.feature_names,
+                             "unknown": unknown_categories(scorer, given[i])}
         return scored, (time.perf_counter() - started) * 1000
 
-    def _sources(self, given: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+    @staticmethod
+    def _sources(given: dict[str, Any], stored: dict[str, Any] | None, features: list[str],
+                 assumed: list[str]) -> dict[str, Any]:
+        """Which of the answering model's features were given, read from the store, assumed
+        (a new lead's age 0 and empty activity) or missing."""
         if stored is None:
             return {"in_online_store": False, "from_request": sorted(given),
-                    "from_online_store": [],
-                    "missing": [n for n in self.feature_names if n not in given]}
+                    "from_online_store": [], "assumed": list(assumed),
+                    "missing": [n for n in features if n not in given and n not in assumed]}
         return {
             "in_online_store": True, "from_request": sorted(given),
-            "from_online_store": [n for n in self.feature_names
+            "from_online_store": [n for n in features
                                   if n not in given and stored.get(n) is not None],
-            "missing": [n for n in self.feature_names
-                        if n not in given and stored.get(n) is None],
+            "assumed": [],
+            "missing": [n for n in features if n not in given and stored.get(n) is None],
         }
 
     def _process(self, jobs: list[_Job]) -> None:
@@ -318,9 +336,11 @@ class Predictor:
                 "reasons": json.loads(rec["reasons_for"]),
                 "reasons_against": json.loads(rec["reasons_against"]),
                 "model_name": model.name, "model_version": version, "variant": variant,
-                "feature_sources": self._sources(given[i], stored[i]),
+                "feature_sources": self._sources(given[i], stored[i], rec["features"],
+                                                 rec["assumed"]),
                 "scored_by": rec["scored_by"],
-                "warnings": list(warnings) if rec["scored_by"] == "request" else [],
+                "warnings": (list(warnings) if rec["scored_by"] == "request" else [])
+                + rec["unknown"],
             }
 
     def _log_row(self, job: _Job, res: dict, served: bool, latency_ms: float,

@@ -67,7 +67,11 @@ class FeatureSources(BaseModel):
     in_online_store: bool = Field(description="Whether the Feast online store knows the lead.")
     from_request: list[str]
     from_online_store: list[str]
-    missing: list[str] = Field(description="Neither given nor stored: scored as missing.")
+    assumed: list[str] = Field(
+        default_factory=list,
+        description="Not given, and what a new lead has by definition: age 0, no activity.")
+    missing: list[str] = Field(description="Neither given, stored nor assumed: scored as not "
+                               "given (never a reason).")
 
 
 class PredictResponse(BaseModel):

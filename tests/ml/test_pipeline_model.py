@@ -4,10 +4,17 @@ These are the guarantees of the training issue, checked on generated data where 
 conversion probability (the oracle) is known.
 """
 
+import json
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
+from ml.config import load_settings
 from ml.model import LABEL
 from ml.registry import current_version, promote
 from ml.retrain import ORACLE, promote_challenger, train_challenger
@@ -104,3 +111,120 @@ def test_training_set_hash_is_the_version_tag(pipeline_settings, training_frame,
         pipeline_settings.registry.model_name, str(challenger.version.version)
     )
     assert version.tags["training_fingerprint"] == fingerprint(training_frame).content_hash
+
+
+# --- the request model (cold start) ---------------------------------------------------------
+
+REQUEST_FIELDS = ("lead_source", "industry", "country", "license_type", "budget_band",
+                  "company_size", "visa_quota", "engagement_score", "website_visits",
+                  "email_opens")
+NOT_GIVEN_WORDS = ("not given", "unknown", "Carrier pigeon")
+
+
+def _request_score(scorer, payloads):
+    from ml.request import request_frame
+    from ml.scoring import score_frame
+
+    frame, _ = request_frame(scorer, payloads)
+    frame["lead_id"] = [f"new-{i}" for i in range(len(payloads))]
+    return score_frame(scorer, frame, load_settings())
+
+
+PROPERTY = hypothesis_settings(max_examples=60, deadline=None,
+                               suppress_health_check=[HealthCheck.function_scoped_fixture])
+payload_strategy = st.fixed_dictionaries({}, optional={
+    "lead_source": st.sampled_from(["Web", "Referral", "Event", "Walk-in", "Carrier pigeon"]),
+    "industry": st.sampled_from(["Technology", "Trading", "Tourism", "Space mining"]),
+    "country": st.sampled_from(["India", "United Kingdom", "Atlantis"]),
+    "license_type": st.sampled_from(["Commercial", "Freelance"]),
+    "budget_band": st.sampled_from(["<25k", "100k+"]),
+    "company_size": st.integers(0, 5000),
+    "visa_quota": st.integers(0, 200),
+    "engagement_score": st.floats(0, 100),
+    "website_visits": st.integers(0, 200),
+    "email_opens": st.integers(0, 200),
+})
+
+
+@PROPERTY
+@given(payload=payload_strategy, more_engagement=st.floats(0, 50), more_visits=st.integers(0, 30),
+       more_opens=st.integers(0, 30))
+def test_more_engagement_never_lowers_a_new_leads_score(challenger, payload, more_engagement,
+                                                          more_visits, more_opens):
+    scorer = challenger.training.scorer.request_scorer
+    more = dict(payload)
+    more["engagement_score"] = min(100.0, payload.get("engagement_score", 0.0) + more_engagement)
+    more["website_visits"] = payload.get("website_visits", 0) + more_visits
+    more["email_opens"] = payload.get("email_opens", 0) + more_opens
+    base, bumped = _request_score(scorer, [payload, more])["score"]
+    assert bumped >= base, (payload, more)
+
+
+@PROPERTY
+@given(payload=payload_strategy)
+def test_missing_or_unknown_values_are_never_reasons(challenger, payload):
+    from ml.request import unknown_categories
+
+    scorer = challenger.training.scorer.request_scorer
+    out = _request_score(scorer, [payload]).iloc[0]
+    assert 0 <= out["score"] < 100
+    words = json.loads(out["reasons_for"]) + json.loads(out["reasons_against"])
+    assert not [w for w in words if any(bad in w for bad in NOT_GIVEN_WORDS)], (payload, words)
+    assert not [w for w in words if "%" in w and int(w.split("%")[0].split()[-1]) > 100]
+    for name in ("lead_source", "industry", "country"):
+        if payload.get(name) in ("Carrier pigeon", "Space mining", "Atlantis"):
+            assert any(name in w for w in unknown_categories(scorer, payload))
+
+
+def test_a_request_with_a_stored_new_leads_fields_scores_like_that_lead(
+        pipeline_settings, challenger):
+    from ml.scoring import score_frame
+
+    scorer = challenger.training.scorer.request_scorer
+    mart = pd.read_parquet(pipeline_settings.paths.marts_dir / "lead_features.parquet")
+    new = mart[mart["days_since_created"] == 0].head(50).reset_index(drop=True)
+    assert len(new) >= 10
+    payloads = [{k: (None if pd.isna(row[k]) else row[k]) for k in REQUEST_FIELDS}
+                for _, row in new.iterrows()]
+    from_request = _request_score(scorer, payloads)
+    stored = score_frame(scorer, new, pipeline_settings)
+    np.testing.assert_allclose(from_request["score"], stored["score"], atol=1e-9)
+    assert (from_request["reasons_for"].to_numpy() == stored["reasons_for"].to_numpy()).all()
+
+
+def test_the_service_scores_new_and_known_leads_sensibly(pipeline_settings, challenger):
+    """The README's example and its variants, through the real service on the pipeline's
+    stores: a new lead answered by the request model with reasons that name what was given;
+    a known lead's stored values sent in the request score as its id alone does."""
+    from fastapi.testclient import TestClient
+
+    from ml.registry import current_version, promote
+    from ml.serving.app import create_app
+    from ml.serving.schemas import ORIGINAL_EXAMPLE
+
+    if current_version(pipeline_settings) is None:
+        promote(pipeline_settings, reason="test", actor="test")
+    latest = pd.read_parquet(pipeline_settings.paths.marts_dir / "lead_features_latest.parquet")
+    known = latest.iloc[0]
+    with TestClient(create_app(pipeline_settings)) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        new = client.post("/predict", json=ORIGINAL_EXAMPLE).json()
+        assert new["scored_by"] == "request" and new["score"] < 99, new
+        assert "days_since_created" in new["feature_sources"]["assumed"]
+        words = new["reasons"] + new["reasons_against"]
+        assert not [w for w in words if "not given" in w], new
+        pigeon = client.post("/predict", json={**ORIGINAL_EXAMPLE,
+                                                "lead_source": "Carrier pigeon"}).json()
+        assert any("Carrier pigeon" in w for w in pigeon["warnings"]), pigeon
+        assert not [w for w in pigeon["reasons"] + pigeon["reasons_against"]
+                    if "Carrier pigeon" in w or "lead source" in w]
+        by_id = client.post("/predict", json={"lead_id": known["lead_id"]}).json()
+        assert by_id["scored_by"] == "full"
+        full = {k: (None if pd.isna(known[k]) else known[k].item()
+                    if hasattr(known[k], "item") else known[k]) for k in REQUEST_FIELDS}
+        sent = client.post("/predict", json={"lead_id": known["lead_id"],
+                                             **{k: v for k, v in full.items() if v is not None}})
+        assert abs(sent.json()["score"] - by_id["score"]) <= 0.5
+        assert client.post("/predict", json={"lead_id": "nobody"}).status_code == 404
