@@ -138,6 +138,51 @@ def generate_data(
     echo_summary(result, as_json, "generated")
 
 
+@app.command("land")
+@user_errors
+def land(
+    export_dir: Annotated[Path, typer.Argument(help="Folder holding the CRM's export files.")],
+    mapping: Annotated[
+        str,
+        typer.Option(
+            "--mapping",
+            help="Mapping name (config/crm_mappings/NAME.yaml: salesforce, hubspot, dynamics) "
+            "or a path to a mapping YAML.",
+        ),
+    ],
+    sample: Annotated[
+        bool,
+        typer.Option(
+            "--sample",
+            help="First write a small sample export in the mapping's vendor shape (made by the "
+            "generator, with the faults real exports have) into EXPORT_DIR.",
+        ),
+    ] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Land a CRM export: write leads.csv, activities.csv and conversions.csv into the raw folder
+    (atomically) and a data-quality report under <reports>/landing/<date>/."""
+    from ml.landing import land_from_settings, make_sample_export
+
+    settings = _settings(config)
+    if sample:
+        made = make_sample_export(mapping, export_dir)
+        typer.secho(
+            f"sample {mapping} export: {', '.join(p.name for p in made.files)} in {export_dir}",
+            err=True,
+            fg=typer.colors.BRIGHT_BLACK,
+        )
+    with _progress(f"landing the {mapping} export"):
+        report = land_from_settings(settings, mapping, export_dir)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        return
+    summary = report.summary()
+    summary["html"] = str(Path(report.report_dir) / "report.html")
+    echo_summary(summary, False, f"landed into {settings.paths.raw_dir}")
+
+
 @app.command("train")
 @user_errors
 def train(
