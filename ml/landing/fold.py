@@ -6,9 +6,10 @@ Every value gets one outcome:
 * ``folded``    equal to a contract value after case/whitespace folding, or a number written with
   thousands separators (`1,200`) or a trailing `.0`;
 * ``mapped``    changed by the mapping: a synonym or option-set code, a timestamp converted from
-  another format or zone (a synonym to null, "known, no equivalent", is mapped too);
+  another format or zone;
 * ``defaulted`` empty, and the mapping gives a default;
-* ``null``      empty, no default;
+* ``null``      written empty: the cell was empty (no default), or the mapping maps the value to
+  null ("known, no equivalent of ours", e.g. HubSpot's OFFLINE source);
 * ``rejected``  not understood: written as it came, so dbt staging decides (a bad attribute
   becomes null there and is listed in stg_crm__lead_attribute_issues; a bad key or timestamp
   sends the row to *_rejected with a reason).
@@ -42,6 +43,15 @@ _EPOCH_MS = re.compile(r"^\d{12,14}$")
 _EPOCH_S = re.compile(r"^\d{9,11}$")
 
 
+def iso_utc(values: pd.Series, suffix: str = "Z", unit: str = "s") -> pd.Series:
+    """UTC timestamps as ISO 8601 text (`2026-06-04T08:05:50Z`); NaT as "". Same text as
+    strftime(CONTRACT_TS), an order of magnitude faster (no per-value formatting)."""
+    naive = values.dt.tz_convert("UTC").dt.tz_localize(None) if values.dt.tz else values
+    text = np.datetime_as_string(naive.to_numpy().astype(f"datetime64[{unit}]"), unit=unit)
+    out = pd.Series(np.char.add(text.astype(str), suffix), index=values.index, dtype=object)
+    return out.where(values.notna(), "")
+
+
 def fold_key(value: object) -> str:
     """Case- and whitespace-insensitive key: ' Web  Form ' and 'web form' compare equal."""
     return " ".join(str(value).split()).casefold()
@@ -62,6 +72,10 @@ def _empty_outcome(spec: ColumnMap) -> tuple[str, str]:
     if spec.default is not None:
         return spec.default, "defaulted"
     return "", "null"
+
+
+def _synonym(target: str) -> tuple[str, str]:
+    return (target, "mapped") if target else ("", "null")
 
 
 def _synonym_table(spec: ColumnMap, shared: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -91,10 +105,10 @@ def _fold_text_value(
     if vocabulary is not None and key in vocabulary:
         return vocabulary[key], "folded"
     if key in synonyms:
-        return synonyms[key], "mapped"
+        return _synonym(synonyms[key])
     for pattern, target in synonyms.items():
         if "*" in pattern and fnmatch.fnmatchcase(key, pattern):
-            return target, "mapped"
+            return _synonym(target)
     if vocabulary is not None:
         return stripped, "rejected"
     collapsed = " ".join(stripped.split())
@@ -109,7 +123,7 @@ def _fold_number_value(
         return _empty_outcome(spec)
     key = fold_key(stripped)
     if key in synonyms:
-        return synonyms[key], "mapped"
+        return _synonym(synonyms[key])
     if kind == "integer":
         if _INT.match(stripped):
             out = str(int(stripped))
@@ -198,7 +212,7 @@ def fold_timestamps(raw: pd.Series, spec: ColumnMap, rules: TimestampRules) -> F
         date_only[idx] = only_date[hit]
     parsed_ok = result.notna()
     values = pd.Series("", index=raw.index, dtype=object)
-    values[parsed_ok] = result[parsed_ok].dt.strftime(CONTRACT_TS)
+    values[parsed_ok] = iso_utc(result[parsed_ok])
     values[present & ~parsed_ok] = text[present & ~parsed_ok]
     outcome = pd.Series("rejected", index=raw.index, dtype=object)
     outcome[parsed_ok] = np.where(values[parsed_ok] == raw[parsed_ok], "ok", "mapped")

@@ -129,6 +129,11 @@ class _TableLander:
         return raw, folded, report
 
 
+def _folded(cells: pd.Series) -> pd.Series:
+    """fold_key of every cell, computed once per distinct value."""
+    return cells.map({u: fold_key(u) for u in pd.unique(cells)})
+
+
 def _select(
     lander: _TableLander, frame: pd.DataFrame, report: FileReport, reason: str
 ) -> pd.DataFrame:
@@ -137,7 +142,7 @@ def _select(
         return frame
     cell, _ = first_non_empty(frame, where.column)
     wanted = {fold_key(v) for v in where.in_values}
-    keep = cell.map(fold_key).isin(wanted)
+    keep = _folded(cell).isin(wanted)
     for prefix in where.starts_with:
         keep |= cell.str.strip().str.startswith(prefix)
     if (~keep).any():
@@ -261,7 +266,7 @@ def _land_activities(
         type_spec = table_map.columns["activity_type"]
         if type_spec.drop:
             kind_cell, _ = first_non_empty(frame, type_spec.column)
-            drop = kind_cell.map(fold_key).isin({fold_key(v) for v in type_spec.drop})
+            drop = _folded(kind_cell).isin({fold_key(v) for v in type_spec.drop})
             if drop.any():
                 report.dropped["not an engagement"] = report.dropped.get(
                     "not an engagement", 0

@@ -176,7 +176,8 @@ def render_html(report: LandingReport) -> str:
     body.append(
         "<p class=muted>ok: unchanged; folded: case/whitespace or number formatting; mapped: a "
         "synonym, option-set code or timestamp format/zone; defaulted: empty, default written; "
-        "null: empty; rejected: not understood, written as it came (dbt staging nulls a bad "
+        "null: written empty (an empty cell, or a known value with no equivalent of ours); "
+        "rejected: not understood, written as it came (dbt staging nulls a bad "
         "attribute and counts it in stg_crm__lead_attribute_issues, and quarantines a row whose "
         "key or timestamp is unusable in *_rejected).</p>"
     )

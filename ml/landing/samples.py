@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ml.errors import ConfigError
+from ml.landing.fold import iso_utc
 
 VENDORS = ("salesforce", "hubspot", "dynamics")
 # What `faults=True` plants, by name (the keys of SampleExport.faults).
@@ -53,7 +54,12 @@ class SampleExport:
 
 
 def _ts(values: pd.Series, fmt: str) -> pd.Series:
-    return values.dt.strftime(fmt)
+    """Timestamps as text; NaT as "". The ISO shapes take the fast path."""
+    if fmt == "%Y-%m-%d":
+        return iso_utc(values, suffix="", unit="D")
+    if fmt.startswith("%Y-%m-%dT%H:%M:%S"):
+        return iso_utc(values, suffix=fmt.removeprefix("%Y-%m-%dT%H:%M:%S"))
+    return values.dt.strftime(fmt).fillna("")
 
 
 def _hex_id(n: np.ndarray, middle: str) -> list[str]:
@@ -270,7 +276,7 @@ def _salesforce(g: _Generated, out: Path, f: _Faults) -> tuple[list[Path], dict[
             "Country": leads["country"],
             "Status": np.where(converted, "Closed - Converted", "Open - Not Contacted"),
             "IsConverted": np.where(converted, "true", "false"),
-            "ConvertedDate": leads["converted"].dt.strftime("%Y-%m-%d").fillna(""),
+            "ConvertedDate": _ts(leads["converted"], "%Y-%m-%d"),
             "CreatedDate": _ts(leads["created"], _SF_TS),
             "LastModifiedDate": _ts(modified, _SF_TS),
             "License_Type__c": leads["license_type"],
