@@ -338,6 +338,19 @@ def _land_conversions(
     return conversions, report
 
 
+def _count_future(values: pd.Series, landed_at: datetime, report: FileReport) -> None:
+    stamped = pd.to_datetime(values, format="%Y-%m-%dT%H:%M:%SZ", errors="coerce", utc=True)
+    now = pd.Timestamp(landed_at)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    future = stamped > now
+    report.future_rows = int(future.sum())
+    if report.future_rows:
+        report.notes.append(
+            f"{report.future_rows} row(s) are stamped after the landing (e.g. "
+            f"{values[future].iloc[0]}); dbt staging rejects them as future_timestamp."
+        )
+
+
 def _write_atomically(frames: dict[str, pd.DataFrame], raw_dir: Path) -> None:
     raw_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".landing-", dir=raw_dir))
@@ -389,10 +402,16 @@ def land_export(
     conversions, conversions_report = _land_conversions(
         spec, exports, synonyms, created, leads["lead_id"]
     )
+    landed_at = landed_at or datetime.now(UTC)
+    for frame, column, file_report in (
+        (leads, "created_at", leads_report),
+        (activities, "occurred_at", activities_report),
+        (conversions, "converted_at", conversions_report),
+    ):
+        _count_future(frame[column], landed_at, file_report)
     _write_atomically(
         {"leads": leads, "activities": activities, "conversions": conversions}, Path(raw_dir)
     )
-    landed_at = landed_at or datetime.now(UTC)
     report = LandingReport(
         mapping=str(resolve_mapping_path(mapping)),
         vendor=spec.vendor,

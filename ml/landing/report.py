@@ -52,6 +52,8 @@ class FileReport:
     columns: dict[str, ColumnReport] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     dropped_examples: dict[str, list[str]] = field(default_factory=dict)
+    # rows stamped after the landing (written as they came; staging rejects them as future)
+    future_rows: int = 0
 
 
 @dataclass

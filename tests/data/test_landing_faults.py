@@ -100,6 +100,8 @@ def test_report_counts_the_planted_file_and_activity_faults(landed) -> None:
     leads = set(_raw(settings, "leads")["lead_id"])
     assert (~activities["lead_id"].isin(leads)).sum() == f["orphan_activities"]
     assert (activities["occurred_at"] > "2026-11-01").sum() == f["future_activities"]
+    assert acts.future_rows == f["future_activities"]
+    assert report.files["leads"].future_rows == 0
 
 
 @pytest.fixture(scope="module")
