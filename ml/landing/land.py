@@ -352,7 +352,16 @@ def _count_future(values: pd.Series, landed_at: datetime, report: FileReport) ->
 
 
 def _write_atomically(frames: dict[str, pd.DataFrame], raw_dir: Path) -> None:
+    """Write every contract file to a temporary folder in `raw_dir`, then rename each into place.
+
+    A contract file the mapping does not produce is written with its header only: a file left by
+    an earlier landing or the generator would describe other leads.
+    """
     raw_dir.mkdir(parents=True, exist_ok=True)
+    frames = {
+        **frames,
+        **{n: pd.DataFrame(columns=list(c)) for n, c in RAW_COLUMNS.items() if n not in frames},
+    }
     tmp = Path(tempfile.mkdtemp(prefix=".landing-", dir=raw_dir))
     try:
         for name, frame in frames.items():

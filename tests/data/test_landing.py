@@ -313,3 +313,20 @@ def test_the_raw_asset_lands_an_export_and_shows_the_report(
     assert leads["landed_dropped"].value == {"duplicate_id": sample.faults["duplicate_ids"]}
     assert leads["values_rejected"].value > 0
     assert (data_dir / "raw" / "leads.csv").is_file()
+
+
+def test_a_contract_file_the_mapping_does_not_make_is_emptied(
+    tmp_path: Path, generated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An optional raw file left by the generator (say a field history) would describe other
+    leads: landing an export that lacks it leaves it with its header only."""
+    import ml.landing.land as land_module
+
+    extra = {"lead_field_history": ("lead_id", "changed_at", "field")}
+    monkeypatch.setattr(land_module, "RAW_COLUMNS", {**RAW_COLUMNS, **extra})
+    sample = make_sample_export("dynamics", tmp_path / "export", raw_dir=generated, faults=False)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "lead_field_history.csv").write_text("lead_id,changed_at,field\nL0000001,x,y\n")
+    land_export("dynamics", sample.export_dir, raw)
+    assert (raw / "lead_field_history.csv").read_text() == "lead_id,changed_at,field\n"
