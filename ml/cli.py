@@ -154,10 +154,15 @@ def land(
         bool,
         typer.Option(
             "--sample",
-            help="First write a small sample export in the mapping's vendor shape (made by the "
-            "generator, with the faults real exports have) into EXPORT_DIR.",
+            help="First write a sample export in the mapping's vendor shape into EXPORT_DIR: the "
+            "generator's data (the settings' `generator` section) with the faults real exports "
+            "have.",
         ),
     ] = False,
+    sample_leads: Annotated[
+        int | None,
+        typer.Option("--sample-leads", min=1, help="Leads of the sample (default: settings)."),
+    ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -167,7 +172,15 @@ def land(
 
     settings = _settings(config)
     if sample:
-        made = make_sample_export(mapping, export_dir)
+        g = settings.generator
+        made = make_sample_export(
+            mapping,
+            export_dir,
+            n_leads=sample_leads or g.n_leads,
+            days=g.days,
+            end_date=g.end_date,
+            seed=g.seed,
+        )
         typer.secho(
             f"sample {mapping} export: {', '.join(p.name for p in made.files)} in {export_dir}",
             err=True,

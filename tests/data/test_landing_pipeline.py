@@ -16,9 +16,17 @@ def test_every_open_lead_of_a_faulty_export_is_scored(tmp_path) -> None:
     from orchestration.demo import run_demo
 
     settings = make_settings(tmp_path / "data")
-    sample = make_sample_export("salesforce", tmp_path / "export", n_leads=2000, seed=8)
+    g = settings.generator  # the pipeline tests' size: enough history for training
+    sample = make_sample_export(
+        "salesforce",
+        tmp_path / "export",
+        n_leads=g.n_leads,
+        days=g.days,
+        end_date=g.end_date,
+        seed=8,
+    )
     report = land_from_settings(settings, "salesforce", sample.export_dir)
-    assert report.files["leads"].rows_out == 2000
+    assert report.files["leads"].rows_out == g.n_leads
 
     ok, meta = run_demo(str(settings.paths.data_dir), generate=False)
     assert ok, meta
