@@ -139,6 +139,64 @@ def generate_data(
     echo_summary(result, as_json, "generated")
 
 
+@app.command("land")
+@user_errors
+def land(
+    export_dir: Annotated[Path, typer.Argument(help="Folder holding the CRM's export files.")],
+    mapping: Annotated[
+        str,
+        typer.Option(
+            "--mapping",
+            help="Mapping name (config/crm_mappings/NAME.yaml: salesforce, hubspot, dynamics) "
+            "or a path to a mapping YAML.",
+        ),
+    ],
+    sample: Annotated[
+        bool,
+        typer.Option(
+            "--sample",
+            help="First write a sample export in the mapping's vendor shape into EXPORT_DIR: the "
+            "generator's data (the settings' `generator` section) with the faults real exports "
+            "have.",
+        ),
+    ] = False,
+    sample_leads: Annotated[
+        int | None,
+        typer.Option("--sample-leads", min=1, help="Leads of the sample (default: settings)."),
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Land a CRM export: write leads.csv, activities.csv and conversions.csv into the raw folder
+    (atomically) and a data-quality report under <reports>/landing/<date>/."""
+    from ml.landing import land_from_settings, make_sample_export
+
+    settings = _settings(config)
+    if sample:
+        g = settings.generator
+        made = make_sample_export(
+            mapping,
+            export_dir,
+            n_leads=sample_leads or g.n_leads,
+            days=g.days,
+            end_date=g.end_date,
+            seed=g.seed,
+        )
+        typer.secho(
+            f"sample {mapping} export: {', '.join(p.name for p in made.files)} in {export_dir}",
+            err=True,
+            fg=typer.colors.BRIGHT_BLACK,
+        )
+    with _progress(f"landing the {mapping} export"):
+        report = land_from_settings(settings, mapping, export_dir)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        return
+    summary = report.summary()
+    summary["html"] = str(Path(report.report_dir) / "report.html")
+    echo_summary(summary, False, f"landed into {settings.paths.raw_dir}")
+
+
 @app.command("train")
 @user_errors
 def train(

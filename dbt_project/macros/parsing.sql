@@ -1,10 +1,48 @@
 {#- Shared typing of raw text columns: a value that does not parse becomes null, and the caller
     compares with the raw text to tell "missing" from "unparseable". -#}
 
-{#- ISO 8601 text -> timestamp in UTC (naive). An offset such as +02:00 is honoured; text without
-    one is UTC (the profile sets TimeZone = UTC). -#}
+{#- Timestamp text -> timestamp in UTC (naive). ISO 8601 first: an offset such as +02:00 is
+    honoured, text without one is UTC (the profile sets TimeZone = UTC). Text that is not ISO is
+    tried with the formats of the var `raw_timestamp_formats` (default: the US-style
+    `05/06/2026 14:22` a spreadsheet export writes, read as UTC). `lead-scoring land` converts an
+    export's formats and zones by its mapping; this is the second line for files dropped straight
+    into the raw folder. -#}
 {% macro parse_utc_timestamp(column) -%}
-    timezone('UTC', try_cast(nullif(trim({{ column }}), '') as timestamptz))
+    coalesce(
+        timezone('UTC', try_cast(nullif(trim({{ column }}), '') as timestamptz)),
+        try_strptime(trim({{ column }}), {{ raw_timestamp_formats() }})
+    )
+{%- endmacro %}
+
+{% macro raw_timestamp_formats() -%}
+    {%- set formats = var('raw_timestamp_formats', [
+        '%m/%d/%Y %H:%M', '%m/%d/%Y %H:%M:%S', '%m/%d/%Y %I:%M %p', '%Y/%m/%d %H:%M:%S',
+    ]) -%}
+    [{%- for f in formats -%}'{{ f }}'{{ ", " if not loop.last }}{%- endfor -%}]
+{%- endmacro %}
+
+{#- An enumeration's value folded to its contract spelling: case and runs of whitespace do not
+    matter (' web ' -> 'Web', 'EMAIL_OPEN' -> 'email_open'); a value outside the enumeration is
+    returned trimmed, for is_unknown_enum to catch. -#}
+{% macro fold_enum(column, enum_name) -%}
+    case lower(regexp_replace(trim({{ column }}), '\s+', ' ', 'g'))
+        {%- for v in crm_enum(enum_name) %}
+        when '{{ v | lower | replace("'", "''") }}' then '{{ v | replace("'", "''") }}'
+        {%- endfor %}
+        else {{ clean_text(column) }}
+    end
+{%- endmacro %}
+
+{#- A count or amount as text -> number: thousands separators (`1,200`, `12,000.50`) are dropped
+    first; anything else that does not cast is null. -#}
+{% macro parse_number(column, type='integer') -%}
+    try_cast(
+        case
+            when regexp_full_match(trim({{ column }}), '[+]?\d{1,3}(,\d{3})+(\.\d+)?')
+                then replace(trim({{ column }}), ',', '')
+            else trim({{ column }})
+        end as {{ type }}
+    )
 {%- endmacro %}
 
 {#- Trimmed text, empty -> null. -#}

@@ -1,9 +1,11 @@
-"""Malformed raw rows are quarantined in the *_rejected models with the right reason."""
+"""Malformed raw rows are quarantined in the *_rejected models with the right reason; a lead with
+a bad attribute is kept (the value nulled and listed in stg_crm__lead_attribute_issues)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import duckdb
 import pytest
@@ -28,15 +30,12 @@ def dirty(small_data: Callable[[str], Settings]) -> tuple[Settings, BuildSummary
     first = leads[0]
     created = datetime.fromisoformat(first["created_at"].replace("Z", ""))
     good_ts = _iso(created + timedelta(days=1))
-    # key -> expected rejection reason, per file
+    # key -> expected rejection reason, per file: only a lead without a usable id or creation time
     expected = {
         "leads": {
             "": "null_id",
             "LBAD0001": "unparseable_timestamp",
             "LBAD0002": "future_timestamp",
-            "LBAD0003": "invalid_company_size",
-            "LBAD0004": "unknown_lead_source",
-            "LBAD0005": "invalid_visa_quota",
             first["lead_id"]: "duplicate_id",
         },
         "activities": {
@@ -49,7 +48,7 @@ def dirty(small_data: Callable[[str], Settings]) -> tuple[Settings, BuildSummary
         },
         "conversions": {
             "LNOPE": "unknown_lead",
-            "LBAD0003": "unknown_lead",
+            "LBAD0001": "unknown_lead",
             first["lead_id"]: "conversion_before_creation",
             leads[1]["lead_id"]: "invalid_package_value",
         },
@@ -74,6 +73,19 @@ def dirty(small_data: Callable[[str], Settings]) -> tuple[Settings, BuildSummary
             ["LBAD0003", good_ts, "Web", "Trading", "-5", "Egypt", "Commercial", "1", "<25k"],
             ["LBAD0004", good_ts, "Carrier pigeon", *LEAD_TAIL[1:]],
             ["LBAD0005", good_ts, "Web", "Trading", "10", "Egypt", "Commercial", "many", "<25k"],
+            ["LBAD0006", good_ts, "Web", "Trading", "10", "Egypt", "Space", "1", "a lot"],
+            # what a spreadsheet makes of a lead: folded in staging, nothing lost
+            [
+                "LFIX0001",
+                "05/06/2026 14:22",
+                " web ",
+                "Trading",
+                "1,200",
+                "Egypt",
+                "COMMERCIAL",
+                "3",
+                "100K+",
+            ],
             list(first.values()),  # an exact duplicate: one copy is kept, the other rejected
         ],
     )
@@ -83,18 +95,20 @@ def dirty(small_data: Callable[[str], Settings]) -> tuple[Settings, BuildSummary
             ["", first["lead_id"], good_ts, "email_open"],
             ["ABAD0001", first["lead_id"], good_ts, "telepathy"],
             ["ABAD0002", "LNOPE", good_ts, "email_open"],
-            ["ABAD0003", "LBAD0003", good_ts, "email_open"],
+            ["ABAD0003", "LBAD0001", good_ts, "email_open"],
             ["ABAD0004", first["lead_id"], "2026-12-01T00:00:00Z", "email_open"],
             ["ABAD0005", first["lead_id"], "2026-02-30T00:00:00Z", "email_open"],
+            ["AKEEP001", "LBAD0004", good_ts, "Email_Open"],  # of a lead with a bad attribute
         ],
     )
     append_rows(
         raw / "conversions.csv",
         [
             ["LNOPE", good_ts, "1000"],
-            ["LBAD0003", good_ts, "1000"],
+            ["LBAD0001", good_ts, "1000"],
             [first["lead_id"], _iso(created - timedelta(days=1)), "1000"],
             [leads[1]["lead_id"], good_ts, "-1"],
+            ["LBAD0003", good_ts, "12,000.50"],  # kept: its lead is kept
         ],
     )
 
@@ -165,7 +179,67 @@ def test_duplicate_keeps_exactly_one_copy(dirty) -> None:
 def test_rejected_leads_have_no_features(dirty) -> None:
     import pandas as pd
 
-    _, summary, _ = dirty
+    _, summary, expected = dirty
     features = pd.read_parquet(summary.marts["lead_features"], columns=["lead_id"])
-    assert not features["lead_id"].str.startswith("LBAD").any()
+    rejected = {k for k, r in expected["leads"].items() if r != "duplicate_id"}
+    assert not features["lead_id"].isin(rejected).any()
     assert pd.Timestamp(summary.as_of) == pd.Timestamp(AS_OF)
+
+
+def _query(settings: Settings, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(settings.paths.warehouse), read_only=True)
+    try:
+        return con.sql(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_bad_attribute_keeps_the_lead_and_nulls_the_value(dirty) -> None:
+    settings, _, _ = dirty
+    kept = dict(
+        (row[0], row[1:])
+        for row in _query(
+            settings,
+            "select lead_id, lead_source, company_size, visa_quota, license_type, budget_band "
+            "from stg_crm__leads where lead_id like 'LBAD%'",
+        )
+    )
+    assert kept == {
+        "LBAD0003": ("Web", None, 1, "Commercial", "<25k"),
+        "LBAD0004": (None, 10, 1, "Commercial", "<25k"),
+        "LBAD0005": ("Web", 10, None, "Commercial", "<25k"),
+        "LBAD0006": ("Web", 10, 1, None, None),
+    }
+    issues = set(
+        _query(
+            settings,
+            "select lead_id, column_name, raw_value, reason from stg_crm__lead_attribute_issues",
+        )
+    )
+    assert issues == {
+        ("LBAD0003", "company_size", "-5", "invalid_company_size"),
+        ("LBAD0004", "lead_source", "Carrier pigeon", "unknown_lead_source"),
+        ("LBAD0005", "visa_quota", "many", "invalid_visa_quota"),
+        ("LBAD0006", "license_type", "Space", "unknown_license_type"),
+        ("LBAD0006", "budget_band", "a lot", "unknown_budget_band"),
+    }
+    # their activities and conversions are kept too
+    assert _query(
+        settings,
+        "select lead_id, activity_type from stg_crm__activities where activity_id = 'AKEEP001'",
+    ) == [("LBAD0004", "email_open")]
+    assert _query(
+        settings, "select package_value from stg_crm__conversions where lead_id = 'LBAD0003'"
+    ) == [(Decimal("12000.50"),)]
+
+
+def test_spreadsheet_spellings_are_folded_not_rejected(dirty) -> None:
+    settings, _, _ = dirty
+    assert _query(
+        settings,
+        "select created_at, lead_source, company_size, license_type, budget_band "
+        "from stg_crm__leads where lead_id = 'LFIX0001'",
+    ) == [(datetime(2026, 5, 6, 14, 22), "Web", 1200, "Commercial", "100k+")]
+    assert _query(
+        settings, "select count(*) from stg_crm__lead_attribute_issues where lead_id = 'LFIX0001'"
+    ) == [(0,)]

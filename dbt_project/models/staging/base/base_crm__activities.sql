@@ -21,7 +21,7 @@ typed as (
         activity_type as activity_type_raw,
         {{ clean_text('activity_id') }} as activity_id,
         {{ clean_text('lead_id') }} as lead_id,
-        {{ clean_text('activity_type') }} as activity_type,
+        {{ fold_enum('activity_type', 'activity_type') }} as activity_type,
         {{ parse_utc_timestamp('occurred_at') }} as occurred_at
     from source
 

@@ -19,7 +19,7 @@ typed as (
         converted_at as converted_at_raw,
         package_value as package_value_raw,
         {{ clean_text('lead_id') }} as lead_id,
-        try_cast(trim(package_value) as decimal(18, 2)) as package_value,
+        {{ parse_number('package_value', 'decimal(18, 2)') }} as package_value,
         {{ parse_utc_timestamp('converted_at') }} as converted_at
     from source
 

@@ -1,5 +1,9 @@
 -- One row per raw leads.csv row: the raw text, the typed values and why the row is rejected
 -- (null when accepted). stg_crm__leads and stg_crm__leads_rejected split this table.
+-- Only a row without a usable key is rejected: a null id, an unparseable or future created_at, or
+-- a duplicated id. A bad attribute value (an unknown lead_source, an unparseable company_size)
+-- does not cost the lead: the value becomes null, the reason is kept in <column>_issue, and
+-- stg_crm__lead_attribute_issues lists it.
 with source as (
 
     select * from {{ source('crm', 'leads') }}
@@ -19,13 +23,13 @@ typed as (
         visa_quota as visa_quota_raw,
         budget_band as budget_band_raw,
         {{ clean_text('lead_id') }} as lead_id,
-        {{ clean_text('lead_source') }} as lead_source,
+        {{ fold_enum('lead_source', 'lead_source') }} as lead_source,
         {{ clean_text('industry') }} as industry,
         {{ clean_text('country') }} as country,
-        {{ clean_text('license_type') }} as license_type,
-        {{ clean_text('budget_band') }} as budget_band,
-        try_cast(trim(company_size) as integer) as company_size,
-        try_cast(trim(visa_quota) as integer) as visa_quota,
+        {{ fold_enum('license_type', 'license_type') }} as license_type,
+        {{ fold_enum('budget_band', 'budget_band') }} as budget_band,
+        {{ parse_number('company_size') }} as company_size,
+        {{ parse_number('visa_quota') }} as visa_quota,
         {{ parse_utc_timestamp('created_at') }} as created_at
     from source
 
@@ -33,37 +37,62 @@ typed as (
 
 checked as (
 
-    -- the first problem found is the reason; duplicates are judged among clean rows only
+    -- the row's problem (its key) and, per attribute, the problem with its value
     select
-        *,
+        lead_id, created_at, industry, country,
+        lead_id_raw, created_at_raw, lead_source_raw, industry_raw, company_size_raw,
+        country_raw, license_type_raw, visa_quota_raw, budget_band_raw,
         case
             when lead_id is null then 'null_id'
             when created_at is null then 'unparseable_timestamp'
             when created_at > {{ future_cutoff() }} then 'future_timestamp'
-            when {{ is_invalid_non_negative('company_size_raw', 'company_size') }}
-                then 'invalid_company_size'
-            when {{ is_invalid_non_negative('visa_quota_raw', 'visa_quota') }}
-                then 'invalid_visa_quota'
-            when {{ is_unknown_enum('lead_source', 'lead_source') }} then 'unknown_lead_source'
-            when {{ is_unknown_enum('license_type', 'license_type') }} then 'unknown_license_type'
-            when {{ is_unknown_enum('budget_band', 'budget_band') }} then 'unknown_budget_band'
-        end as row_problem
+        end as row_problem,
+        case when {{ is_invalid_non_negative('company_size_raw', 'company_size') }}
+            then 'invalid_company_size' end as company_size_issue,
+        case when {{ is_invalid_non_negative('visa_quota_raw', 'visa_quota') }}
+            then 'invalid_visa_quota' end as visa_quota_issue,
+        case when {{ is_unknown_enum('lead_source', 'lead_source') }}
+            then 'unknown_lead_source' end as lead_source_issue,
+        case when {{ is_unknown_enum('license_type', 'license_type') }}
+            then 'unknown_license_type' end as license_type_issue,
+        case when {{ is_unknown_enum('budget_band', 'budget_band') }}
+            then 'unknown_budget_band' end as budget_band_issue,
+        company_size, visa_quota, lead_source, license_type, budget_band
     from typed
+
+),
+
+cleaned as (
+
+    -- a value with an issue becomes null: the model treats it as missing
+    select
+        * exclude (company_size, visa_quota, lead_source, license_type, budget_band),
+        case when company_size_issue is null then company_size end as company_size,
+        case when visa_quota_issue is null then visa_quota end as visa_quota,
+        case when lead_source_issue is null then lead_source end as lead_source,
+        case when license_type_issue is null then license_type end as license_type,
+        case when budget_band_issue is null then budget_band end as budget_band
+    from checked
 
 ),
 
 ranked as (
 
-    -- clean rows rank first, so a clean row with rank > 1 duplicates a clean winner; the winner
-    -- is deterministic: earliest timestamp, then the raw text (identical rows are interchangeable)
+    -- of rows sharing an id, the usable rows rank first and of those the most recent (latest
+    -- created_at), then the one with fewer attribute issues; the raw text breaks the remaining
+    -- ties so the winner is deterministic (identical rows are interchangeable)
     select
         *,
         row_number() over (
             partition by lead_id
-            order by row_problem nulls first, created_at, lead_source_raw, industry_raw,
-                company_size_raw, country_raw, license_type_raw, visa_quota_raw, budget_band_raw
+            order by row_problem nulls first, created_at desc,
+                (company_size_issue is not null)::int + (visa_quota_issue is not null)::int
+                + (lead_source_issue is not null)::int + (license_type_issue is not null)::int
+                + (budget_band_issue is not null)::int,
+                lead_source_raw, industry_raw, company_size_raw, country_raw, license_type_raw,
+                visa_quota_raw, budget_band_raw
         ) as id_rank
-    from checked
+    from cleaned
 
 ),
 
@@ -78,13 +107,17 @@ classified as (
 
 final as (
 
-    -- the raw text is kept for rejected rows only: accepted rows have their typed values, and
-    -- not storing their text a second time halves what this table writes
+    -- the raw text is kept for rejected rows and for values with an issue only: accepted rows
+    -- have their typed values, and not storing their text a second time halves this table
     select
         {{ raw_text_for_rejected_only([
             'lead_id_raw', 'created_at_raw', 'lead_source_raw', 'industry_raw', 'company_size_raw',
             'country_raw', 'license_type_raw', 'visa_quota_raw', 'budget_band_raw',
-        ]) }}
+        ], {
+            'company_size_raw': 'company_size_issue', 'visa_quota_raw': 'visa_quota_issue',
+            'lead_source_raw': 'lead_source_issue', 'license_type_raw': 'license_type_issue',
+            'budget_band_raw': 'budget_band_issue',
+        }) }}
     from classified
 
 )
