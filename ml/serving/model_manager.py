@@ -98,9 +98,14 @@ def _default_lookup(settings: Settings, alias: str) -> int | None:
 
 def prepare_for_serving(scorer: LeadScorer) -> LeadScorer:
     """One thread per prediction: a request scores a few rows, where OpenMP's thread start-up
-    and spinning cost more than they save (and steal the cores other requests need)."""
-    scorer.booster.set_param({"nthread": 1})
-    scorer.predict_proba(scorer.example_input(2))  # warm-up: first-call allocations
+    and spinning cost more than they save (and steal the cores other requests need). The same
+    for the version's request model; a linear family has no threads to set."""
+    for part in (scorer, scorer.request_scorer):
+        if part is None:
+            continue
+        if part.booster is not None:
+            part.booster.set_param({"nthread": 1})
+        part.predict_proba(part.example_input(2))  # warm-up: first-call allocations
     return scorer
 
 

@@ -32,7 +32,7 @@ def test_full_graph_materializes_and_scores_every_open_lead(demo_run):
     engine.dispose()
     assert len(scores) == len(open_leads) == meta["crm_lead_scores"]["scored_leads"]
     assert set(scores["lead_id"]) == set(open_leads["lead_id"])
-    assert meta["challenger_model"]["test_auc"] >= 0.75
+    assert meta["challenger_model"]["backtest_auc_mean"] >= 0.75
     assert meta["champion_model"]["champion_version"] is not None
     assert "max_psi" in meta["drift_report"]
 
