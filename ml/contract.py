@@ -81,15 +81,7 @@ RAW_COLUMNS: dict[str, tuple[str, ...]] = {
 OPTIONAL_RAW_FILES: tuple[str, ...] = ("lead_attribute_changes",)
 REQUIRED_RAW_FILES: tuple[str, ...] = tuple(n for n in RAW_COLUMNS if n not in OPTIONAL_RAW_FILES)
 # The leads.csv columns a change may touch (the attributes; not the id or created_at).
-ATTRIBUTE_FIELDS: tuple[str, ...] = (
-    "lead_source",
-    "industry",
-    "company_size",
-    "country",
-    "license_type",
-    "visa_quota",
-    "budget_band",
-)
+ATTRIBUTE_FIELDS: tuple[str, ...] = RAW_COLUMNS["leads"][2:]
 
 # Feature columns of the `lead_features` mart and the `lead_scoring` feature service, in mart
 # order (after the key `lead_id` and the timestamp `snapshot_ts`).
