@@ -52,9 +52,10 @@ def test_overview_shows_registry_runs_and_alerts(filled: Settings, monkeypatch) 
     for alias in ("champion", "challenger"):
         version = current_version(filled, alias)
         mv = client.get_model_version(filled.registry.model_name, str(version))
-        auc = client.get_run(mv.run_id).data.metrics["test_auc"]
+        run_metrics = client.get_run(mv.run_id).data.metrics
+        auc = run_metrics.get("backtest_auc_mean", run_metrics["test_auc"])
         assert shown[alias.capitalize()] == f"v{version}"
-        assert shown[f"{alias.capitalize()} test AUC"] == f"{auc:.4f}"
+        assert shown[f"{alias.capitalize()} backtest AUC"] == f"{auc:.4f}"
     last = read_runs(crm_engine(filled, read_only=True)).iloc[-1]
     assert shown["Last scoring run"] == str(last["scoring_date"])
     assert shown["Run status"] == last["status"] == "succeeded"
