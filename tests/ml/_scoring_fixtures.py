@@ -101,7 +101,8 @@ def reference_scores(
 ) -> pd.DataFrame:
     """Scores and reasons computed the way ml.scoring did before its fast path: the frame
     prepared by pandas (`LeadScorer.prepare`), margin by `inplace_predict` on it, contributions
-    through a DMatrix built from it. The fast path must reproduce these exactly."""
+    through a DMatrix built from it; a missing input (null or unseen level) is never a reason.
+    The fast path must reproduce these exactly."""
     from ml import reasons
 
     prepared = scorer.prepare(features)
@@ -116,6 +117,7 @@ def reference_scores(
         xgb.DMatrix(prepared, enable_categorical=True), pred_contribs=True, approx_contribs=True
     )
     contribs = np.asarray(out, dtype=np.float64)[:, :-1]
+    contribs[prepared.isna().to_numpy()] = 0
     reasons_for, reasons_against = reasons.explain(contribs, scorer.feature_names, features, n)
     score = np.round(probability * 100.0, 1)
     tier = np.select(
