@@ -112,6 +112,7 @@ class Broken:
         self._scorer = scorer
         self.feature_names = scorer.feature_names
         self.booster = scorer.booster
+        self.request_scorer = None
 
     def predict_proba(self, frame):
         if "lead_id" in frame.columns:
