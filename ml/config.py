@@ -99,7 +99,7 @@ class BacktestSettings(_Section):
     """Rolling-origin backtest: `folds` origins, `step_days` apart, the last one as late as the
     matured labels allow."""
 
-    folds: int = Field(6, ge=4, le=52)
+    folds: int = Field(4, ge=4, le=52)
     step_days: int = Field(7, gt=0)
 
 
@@ -217,7 +217,7 @@ class MonitoringSettings(_Section):
     chi2_pvalue: float = Field(0.01, gt=0, lt=1)
     auc_threshold: float = Field(0.75, gt=0, le=1)
     new_labels_threshold: int = Field(5_000, gt=0)
-    report_sample_size: int = Field(20_000, gt=0)
+    report_sample_size: int = Field(5_000, gt=0)
     # a KS / chi-square test flags drift only when p < ks_pvalue / chi2_pvalue AND its effect
     # size reaches these (the KS statistic; the total variation distance of the categories)
     ks_min_statistic: float = Field(0.1, gt=0, le=1)

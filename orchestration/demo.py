@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 import warnings
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("mlflow", "dagster", "feast", "evidently"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # MLflow's per-download progress bars would bury the summary.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = load_settings(overrides={"paths.data_dir": args.data_dir} if args.data_dir else None)
     started = time.perf_counter()
     ok, meta = run_demo(args.data_dir, generate=not args.no_generate)
