@@ -27,6 +27,7 @@ from ml.config import Settings
 from ml.errors import DataError
 from ml.evaluate import Evaluation, evaluate
 from ml.model import FAMILIES, LABEL
+from ml.request import ASSUMED_FOR_NEW
 from ml.train import FitResult, Split, backtest_origins, cut_at, fit_tuned, mask_optional_fields
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,8 @@ def request_training_split(split: Split, settings: Settings) -> Split:
     """The split the request model learns from: train and validation with the optional request
     fields blanked at random (training.request_mask_share), so "not given" is learned."""
     cfg = settings.training
-    optional = [f for f in cfg.request_features if f in OPTIONAL_REQUEST_FIELDS]
+    # What a form may leave empty: every request feature a new lead does not have by definition.
+    optional = [f for f in cfg.request_features if f not in ASSUMED_FOR_NEW]
     seed = cfg.seed
     return Split(
         train=mask_optional_fields(split.train, optional, cfg.request_mask_share, seed),
@@ -186,11 +188,6 @@ def request_training_split(split: Split, settings: Settings) -> Split:
                                         seed + 1),
         test=split.test, train_start=split.train_start, validation_start=split.validation_start,
         test_start=split.test_start, test_end=split.test_end, embargo_days=split.embargo_days)
-
-
-# Request fields a form may leave empty (the rest are assumed for a new lead: see ml.request).
-OPTIONAL_REQUEST_FIELDS = ("lead_source", "industry", "country", "license_type", "budget_band",
-                           "company_size", "visa_quota")
 
 
 def run_backtest(frame: pd.DataFrame, settings: Settings, *,

@@ -221,7 +221,6 @@ def evaluate_predictions(test_frame: pd.DataFrame, p: np.ndarray, settings: Sett
     y = test_frame[LABEL].astype(int).to_numpy()
     p = np.asarray(p, dtype=float)
     n = len(y)
-    source = threshold_source
 
     k_fraction = max(1, math.ceil(cfg.top_k_fraction * n))
     k_count = min(cfg.top_k_count, n)
@@ -253,7 +252,7 @@ def evaluate_predictions(test_frame: pd.DataFrame, p: np.ndarray, settings: Sett
         pr_auc=float(average_precision_score(y, p)) if two_classes else float("nan"),
         brier=float(np.mean((p - y) ** 2)),
         log_loss=float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
-        ece=float(ece), top_k=tops, threshold=threshold, threshold_source=source,
+        ece=float(ece), top_k=tops, threshold=threshold, threshold_source=threshold_source,
         at_threshold=at_threshold(y, p, threshold), calibration=calibration,
         gains=gains_table(y, p), segments=segments,
         baselines={name: _auc(y, s) for name, s in baseline_scores.items()},
