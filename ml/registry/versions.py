@@ -4,10 +4,17 @@ Reads never create a store (`mlflow_client(create=False)`) and fail closed: an a
 set, or a model not registered yet, is None; any other failure of the registry is a
 RegistryError. Loading downloads the version's files through the client's own tracking URI and
 never through MLflow's global one, so the service can load from its threads.
+
+Loading trusts nothing a registry entry points at. The files must come from the configured
+artefact store (a version whose source lies elsewhere is refused), their SHA-256 must equal the
+`model_sha256` tag recorded when the version was registered (a changed or swapped file is
+refused), and only the scorer's own files (JSON and XGBoost UBJSON) are read: MLflow's pickled
+pyfunc wrapper is never unpickled, so a tampered registry cannot run code in the service.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +38,20 @@ CHALLENGER = "challenger"
 
 # Tags that together say "this exact model was trained already": same code, settings and data.
 IDENTITY_TAGS = ("git_commit", "config_hash", "training_fingerprint")
+
+# Version tag: SHA-256 of the scorer's files as registered (`scorer_sha256`), checked on load.
+MODEL_HASH_TAG = "model_sha256"
+
+
+def scorer_sha256(folder: Path) -> str:
+    """SHA-256 over a saved scorer folder: every file's relative path and bytes, in path order
+    (a renamed, added, removed or changed file changes it)."""
+    digest = hashlib.sha256()
+    root = Path(folder)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -89,17 +110,27 @@ def resolve(client: Any, settings: Settings, alias_or_version: str | int) -> Any
 
 
 def load_version(settings: Settings, alias_or_version: str | int) -> tuple[LeadScorer, int]:
-    """Load a registered version (number or alias such as 'champion') as a LeadScorer.
+    """Load a registered version (number or alias such as 'champion') as a LeadScorer, after
+    checking where its files come from and their recorded hash (module docstring).
 
     Raises:
-        RegistryError: no such version, or the registry or its artefacts cannot be read.
+        RegistryError: no such version, the registry or its artefacts cannot be read, the files
+            are outside the configured artefact store, or their hash is missing or differs.
     """
     import mlflow
 
     client = mlflow_client(settings, create=False)
     mv = resolve(client, settings, alias_or_version)
+    expected = (getattr(mv, "tags", None) or {}).get(MODEL_HASH_TAG)
+    if not expected:
+        raise RegistryError(
+            f"v{mv.version} of {mv.name!r} has no recorded {MODEL_HASH_TAG} (registered before "
+            "hashes were recorded, or not by this platform): it is not loaded; retrain to "
+            "register a hashed version"
+        )
     with registry_errors(settings, f"loading v{mv.version}"):
         uri = client.get_model_version_download_uri(mv.name, mv.version)
+        _check_in_store(settings, uri, int(mv.version))
         with tempfile.TemporaryDirectory(prefix="lead-scoring-model-") as tmp:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=uri,
@@ -107,15 +138,39 @@ def load_version(settings: Settings, alias_or_version: str | int) -> tuple[LeadS
                 tracking_uri=registry_uri(settings),
                 registry_uri=registry_uri(settings),
             )
-            # The scorer is read into memory here; the downloaded copy can go.
-            model = mlflow.pyfunc.load_model(str(Path(local)))
-            python_model = model.unwrap_python_model()
-    if not isinstance(python_model, LeadScoringPyfunc) or python_model.scorer is None:
-        raise RegistryError(
-            f"v{mv.version} of {mv.name!r} is not a lead-scoring model "
-            f"({type(python_model).__name__})"
-        )
-    return python_model.scorer, int(mv.version)
+            folder = Path(local) / "artifacts" / LeadScoringPyfunc.ARTIFACT_KEY
+            if not folder.is_dir():
+                raise RegistryError(f"v{mv.version} of {mv.name!r} is not a lead-scoring model "
+                                    "(it has no scorer files)")
+            actual = scorer_sha256(folder)
+            if actual != expected:
+                raise RegistryError(
+                    f"v{mv.version} of {mv.name!r} does not match its recorded {MODEL_HASH_TAG} "
+                    "(its files changed after registration): it is not loaded; restore the "
+                    "artefact store or register the model again"
+                )
+            # The scorer is read into memory here (no unpickling); the downloaded copy can go.
+            scorer = LeadScorer.load(folder)
+    return scorer, int(mv.version)
+
+
+def _check_in_store(settings: Settings, uri: str, version: int) -> None:
+    """Refuse a version whose files are not in the configured artefact store: a local folder
+    under `paths.mlflow_artifacts`, or the artefacts the configured tracking server proxies."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        root = Path(settings.paths.mlflow_artifacts).resolve()
+        if Path(unquote(parts.path)).resolve().is_relative_to(root):
+            return
+    elif parts.scheme == "mlflow-artifacts" and registry_uri(settings).startswith(("http:",
+                                                                                   "https:")):
+        return
+    raise RegistryError(
+        f"v{version} of {settings.registry.model_name!r} is stored outside the configured "
+        "artefact store (paths.mlflow_artifacts): it is not loaded"
+    )
 
 
 def load_champion(settings: Settings) -> tuple[LeadScorer, int]:
