@@ -345,6 +345,16 @@ class ABSettings(_Section):
     min_effect: float = Field(0.02, gt=0, lt=1)
 
 
+class AuthSettings(_Section):
+    """API keys of the service (ml/serving/auth.py). Off unless a key is configured: in the
+    environment variable `keys_env` (comma-separated) or in `keys_file` (one key per line, `#`
+    comments). With keys, every endpoint but /health asks for one in `header`."""
+
+    header: str = Field("X-API-Key", min_length=1, pattern=r"^[A-Za-z0-9-]+$")
+    keys_env: str = "LEAD_SCORING_API_KEYS"
+    keys_file: Path | None = None  # relative: to the settings file's folder
+
+
 class ServingSettings(_Section):
     """The real-time service (ml/serving): model polling, request limits, online testing."""
 
@@ -359,6 +369,7 @@ class ServingSettings(_Section):
     prediction_log_url: str | None = None  # null: sqlite:///<data_dir>/serving/predictions.db
     canary: CanarySettings = CanarySettings()
     ab: ABSettings = ABSettings()
+    auth: AuthSettings = AuthSettings()
 
 
 class ScheduleSettings(_Section):
@@ -384,6 +395,7 @@ class Settings(_Section):
     source_file: Path | None = None
     # secrets read from the environment by load_settings (never dumped, hashed or printed)
     _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
+    _api_keys: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @model_validator(mode="after")
     def _no_leaking_split(self) -> Settings:
@@ -455,6 +467,11 @@ class Settings(_Section):
         """The value of a secret named in the settings (e.g. `alerting.channels.slack.
         webhook_url_env`), as read from the environment by load_settings; None if unset."""
         return self._secrets.get(env_name)
+
+    @property
+    def api_keys(self) -> frozenset[str]:
+        """The service's API keys (serving.auth), read by load_settings; empty: auth is off."""
+        return self._api_keys
 
     @property
     def feature_repo(self) -> Path:
@@ -624,4 +641,34 @@ def load_settings(
     settings._secrets.update(
         {name: env[name] for name in settings.alerting.secret_env_names() if env.get(name)}
     )
+    settings._api_keys = _api_keys(settings.serving.auth, env, config_path)
     return settings
+
+
+def _api_keys(auth: AuthSettings, env: dict[str, str], config_path: Path) -> frozenset[str]:
+    """API keys from `auth.keys_env` (comma-separated) and `auth.keys_file` (one per line)."""
+    keys = {k.strip() for k in env.get(auth.keys_env, "").split(",") if k.strip()}
+    if auth.keys_file is not None:
+        path = auth.keys_file if auth.keys_file.is_absolute() else (
+            config_path.parent / auth.keys_file)
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(
+                f"invalid settings in {config_path}: serving.auth.keys_file {path} cannot be "
+                f"read ({exc.strerror}); create it with one API key per line, or set it to null"
+            ) from None
+        from_file = {ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")}
+        if not from_file:
+            raise ConfigError(
+                f"invalid settings in {config_path}: serving.auth.keys_file {path} holds no key; "
+                "put one API key per line, or set it to null"
+            )
+        keys |= from_file
+    short = [k for k in keys if len(k) < 16]
+    if short:
+        raise ConfigError(
+            f"invalid settings in {config_path}: {len(short)} API key(s) of serving.auth are "
+            "shorter than 16 characters; use long random keys (e.g. `openssl rand -hex 24`)"
+        )
+    return frozenset(keys)

@@ -82,6 +82,21 @@ def test_failed_load_keeps_the_current_model(make_client, scorers):
     assert client.post("/predict", json={"lead_id": IDS[0]}).status_code == 200
 
 
+def test_a_broken_challenger_does_not_keep_the_champion_from_loading(make_client, scorers):
+    """At start-up (nothing loaded yet) a challenger that fails to load used to end the poll
+    before the champion was loaded: the service stayed 503 until the challenger was fixed."""
+    def loader(settings, version):
+        if version == 2:
+            raise OSError("artefact store unreachable")
+        return scorers[version]
+
+    client = make_client(loader=loader, mode="shadow")  # waits for /ready
+    state = client.app.state.manager.state
+    assert state.champion.version == 1 and state.challenger is None and state.degraded
+    assert state.last_error == "challenger v2 could not be loaded"
+    assert client.post("/predict", json={"lead_id": IDS[0]}).json()["model_version"] == "1"
+
+
 def test_shadow_scores_the_challenger_but_never_returns_it(make_client):
     client = make_client(mode="shadow")
     body = client.post("/predict/batch", json={"leads": [{"lead_id": i} for i in IDS[:50]]}).json()
