@@ -352,7 +352,7 @@ class AuthSettings(_Section):
 
     header: str = Field("X-API-Key", min_length=1, pattern=r"^[A-Za-z0-9-]+$")
     keys_env: str = "LEAD_SCORING_API_KEYS"
-    keys_file: Path | None = None  # relative: to the settings file's folder
+    keys_file: Path | None = None  # relative: to the project root, like every settings path
 
 
 class ServingSettings(_Section):
@@ -649,8 +649,7 @@ def _api_keys(auth: AuthSettings, env: dict[str, str], config_path: Path) -> fro
     """API keys from `auth.keys_env` (comma-separated) and `auth.keys_file` (one per line)."""
     keys = {k.strip() for k in env.get(auth.keys_env, "").split(",") if k.strip()}
     if auth.keys_file is not None:
-        path = auth.keys_file if auth.keys_file.is_absolute() else (
-            config_path.parent / auth.keys_file)
+        path = auth.keys_file if auth.keys_file.is_absolute() else PROJECT_ROOT / auth.keys_file
         try:
             lines = path.read_text().splitlines()
         except OSError as exc:
