@@ -5,11 +5,12 @@ set, or a model not registered yet, is None; any other failure of the registry i
 RegistryError. Loading downloads the version's files through the client's own tracking URI and
 never through MLflow's global one, so the service can load from its threads.
 
-Loading trusts nothing a registry entry points at. The files must come from the configured
-artefact store (a version whose source lies elsewhere is refused), their SHA-256 must equal the
-`model_sha256` tag recorded when the version was registered (a changed or swapped file is
-refused), and only the scorer's own files (JSON and XGBoost UBJSON) are read: MLflow's pickled
-pyfunc wrapper is never unpickled, so a tampered registry cannot run code in the service.
+Loading trusts only the configured registry's own record. A version is read through the
+client of `paths.mlflow_tracking_uri` (never a URI a caller passes), its files' SHA-256 must
+equal the `model_sha256` tag recorded when it was registered (a changed or swapped file is
+refused, wherever the artefacts live), and only the scorer's own files (JSON and XGBoost UBJSON)
+are read: MLflow's pickled pyfunc wrapper is never unpickled, so tampered artefacts cannot run
+code in the service.
 """
 
 from __future__ import annotations
@@ -114,8 +115,8 @@ def load_version(settings: Settings, alias_or_version: str | int) -> tuple[LeadS
     checking where its files come from and their recorded hash (module docstring).
 
     Raises:
-        RegistryError: no such version, the registry or its artefacts cannot be read, the files
-            are outside the configured artefact store, or their hash is missing or differs.
+        RegistryError: no such version, the registry or its artefacts cannot be read, or the
+            files' hash is missing or differs from the recorded one.
     """
     import mlflow
 
@@ -130,7 +131,6 @@ def load_version(settings: Settings, alias_or_version: str | int) -> tuple[LeadS
         )
     with registry_errors(settings, f"loading v{mv.version}"):
         uri = client.get_model_version_download_uri(mv.name, mv.version)
-        _check_in_store(settings, uri, int(mv.version))
         with tempfile.TemporaryDirectory(prefix="lead-scoring-model-") as tmp:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=uri,
@@ -152,25 +152,6 @@ def load_version(settings: Settings, alias_or_version: str | int) -> tuple[LeadS
             # The scorer is read into memory here (no unpickling); the downloaded copy can go.
             scorer = LeadScorer.load(folder)
     return scorer, int(mv.version)
-
-
-def _check_in_store(settings: Settings, uri: str, version: int) -> None:
-    """Refuse a version whose files are not in the configured artefact store: a local folder
-    under `paths.mlflow_artifacts`, or the artefacts the configured tracking server proxies."""
-    from urllib.parse import unquote, urlsplit
-
-    parts = urlsplit(uri)
-    if parts.scheme == "file":
-        root = Path(settings.paths.mlflow_artifacts).resolve()
-        if Path(unquote(parts.path)).resolve().is_relative_to(root):
-            return
-    elif parts.scheme == "mlflow-artifacts" and registry_uri(settings).startswith(("http:",
-                                                                                   "https:")):
-        return
-    raise RegistryError(
-        f"v{version} of {settings.registry.model_name!r} is stored outside the configured "
-        "artefact store (paths.mlflow_artifacts): it is not loaded"
-    )
 
 
 def load_champion(settings: Settings) -> tuple[LeadScorer, int]:
