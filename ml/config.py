@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -137,8 +138,14 @@ class TrainingSettings(_Section):
     # validation log loss (never its test window).
     xgboost_search: list[dict[str, float | int]] = [{}]
     logistic: LogisticParams = LogisticParams()
-    # The score may only rise with these features (monotone constraints in every family).
-    monotone_increasing: list[str] = ["engagement_score", "website_visits", "email_opens"]
+    # The score may only rise with these features (monotone constraints in every family);
+    # shell-style patterns allowed ("n_*": every windowed activity count).
+    monotone_increasing: list[str] = ["engagement_score", "website_visits", "email_opens", "n_*"]
+
+    def monotone(self, features: list[str]) -> list[int]:
+        """Per feature, +1 when the score may only rise with it, else 0."""
+        return [1 if any(fnmatch.fnmatchcase(name, p) for p in self.monotone_increasing) else 0
+                for name in features]
     # The request model (cold start): the features a web form or an agent gives about a new
     # lead, plus its age; trained on the same point-in-time rows as the full model.
     request_features: list[str] = [
@@ -398,6 +405,10 @@ class Settings(_Section):
                 FEATURES):
             unknown = sorted(set(self.training.request_features) - set(FEATURES))
             raise ValueError(f"training.request_features names unknown features: {unknown}")
+        unmatched = [p for p in self.training.monotone_increasing
+                     if not any(fnmatch.fnmatchcase(f, p) for f in FEATURES)]
+        if unmatched:
+            raise ValueError(f"training.monotone_increasing matches no feature: {unmatched}")
         return self
 
     @property

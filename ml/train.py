@@ -99,7 +99,8 @@ def matured(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return labelled
 
 
-def cut_at(frame: pd.DataFrame, origin: date, settings: Settings) -> Split:
+def cut_at(frame: pd.DataFrame, origin: date, settings: Settings, *,
+           embargo_days: int | None = None) -> Split:
     """The fold whose test window starts at `origin`.
 
     Test: snapshots in [origin, origin + test_days). Validation: the `validation_days` of
@@ -107,13 +108,21 @@ def cut_at(frame: pd.DataFrame, origin: date, settings: Settings) -> Split:
     train or validation label (converted within `label_window_days` after its snapshot) can
     see a conversion on or after the origin.
 
+    `embargo_days` None takes the settings' embargo (validated: never below the label window).
+    A smaller value leaks test-window conversions into the labels; it exists only to measure
+    that inflation (tests/benchmarks/bench_backtest.py) and is logged as a warning.
+
     Raises:
         DataError: a part of the fold is empty (the message names the dates and the settings).
     """
     cfg = settings.training.split
     labelled = matured(frame, settings)
     day = snapshot_dates(labelled)
-    embargo = settings.embargo_days
+    embargo = settings.embargo_days if embargo_days is None else embargo_days
+    if embargo < settings.features.label_window_days:
+        log.warning("fold at %s cut with a %d-day embargo, shorter than the %d-day label window: "
+                    "its training labels see the test window (label leakage)", origin, embargo,
+                    settings.features.label_window_days)
     learn_end = pd.Timestamp(origin - timedelta(days=embargo))  # last learnable snapshot day
     validation_start = learn_end - pd.Timedelta(days=cfg.validation_days - 1)
     test_end = pd.Timestamp(origin + timedelta(days=cfg.test_days - 1))
@@ -297,11 +306,6 @@ class FitResult:
     split_summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _monotone(features: list[str], settings: Settings) -> list[int]:
-    increasing = set(settings.training.monotone_increasing)
-    return [1 if name in increasing else 0 for name in features]
-
-
 def _family_features(family: str, features: list[str]) -> list[str]:
     # The rules family is the sales team's engagement rule, recalibrated: one input.
     return [RULES_COLUMN] if family == "rules" else list(features)
@@ -366,7 +370,7 @@ def fit_scorer(split: Split, settings: Settings, *, family: str = "xgboost",
     train, weight = sample_negatives(split.train, cfg.negative_sampling, cfg.seed)
     y_train = train[LABEL].astype(int).to_numpy()
     y_val = split.validation[LABEL].astype(int).to_numpy()
-    monotone = _monotone(names, settings)
+    monotone = settings.training.monotone(names)
     best_iteration = None
     if family == "xgboost":
         params = {**xgboost_params(settings), **(xgboost_overrides or {})}

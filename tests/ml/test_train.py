@@ -128,7 +128,11 @@ def test_more_engagement_never_lowers_the_score(split, ml_settings, family, trai
     fit = trained if family == "xgboost" else fit_scorer(split, ml_settings, family=family)
     rows = split.test.head(400).reset_index(drop=True)
     base = fit.scorer.predict_proba(rows)
-    for name in ml_settings.training.monotone_increasing:
+    names = [n for n, up in zip(fit.scorer.feature_names,
+                                ml_settings.training.monotone(fit.scorer.feature_names),
+                                strict=True) if up]
+    assert {"engagement_score", "website_visits", "n_meeting_booked_30d"} <= set(names)
+    for name in names:
         more = rows.copy()
         more[name] = more[name] + (10 if name == "engagement_score" else 5)
         assert (fit.scorer.predict_proba(more) >= base - 1e-12).all(), name
