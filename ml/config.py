@@ -105,8 +105,8 @@ class BacktestSettings(_Section):
 
 
 class XGBoostParams(_Section):
-    n_estimators: int = Field(400, gt=0)
-    learning_rate: float = Field(0.1, gt=0, le=1)
+    n_estimators: int = Field(200, gt=0)
+    learning_rate: float = Field(0.2, gt=0, le=1)
     max_depth: int = Field(4, gt=0, le=16)
     min_child_weight: float = Field(5.0, ge=0)
     subsample: float = Field(0.9, gt=0, le=1)
