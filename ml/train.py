@@ -202,12 +202,15 @@ def _brier(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def choose_calibration(margin: np.ndarray, y: np.ndarray, requested: str,
-                       seed: int) -> tuple[Calibrator | None, CalibrationReport]:
+                       seed: int, isotonic_min_gain: float = 0.0,
+                       ) -> tuple[Calibrator | None, CalibrationReport]:
     """Pick and fit the calibrator on validation (margin, label) pairs.
 
     Each candidate's Brier is measured out-of-fold (5-fold cross-fitting on validation), because
     an isotonic fit scored on its own data always looks better than it is. With `auto` the
-    candidate with the lowest Brier is kept if it beats the uncalibrated model; the final
+    candidate with the lowest Brier is kept if it beats the uncalibrated model, except that
+    isotonic (whose steps give many leads one score, so the top of the list cannot be ranked)
+    must beat the best tie-free option by `isotonic_min_gain` of its Brier; the final
     calibrator is then refitted on all of validation.
     """
     margin = np.asarray(margin, dtype=np.float64)
@@ -228,7 +231,10 @@ def choose_calibration(margin: np.ndarray, y: np.ndarray, requested: str,
         brier[method] = _brier(y, oof)
     if requested == "auto":
         scored = {m: b for m, b in brier.items() if not np.isnan(b)}
-        chosen = min(scored, key=lambda m: (scored[m], m != "none"))
+        smooth = {m: b for m, b in scored.items() if m != "isotonic"}
+        chosen = min(smooth, key=lambda m: (smooth[m], m != "none"))
+        if scored.get("isotonic", np.inf) < smooth[chosen] * (1 - isotonic_min_gain):
+            chosen = "isotonic"
     else:
         chosen = requested
     calibrator = None if chosen == "none" else Calibrator.fit(chosen, margin, y)  # type: ignore[arg-type]
@@ -399,7 +405,7 @@ def fit_scorer(split: Split, settings: Settings, *, family: str = "xgboost",
         params = {"l2": cfg.logistic.l2}
     val_margin = scorer.margin(split.validation)
     scorer.calibrator, calibration = choose_calibration(val_margin, y_val, cfg.calibration,
-                                                        cfg.seed)
+                                                        cfg.seed, cfg.isotonic_min_gain)
     val_proba = scorer.probability(val_margin)
     scorer.decision_threshold = max_f1_threshold(y_val, val_proba)
     two = len(np.unique(y_val)) == 2

@@ -192,6 +192,9 @@ def test_calibration_keeps_what_lowers_brier():
     # Already calibrated margins: every candidate is judged out-of-fold against "none".
     _, report = choose_calibration(true_logit, y, "auto", seed=0)
     assert report.brier[report.method] == min(report.brier.values())
+    # Isotonic must buy a clear gain over the tie-free options to be chosen.
+    _, strict = choose_calibration(3 * true_logit + 1.0, y, "auto", seed=0, isotonic_min_gain=0.5)
+    assert strict.method in {"sigmoid", "none"}
     # An explicit choice is honoured; "none" fits nothing.
     assert choose_calibration(true_logit, y, "none", seed=0)[0] is None
 
