@@ -142,10 +142,16 @@ class TrainingSettings(_Section):
     # shell-style patterns allowed ("n_*": every windowed activity count).
     monotone_increasing: list[str] = ["engagement_score", "website_visits", "email_opens", "n_*"]
 
+    # ... and may only fall with these: a lead idle for longer is never a better lead.
+    monotone_decreasing: list[str] = ["days_since_last_activity"]
+
     def monotone(self, features: list[str]) -> list[int]:
-        """Per feature, +1 when the score may only rise with it, else 0."""
-        return [1 if any(fnmatch.fnmatchcase(name, p) for p in self.monotone_increasing) else 0
-                for name in features]
+        """Per feature, +1 when the score may only rise with it, -1 only fall, else 0."""
+        def hit(name: str, patterns: list[str]) -> bool:
+            return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+        return [1 if hit(n, self.monotone_increasing) else -1 if hit(n, self.monotone_decreasing)
+                else 0 for n in features]
     # The request model (cold start): the features a web form or an agent gives about a new
     # lead, plus its age; trained on the same point-in-time rows as the full model.
     request_features: list[str] = [
@@ -409,10 +415,17 @@ class Settings(_Section):
                 FEATURES):
             unknown = sorted(set(self.training.request_features) - set(FEATURES))
             raise ValueError(f"training.request_features names unknown features: {unknown}")
-        unmatched = [p for p in self.training.monotone_increasing
-                     if not any(fnmatch.fnmatchcase(f, p) for f in FEATURES)]
-        if unmatched:
-            raise ValueError(f"training.monotone_increasing matches no feature: {unmatched}")
+        for key in ("monotone_increasing", "monotone_decreasing"):
+            unmatched = [p for p in getattr(self.training, key)
+                         if not any(fnmatch.fnmatchcase(f, p) for f in FEATURES)]
+            if unmatched:
+                raise ValueError(f"training.{key} matches no feature: {unmatched}")
+        both = [f for f, up in zip(FEATURES, self.training.monotone(list(FEATURES)), strict=True)
+                if up > 0 and any(fnmatch.fnmatchcase(f, p)
+                                  for p in self.training.monotone_decreasing)]
+        if both:
+            raise ValueError(
+                f"training.monotone_increasing and monotone_decreasing both name {both}")
         return self
 
     @property

@@ -130,8 +130,11 @@ def test_more_engagement_never_lowers_the_score(split, ml_settings, family, trai
     base = fit.scorer.predict_proba(rows)
     names = [n for n, up in zip(fit.scorer.feature_names,
                                 ml_settings.training.monotone(fit.scorer.feature_names),
-                                strict=True) if up]
+                                strict=True) if up > 0]
     assert {"engagement_score", "website_visits", "n_meeting_booked_30d"} <= set(names)
+    idle = rows.copy()
+    idle["days_since_last_activity"] = idle["days_since_last_activity"] + 10
+    assert (fit.scorer.predict_proba(idle) <= base + 1e-12).all(), "idle for longer"
     for name in names:
         more = rows.copy()
         more[name] = more[name] + (10 if name == "engagement_score" else 5)
