@@ -121,9 +121,13 @@ def fp_registry(s: Settings) -> dict[str, Any]:
     name = s.registry.model_name
     versions = client.search_model_versions(f"name = '{name}'")
     champion = registry.current_version(s, "champion")
-    out = {"versions": len(versions), "champion": champion,
-           "challenger": registry.current_version(s, "challenger"),
-           "fingerprints": len({v.tags.get("training_fingerprint") for v in versions})}
+    # A version is a duplicate when another has the same identity (code, settings, data):
+    # training reuses such a version instead of registering a copy. A new commit is a new
+    # identity, so versions are counted per identity, not in total.
+    identities = [tuple(v.tags.get(k) for k in registry.IDENTITY_TAGS) for v in versions]
+    out = {"duplicate versions": len(identities) - len(set(identities)), "champion": champion,
+           "challenger is latest": registry.current_version(s, "challenger") == max(
+               (int(v.version) for v in versions), default=None)}
     if champion is not None:
         registry.load_version(s, champion)  # loadable, hash checked
     history = registry.alias_history(s)
