@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import serving_settings, wait_ready
 from fastapi.testclient import TestClient
 from serving_stack import Aliases
 
@@ -25,6 +24,23 @@ PROTECTED = [("get", "/ready", None), ("get", "/model", None), ("get", "/metrics
              ("get", "/docs", None), ("get", "/openapi.json", None),
              ("post", "/predict", {"lead_id": KNOWN}),
              ("post", "/predict/batch", {"leads": [{"lead_id": KNOWN}]})]
+
+
+def serving_settings(stack, tmp_path: Path, **serving):
+    """As tests/serving/conftest.py builds them (imported from there, `conftest` can resolve
+    to another folder's conftest module, depending on what pytest collected last)."""
+    return load_settings(overrides={
+        "paths.data_dir": str(stack.paths.data_dir),
+        "serving.prediction_log_url": f"sqlite:///{tmp_path / 'predictions.db'}",
+        "serving.poll_interval_seconds": 3600,
+        **{f"serving.{k}": v for k, v in serving.items()}})
+
+
+def wait_ready(client: TestClient, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, "the service never got ready"
+        time.sleep(0.05)
 
 
 def _call(client: TestClient, method: str, path: str, body, key: str | None = None):
