@@ -1,9 +1,10 @@
 """Feast declarations of the `lead_features` mart: entity, source, feature views, feature service.
 
 The features are defined once, in dbt SQL (dbt_project/models/marts/lead_features.sql); this file
-only declares them. The Parquet path comes from the settings file, so `feast -c feature_repo
-apply` works from any working directory; `ml.feature_store.apply_feature_repo` re-points the
-source at the marts folder of the `Settings` it is given (tests use a temporary data dir).
+only declares them. The Parquet path comes from the settings: `ml.feature_store` executes this
+file with its `Settings` in `LEAD_SCORING_SETTINGS` (tests use a temporary data dir, production
+its own); the Feast CLI (`feast -c feature_repo apply`), which imports it alone, gets the settings
+file's own.
 """
 
 from datetime import timedelta
@@ -16,7 +17,7 @@ from feast.value_type import ValueType
 from ml.config import load_settings
 from ml.contract import ACTIVITY_TYPES, ACTIVITY_WINDOWS_DAYS
 
-_settings = load_settings()
+_settings = globals().get("LEAD_SCORING_SETTINGS") or load_settings()
 
 OWNER = "lead-scoring"
 SOURCE_MODEL = "lead_features"
