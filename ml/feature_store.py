@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -26,7 +27,7 @@ from feast.repo_contents import RepoContents
 from feast.repo_operations import extract_objects_for_apply_delete
 
 from ml import stores
-from ml.config import Settings
+from ml.config import Settings, load_settings
 from ml.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -101,18 +102,23 @@ def get_store(settings: Settings) -> FeatureStore:
     return FeatureStore(config=repo_config(settings))
 
 
-SETTINGS_GLOBAL = "LEAD_SCORING_SETTINGS"  # what feature_repo/*.py read their settings from
+# The settings of the apply in progress, which feature_repo/*.py declares its objects from.
+_DEFINING: ContextVar[Settings | None] = ContextVar("feature_repo_settings", default=None)
 
 
-def _load_module(path: Path, settings: Settings) -> ModuleType:
-    # A fresh module per call (not cached in sys.modules), executed with the caller's Settings
-    # in its globals: the definitions are built once, on the right paths (the Feast CLI, which
-    # imports the file itself, gets the settings file's own).
+def definition_settings() -> Settings:
+    """The settings feature_repo/*.py reads (its vocabulary, TTL, service name): those given to
+    `load_repo_contents`, or `load_settings()` when the `feast` CLI imports the repo itself."""
+    return _DEFINING.get() or load_settings()
+
+
+def _load_module(path: Path) -> ModuleType:
+    # A fresh module per call (not cached in sys.modules): the objects it defines are built from
+    # the settings of this call (definition_settings), and another call must get its own.
     spec = importlib.util.spec_from_file_location(f"_feature_repo_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise ConfigError(f"cannot import Feast definitions from {path}")
     module = importlib.util.module_from_spec(spec)
-    setattr(module, SETTINGS_GLOBAL, settings)
     spec.loader.exec_module(module)
     return module
 
@@ -132,7 +138,11 @@ def load_repo_contents(settings: Settings) -> RepoContents:
     for path in sorted(settings.feature_repo.glob("*.py")):
         if path.name == "__init__.py":
             continue
-        module = _load_module(path, settings)
+        token = _DEFINING.set(settings)
+        try:
+            module = _load_module(path)
+        finally:
+            _DEFINING.reset(token)
         for name in dir(module):
             obj = getattr(module, name)
             if isinstance(obj, Entity):
