@@ -33,6 +33,7 @@ from ml.errors import ConfigError, DataError
 logger = logging.getLogger(__name__)
 
 ONLINE_STORE_FILE = "online_store.db"  # the default online store's file in feast_dir (ml.config)
+REDIS_TIMEOUT_S = 2  # socket timeouts of Feast's Redis client
 
 
 def online_store_config(url: str) -> dict[str, Any]:
@@ -52,7 +53,14 @@ def online_store_config(url: str) -> dict[str, Any]:
     db = parts.path.strip("/") or "0"
     if not db.isdigit():
         raise ConfigError(f"paths.online_store_url {url!r}: the Redis database must be a number")
-    connection = [f"{parts.hostname}:{parts.port or 6379}", f"db={db}"]
+    # A server that stops answering fails a read in seconds rather than hanging the service
+    # (which then scores from the request and retries with a backoff, ml/serving/features.py).
+    connection = [
+        f"{parts.hostname}:{parts.port or 6379}",
+        f"db={db}",
+        f"socket_timeout={REDIS_TIMEOUT_S}",
+        f"socket_connect_timeout={REDIS_TIMEOUT_S}",
+    ]
     if parts.username:
         connection.append(f"username={unquote(parts.username)}")
     if parts.password:

@@ -23,6 +23,7 @@ redis`): a cluster cannot run one transaction over many keys.
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 from datetime import UTC, datetime
@@ -72,16 +73,16 @@ def redis_client(online_store: Any) -> redis.Redis:
         )
     host_port, *params = online_store.connection_string.split(",")
     host, _, port = host_port.partition(":")
-    kwargs: dict[str, Any] = dict(p.split("=", 1) for p in params if "=" in p)
-    ssl = str(kwargs.pop("ssl", "false")).lower() == "true"
-    return redis.Redis(
-        host=host,
-        port=int(port or 6379),
-        db=int(kwargs.pop("db", 0)),
-        ssl=ssl,
-        socket_timeout=60,
-        **kwargs,
-    )
+    kwargs: dict[str, Any] = {}
+    for param in params:  # values decoded as JSON where they are JSON, as Feast does
+        key, _, value = param.partition("=")
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key] = value
+    # One refresh is one big transaction: give it longer than a serving read gets.
+    kwargs.update(socket_timeout=120)
+    return redis.Redis(host=host, port=int(port or 6379), **kwargs)
 
 
 def _glob_escape(raw: bytes) -> bytes:
