@@ -1,5 +1,9 @@
 """Nightly refresh of the online store: write only the feature values that changed.
 
+The online store is the one `paths.online_store_url` names: Feast's SQLite store (below) or its
+Redis store (the same diff, written by ml/online_redis.py). Either way what Feast's public API
+reads back equals what stock `feast materialize` of the same latest rows serves.
+
 Stock `feast materialize` into SQLite builds one ValueProto per value and issues one SQL statement
 per value (about 1,400-1,900 leads/s at 41 features). This module writes into Feast's own SQLite
 tables, byte for byte as Feast would (entity keys, serialized ValueProtos, value_text, event_ts),
