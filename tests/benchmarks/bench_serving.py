@@ -22,6 +22,7 @@ registers v2 @challenger, so the shadow challenger scores every request too.
 services` starts one): both servers read Feast's Redis store instead, filled by our refresh;
 first a table of our refresh (full, then unchanged) against stock `feast materialize` into
 another database of the same Redis, with a check that both read back identical.
+
 Goals (issue 11): serial p50 <= 2 ms; at 500 req/s p99 <= 5 ms with 0 errors.
 """
 
@@ -151,19 +152,19 @@ def main() -> None:
         ours_url, stock_url = claim_redis_db(args.redis_url), claim_redis_db(args.redis_url)
         settings = refresh_vs_stock(settings, ours_url, stock_url)
         redis_env = {"LEAD_SCORING_ONLINE_STORE_URL": ours_url}
-    feast_dir = settings.paths.feast_dir
     repo = tmp / "feast_repo"
     repo.mkdir()
-    from ml.feature_store import online_store_config
+    import yaml
 
-    online = "".join(f"  {k}: {v}\n" for k, v in
-                     online_store_config(settings.paths.online_store_url).items())
-    (repo / "feature_store.yaml").write_text(
-        "project: lead_scoring\nprovider: local\n"
-        f"registry:\n  registry_type: file\n  path: {feast_dir / 'registry.db'}\n"
-        "  cache_ttl_seconds: 60\noffline_store:\n  type: duckdb\n"
-        f"online_store:\n{online}"
-        "entity_key_serialization_version: 3\nauth:\n  type: no_auth\n")
+    from ml.feature_store import online_store_config, registry_config
+
+    (repo / "feature_store.yaml").write_text(yaml.safe_dump({
+        "project": "lead_scoring", "provider": "local",
+        "registry": registry_config(str(settings.paths.feast_registry_url), 60),
+        "offline_store": {"type": "duckdb"},
+        "online_store": online_store_config(settings.paths.online_store_url),
+        "entity_key_serialization_version": 3, "auth": {"type": "no_auth"},
+    }))
 
     ids_all = pd.read_parquet(settings.paths.marts_dir / "lead_features_latest.parquet",
                               columns=["lead_id"])["lead_id"].tolist()
