@@ -297,7 +297,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(cmd: list[str], health: str, env: dict[str, str], timeout: float = 180
+def server(cmd: list[str], health: str, env: dict[str, str], timeout: float = 600
            ) -> Iterator[subprocess.Popen]:
     """Start a server on loopback, wait until `health` answers 200, stop it afterwards."""
     with tempfile.TemporaryFile() as log:
@@ -340,7 +340,9 @@ def _shot(page: Any, url: str, target: Path, wait_for: str, settle_ms: int = 250
           full_page: bool = True) -> None:
     page.goto(url)
     page.wait_for_selector(wait_for, timeout=180_000)
-    page.wait_for_load_state("networkidle", timeout=180_000)
+    # UIs that poll (MLflow) never go network-idle: wait a little for it, then settle
+    with contextlib.suppress(Exception):
+        page.wait_for_load_state("networkidle", timeout=15_000)
     page.wait_for_timeout(settle_ms)
     page.screenshot(path=str(target), full_page=full_page)
     print(f"  {target.relative_to(ROOT)}")
