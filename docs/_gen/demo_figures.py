@@ -256,7 +256,7 @@ def retraining_page(settings: Settings, facts: dict[str, Any], shots: set[str]) 
         "",
         md_table(folds[keep]),
         "",
-        _img("dagster-lineage.png", "Dagster: the asset lineage (dagster-webserver)", shots),
+        _img("dagster-lineage.png", "Dagster: the asset graph (dagster-webserver)", shots),
     ])
 
 
@@ -425,13 +425,16 @@ def dagster_shot(settings: Settings, browser: Any) -> list[str]:
             skip = page.get_by_role("button", name="Skip")  # the UI's newsletter prompt
             if skip.count():
                 skip.first.click()
-            # groups start collapsed: the canvas's context menu expands them all
-            page.mouse.click(1500, 200, button="right")
+            # groups start collapsed; the graph's menu item expands them all (it is rendered
+            # hidden, so the click is dispatched to it)
             expand = page.get_by_text("Expand all groups")
-            if not expand.count():
-                raise SystemExit("the Dagster UI offers no 'Expand all groups' on the lineage")
-            expand.first.click()
-            page.wait_for_selector("text=challenger_model", timeout=60_000)
+            if expand.count():
+                expand.first.dispatch_event("click")
+            try:
+                page.get_by_text("challenger_model").first.wait_for(timeout=60_000)
+            except Exception:  # still collapsed: the retraining job's graph shows the assets
+                page.goto(f"{base}/locations/orchestration.definitions/jobs/weekly_retrain")
+                page.get_by_text("challenger_model").first.wait_for()
             page.wait_for_timeout(4000)
             page.screenshot(path=str(IMG_DIR / "dagster-lineage.png"))
             print(f"  {(IMG_DIR / 'dagster-lineage.png')}")
@@ -472,7 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="the finished demo's data dir (default: settings)")
     parser.add_argument("--no-screenshots", action="store_true",
                         help="only the figures; keep the pictures already in docs/")
-    parser.add_argument("--only", default=",".join(SHOOTERS),
+    # dagster is opt-in: its lineage opens with every group collapsed and the fallback (the
+    # retraining job's graph) is cut by the info panel; not good enough for the pages yet
+    parser.add_argument("--only", default="mlflow,evidently,dashboard",
                         help=f"screenshots of these only (comma-separated: {','.join(SHOOTERS)})")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = parser.parse_args(argv)
