@@ -307,6 +307,15 @@ def backtest_table(settings: Settings, alias: str = "champion") -> pd.DataFrame:
         return pd.DataFrame()
 
 
+def model_card_text(settings: Settings, run_id: str) -> str | None:
+    """The Markdown model card logged on a version's run (`ml/model_card.py`), None if none."""
+    if not registry_exists(settings):
+        return None
+    from ml.model_card import read_logged_card
+
+    return read_logged_card(settings, run_id)
+
+
 def alias_moves(settings: Settings) -> pd.DataFrame:
     """The alias history (promotions, rollbacks, new challengers), newest first."""
     from ml.registry import alias_history_table, alias_history_url
