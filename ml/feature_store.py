@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +22,7 @@ from feast.data_source import DataSource
 from feast.repo_contents import RepoContents
 from feast.repo_operations import extract_objects_for_apply_delete
 
-from ml.config import Settings
+from ml.config import Settings, load_settings
 from ml.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,16 @@ def get_store(settings: Settings) -> FeatureStore:
     """A FeatureStore over the registry and online store under `settings.paths.feast_dir`."""
     settings.paths.feast_dir.mkdir(parents=True, exist_ok=True)
     return FeatureStore(config=repo_config(settings))
+
+
+# The settings of the apply in progress, which feature_repo/*.py declares its objects from.
+_DEFINING: ContextVar[Settings | None] = ContextVar("feature_repo_settings", default=None)
+
+
+def definition_settings() -> Settings:
+    """The settings feature_repo/*.py reads (its vocabulary, TTL, service name): those given to
+    `load_repo_contents`, or `load_settings()` when the `feast` CLI imports the repo itself."""
+    return _DEFINING.get() or load_settings()
 
 
 def _load_module(path: Path) -> ModuleType:
@@ -80,7 +91,11 @@ def load_repo_contents(settings: Settings) -> RepoContents:
     for path in sorted(settings.feature_repo.glob("*.py")):
         if path.name == "__init__.py":
             continue
-        module = _load_module(path)
+        token = _DEFINING.set(settings)
+        try:
+            module = _load_module(path)
+        finally:
+            _DEFINING.reset(token)
         for name in dir(module):
             obj = getattr(module, name)
             if isinstance(obj, Entity):

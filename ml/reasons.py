@@ -3,7 +3,9 @@
 Input: the per-feature margin contributions of the model (`LeadScorer.contributions`) and the
 lead's feature values. The top N features with the largest positive contributions are the
 reasons *for*, the N most negative the reasons *against*; each is phrased from the feature's
-value ("visited the pricing page 4 times in the last 7 days").
+value ("visited the pricing page 4 times in the last 7 days"). The wording of activity counts and of
+categorical values comes from the settings' vocabulary (`vocabulary.activity_types.*.phrases`,
+`vocabulary.categoricals`); an activity type without phrases is phrased from its name.
 
 Vectorised for a million leads: `argpartition` picks the 2N features per lead, and phrases are
 built once per distinct (feature, value) pair and then gathered, never per row.
@@ -14,56 +16,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
+from ml.config import VocabularySettings
+
 # A contribution smaller than this (in log-odds) is no reason either way.
 MIN_CONTRIBUTION = 1e-6
-
-_ACTIVITY_PHRASES: dict[str, tuple[str, str, str]] = {
-    # activity type -> (none, one, many with {n})
-    "website_visit": (
-        "no website visits",
-        "visited the website once",
-        "visited the website {n} times",
-    ),
-    "pricing_page_view": (
-        "has not viewed the pricing page",
-        "viewed the pricing page once",
-        "viewed the pricing page {n} times",
-    ),
-    "email_open": ("opened no emails", "opened 1 email", "opened {n} emails"),
-    "email_click": ("clicked no email links", "clicked an email link", "clicked {n} email links"),
-    "form_submit": ("submitted no forms", "submitted a form", "submitted {n} forms"),
-    "webinar": ("attended no webinars", "attended a webinar", "attended {n} webinars"),
-    "call_connected": (
-        "no calls connected",
-        "had a call with the team",
-        "had {n} calls with the team",
-    ),
-    "meeting_booked": ("has not booked a meeting", "booked a meeting", "booked {n} meetings"),
-    "document_upload": ("uploaded no documents", "uploaded a document", "uploaded {n} documents"),
-}
-_WINDOWS = (7, 30, 90)
-
-_LEAD_SOURCE = {
-    "Web": "came in through the website",
-    "Referral": "referred by a customer",
-    "Partner agent": "referred by a partner agent",
-    "Event": "met at an event",
-    "Social": "came in through social media",
-    "Email campaign": "came in through an email campaign",
-    "Walk-in": "walked into the office",
-    "Call centre": "came in through the call centre",
-}
-_BUDGET = {
-    "<25k": "budget under AED 25k",
-    "25k-50k": "budget of AED 25k–50k",
-    "50k-100k": "budget of AED 50k–100k",
-    "100k+": "budget over AED 100k",
-}
-
 
 def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
@@ -130,13 +91,22 @@ def _percent(values: np.ndarray) -> np.ndarray:
     return np.round(np.clip(share, 0.0, 1.0) * 100)
 
 
-def _templates() -> dict[str, Template]:
+def _activity_phrases(name: str, phrases: tuple[str, str, str] | None) -> tuple[str, str, str]:
+    if phrases is not None:
+        return phrases
+    label = name.replace("_", " ")
+    return f"no {label}", f"1 {label}", f"{{n}} × {label}"
+
+
+def _templates(vocabulary: VocabularySettings) -> dict[str, Template]:
+    lead_source = vocabulary.categoricals["lead_source"]
+    budget = vocabulary.categoricals["budget_band"]
     t: dict[str, Template] = {
         "lead_source": Template(
             lambda v: (
                 "lead source not given"
                 if _missing(v)
-                else _LEAD_SOURCE.get(str(v), f"came in through {v}")
+                else lead_source.get(str(v)) or f"came in through {v}"
             )
         ),
         "industry": Template(
@@ -147,7 +117,7 @@ def _templates() -> dict[str, Template]:
         ),
         "license_type": Template(_licence),
         "budget_band": Template(
-            lambda v: "budget not given" if _missing(v) else _BUDGET.get(str(v), f"budget {v}")
+            lambda v: "budget not given" if _missing(v) else budget.get(str(v)) or f"budget {v}"
         ),
         "company_size": Template(
             lambda v: (
@@ -212,15 +182,26 @@ def _templates() -> dict[str, Template]:
             _round,
         ),
     }
-    for activity, (none, one, many) in _ACTIVITY_PHRASES.items():
-        for w in _WINDOWS:
+    for activity, spec in vocabulary.activity_types.items():
+        none, one, many = _activity_phrases(activity, spec.phrases)
+        for w in vocabulary.activity_windows_days:
             t[f"n_{activity}_{w}d"] = Template(
                 _count(none, one, many, f" in the last {w} days"), _round
             )
     return t
 
 
-TEMPLATES: dict[str, Template] = _templates()
+@lru_cache(maxsize=8)
+def _templates_of(vocabulary_json: str) -> dict[str, Template]:
+    return _templates(VocabularySettings.model_validate_json(vocabulary_json))
+
+
+def templates(vocabulary: VocabularySettings | None = None) -> dict[str, Template]:
+    """The phrase templates of every feature of a vocabulary (default: the default one)."""
+    return _templates_of((vocabulary or VocabularySettings()).model_dump_json())
+
+
+TEMPLATES: dict[str, Template] = templates()
 
 
 def _generic(feature: str) -> Template:
@@ -228,9 +209,9 @@ def _generic(feature: str) -> Template:
     return Template(lambda v: f"{label} unknown" if _missing(v) else f"{label}: {v}")
 
 
-def phrase(feature: str, value: object) -> str:
+def phrase(feature: str, value: object, vocabulary: VocabularySettings | None = None) -> str:
     """The words for one feature value (e.g. for a single explanation in the API)."""
-    template = TEMPLATES.get(feature) or _generic(feature)
+    template = templates(vocabulary).get(feature) or _generic(feature)
     if template.bucket is not None:
         value = template.bucket(np.asarray([value], dtype=object))[0]
     return template.phrase(value)
@@ -268,10 +249,12 @@ def top_features(
     return out[0], out[1], out[2], out[3]
 
 
-def _phrases_for(feature: str, values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def _phrases_for(
+    feature: str, values: np.ndarray, table: dict[str, Template]
+) -> tuple[np.ndarray, list[str]]:
     """Codes into a list of JSON-quoted phrases for one feature's values; each distinct bucket
     is phrased once."""
-    template = TEMPLATES.get(feature) or _generic(feature)
+    template = table.get(feature) or _generic(feature)
     if template.bucket is not None:
         values = template.bucket(values)
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
@@ -286,6 +269,7 @@ def explain(
     feature_names: Sequence[str],
     features: pd.DataFrame,
     n: int,
+    vocabulary: VocabularySettings | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reasons for and against each lead as JSON strings of lists of phrases.
 
@@ -294,6 +278,8 @@ def explain(
         features: the leads' feature values (row-aligned with `contributions`); a feature the
             frame lacks is phrased by name only.
         n: reasons per side.
+        vocabulary: the settings' vocabulary, whose wording phrases activity counts and
+            categorical values (default: the default vocabulary).
 
     Returns:
         Two object arrays of JSON strings like '["booked a meeting in the last 30 days", ...]'.
@@ -302,6 +288,7 @@ def explain(
     if n <= 0 or rows == 0:
         empty = np.full(rows, "[]", dtype=object)
         return empty, empty.copy()
+    wording = templates(vocabulary)
     idx_for, ok_for, idx_against, ok_against = top_features(contributions, n)
     k = idx_for.shape[1]
     idx = np.concatenate([idx_for, idx_against], axis=1)  # (rows, 2k)
@@ -327,7 +314,7 @@ def explain(
             if name in features.columns
             else np.full(len(r), None, dtype=object)
         )
-        codes, words = _phrases_for(name, values)
+        codes, words = _phrases_for(name, values, wording)
         ids[r, slot[start:stop]] = codes + len(table)
         table.extend(words)
     return _join(ids[:, :k], table), _join(ids[:, k:], table)

@@ -109,7 +109,7 @@ def _utc_naive(as_of: datetime | date) -> datetime:
 
 
 def dbt_vars(settings: Settings, as_of: datetime | date | None = None) -> dict[str, Any]:
-    """The dbt vars of a build, from `settings.features` and the point in time.
+    """The dbt vars of a build, from `settings.features`, the vocabulary and the point in time.
 
     Args:
         as_of: pin the build to this instant (naive = UTC). None: rows after the clock are
@@ -122,6 +122,7 @@ def dbt_vars(settings: Settings, as_of: datetime | date | None = None) -> dict[s
         "label_window_days": features.label_window_days,
         "max_rejected_share": features.max_rejected_share,
         "as_of": _utc_naive(as_of).isoformat(sep=" ") if as_of is not None else None,
+        **settings.vocabulary.dbt_vars(),
     }
 
 

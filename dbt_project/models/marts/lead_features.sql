@@ -53,7 +53,7 @@ final as (
         cast(visa_quota as integer) as visa_quota,
         cast(days_since_created as integer) as days_since_created,
         {%- for t in activity_types() %}
-        {%- for w in [7, 30, 90] %}
+        {%- for w in activity_windows() %}
         cast(n_{{ t }}_{{ w }}d as integer) as n_{{ t }}_{{ w }}d,
         {%- endfor %}
         {%- endfor %}
