@@ -34,6 +34,7 @@ from ml.landing.mapping import (
     resolve_mapping_path,
     vocabularies,
 )
+from ml.landing.merge import merge_into_raw, raw_lead_ids
 from ml.landing.read import ExportTable, read_export
 from ml.landing.report import (
     MAX_EXAMPLES,
@@ -390,6 +391,7 @@ def land_export(
     reports_dir: Path | None = None,
     landed_at: datetime | None = None,
     vocabulary: VocabularySettings | None = None,
+    merge: bool = False,
 ) -> LandingReport:
     """Turn a CRM export into the raw contract files and write the data-quality report.
 
@@ -401,6 +403,8 @@ def land_export(
             None writes no report files.
         landed_at: the landing's time (default now, UTC).
         vocabulary: the settings' vocabulary enum values fold to (default: the default one).
+        merge: the export is a nightly increment (only what changed since the last one):
+            upsert it into the raw files by id (ml/landing/merge.py) instead of replacing them.
 
     Raises:
         ConfigError: the mapping is missing or invalid.
@@ -418,7 +422,8 @@ def land_export(
     }
 
     leads, leads_report, created = _land_leads(spec, exports, terms)
-    activities, activities_report = _land_activities(spec, exports, terms, set(leads["lead_id"]))
+    known_leads = set(leads["lead_id"]) | (raw_lead_ids(Path(raw_dir)) if merge else set())
+    activities, activities_report = _land_activities(spec, exports, terms, known_leads)
     conversions, conversions_report = _land_conversions(
         spec, exports, terms, created, leads["lead_id"]
     )
@@ -429,9 +434,12 @@ def land_export(
         (conversions, "converted_at", conversions_report),
     ):
         _count_future(frame[column], landed_at, file_report)
-    _write_atomically(
-        {"leads": leads, "activities": activities, "conversions": conversions}, Path(raw_dir)
-    )
+    frames = {"leads": leads, "activities": activities, "conversions": conversions}
+    merged = None
+    if merge:
+        merged = {k: v.to_dict() for k, v in merge_into_raw(frames, Path(raw_dir)).items()}
+    else:
+        _write_atomically(frames, Path(raw_dir))
     report = LandingReport(
         mapping=str(resolve_mapping_path(mapping)),
         vendor=spec.vendor,
@@ -443,6 +451,7 @@ def land_export(
             "activities": activities_report,
             "conversions": conversions_report,
         },
+        merged=merged,
     )
     if reports_dir is not None:
         out = Path(reports_dir) / "landing" / landed_at.date().isoformat()
@@ -454,12 +463,16 @@ def land_export(
     return report
 
 
-def land_from_settings(settings: Settings, mapping: str | Path, export_dir: Path) -> LandingReport:
-    """`land_export` into the settings' raw folder, the report under its reports folder."""
+def land_from_settings(
+    settings: Settings, mapping: str | Path, export_dir: Path, *, merge: bool = False
+) -> LandingReport:
+    """`land_export` into the settings' raw folder, the report under its reports folder
+    (`merge`: the export is a nightly increment, upserted into the raw files)."""
     return land_export(
         mapping,
         export_dir,
         settings.paths.raw_dir,
         settings.paths.reports_dir,
         vocabulary=settings.vocabulary,
+        merge=merge,
     )
