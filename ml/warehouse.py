@@ -324,13 +324,20 @@ def _row_counts(
 
 
 def build_warehouse(
-    settings: Settings, as_of: datetime | date | None = None, select: str | None = None
+    settings: Settings,
+    as_of: datetime | date | None = None,
+    select: str | None = None,
+    full_refresh: bool = False,
 ) -> BuildSummary:
     """`dbt build` over the raw files, then export the marts to Parquet.
+
+    The models that grow with history are incremental: a build over a warehouse built before
+    redoes only the leads whose inputs changed (dbt_project/macros/incremental.sql).
 
     Args:
         as_of: pin the point in time (see `dbt_vars`); None derives it from the data.
         select: a dbt selection (e.g. "+lead_features") to build part of the project.
+        full_refresh: rebuild the incremental models from scratch.
 
     Raises:
         DataError: a raw file is missing, or a model or test failed (marts are then not exported).
@@ -339,6 +346,7 @@ def build_warehouse(
     _check_raw_files(settings)
     Path(settings.paths.warehouse).parent.mkdir(parents=True, exist_ok=True)
     args = ["build"] + (["--select", select] if select else [])
+    args += ["--full-refresh"] if full_refresh else []
     result = run_dbt(settings, args, as_of=as_of)
     marts = export_marts(settings)
     raw, accepted, rejected, mart_rows, effective_as_of = _row_counts(settings)

@@ -2,15 +2,30 @@
 -- before snapshot_ts is used: int_activities_windowed and int_lead_attributes_snapshotted (the
 -- attributes as of the snapshot, from the change history), both one row per open lead per
 -- snapshot.
+--
+-- Incremental (macros/incremental.sql): a nightly build redoes the rows of leads whose inputs
+-- changed and adds tonight's snapshot; the fingerprints it was built from are stored after it.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook=[
+        "{{ delete_changed_leads('lead_id') }}",
+        "{{ delete_unscheduled_snapshots() }}",
+    ],
+    post_hook="{{ store_built_fingerprints() }}",
+) }}
+-- depends_on: {{ ref('int_leads_changed') }}, {{ ref('int_snapshots_scheduled') }}
 with activity_windows as (
 
     select * from {{ ref('int_activities_windowed') }}
+    {{ feature_rows_to_build() }}
 
 ),
 
 attributes as (
 
     select * from {{ ref('int_lead_attributes_snapshotted') }}
+    {{ feature_rows_to_build() }}
 
 ),
 
