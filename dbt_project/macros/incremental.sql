@@ -54,12 +54,3 @@
     select 1
     {%- endif %}
 {% endmacro %}
-
-{#- The rows an incremental build of lead_features computes: every row of a changed lead, and
-    every lead's row at a snapshot the table does not hold yet (tonight's as-of). -#}
-{% macro feature_rows_to_build(lead_column='lead_id', snapshot_column='snapshot_ts') %}
-    {%- if is_incremental() %}
-    where {{ lead_column }} in (select lead_id from {{ ref('int_leads_changed') }})
-        or {{ snapshot_column }} not in (select distinct snapshot_ts from {{ this }})
-    {%- endif %}
-{% endmacro %}

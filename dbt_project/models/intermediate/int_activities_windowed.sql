@@ -15,7 +15,8 @@
 with lead_snapshots as (
 
     select hash(lead_id) as lead_key, lead_id, snapshot_ts, created_at
-    from {{ ref('int_leads_snapshotted') }}
+    -- every open-lead snapshot, or on a nightly increment only the rows it redoes
+    from {{ ref('int_feature_rows_to_build') }}
 
 ),
 

@@ -14,18 +14,17 @@
     ],
     post_hook="{{ store_built_fingerprints() }}",
 ) }}
+-- (int_activities_windowed starts from int_feature_rows_to_build: only the rows to redo)
 -- depends_on: {{ ref('int_leads_changed') }}, {{ ref('int_snapshots_scheduled') }}
 with activity_windows as (
 
     select * from {{ ref('int_activities_windowed') }}
-    {{ feature_rows_to_build() }}
 
 ),
 
 attributes as (
 
     select * from {{ ref('int_lead_attributes_snapshotted') }}
-    {{ feature_rows_to_build() }}
 
 ),
 
