@@ -99,25 +99,31 @@ def merge_file(
         select distinct {select} from increment where nullif(trim({key}), '') is null"""
     )
     same_row = " and ".join(f"i.{_quote(c)} is not distinct from e.{_quote(c)}" for c in columns)
-    # raw rows the increment does not replace: another id, or (no id) not the same row again
+    no_key = "nullif(trim({}), '') is null"
+    # raw rows the increment does not replace: another id (an anti join), or no id and not the
+    # same row again
     con.execute(
         f"""create or replace table kept as
-        select {select} from existing as e
-        where case
-            when nullif(trim(e.{key}), '') is null then not exists (
-                select 1 from inc as i where nullif(trim(i.{key}), '') is null and {same_row})
-            else e.{key} not in (select {key} from inc where nullif(trim({key}), '') is not null)
-        end"""
+        select e.* from existing as e
+        anti join (select {key} from inc where not {no_key.format(key)}) as i
+            on e.{key} = i.{key}
+        where not {no_key.format('e.' + key)}
+        union all
+        select e.* from existing as e
+        anti join (select * from inc where {no_key.format(key)}) as i on {same_row}
+        where {no_key.format('e.' + key)}"""
     )
     before, kept, inc_rows = (
         con.execute(f"select count(*) from {t}").fetchone()[0] for t in ("existing", "kept", "inc")
     )
     target = str(out).replace("'", "''")
-    order = ", ".join(f"{_quote(c)} nulls first" for c in columns)
+    # ordered by id (rows without one last, by their text): re-landing writes the same bytes
+    row_text = " || ',' || ".join(f"coalesce({_quote(c)}, '')" for c in columns)
     con.execute(
         f"""copy (
             select * from (select * from kept union all select * from inc)
-            order by {key} nulls last, {order}
+            order by {key} nulls last,
+                case when {no_key.format(key)} then {row_text} end nulls first
         ) to '{target}' (header, delimiter ',', quote '"', escape '"')"""
     )
     for table in ("existing", "increment", "inc", "kept"):
