@@ -2,9 +2,10 @@
 
 The features are defined once, in dbt SQL (dbt_project/models/marts/lead_features.sql); this file
 only declares them, one activity-count field per type and window of the settings' vocabulary
-(the same list dbt loops over). The Parquet path comes from the settings file, so `feast -c
-feature_repo apply` works from any working directory; `ml.feature_store.apply_feature_repo`
-declares with the `Settings` it is given (tests use a temporary data dir and vocabulary).
+(the same list dbt loops over). The Parquet path comes from the settings: `ml.feature_store`
+declares with the `Settings` it is given (tests use a temporary data dir, production its own);
+the Feast CLI (`feast -c feature_repo apply`), which imports this file alone, gets the settings
+file's own.
 """
 
 from datetime import timedelta
