@@ -164,11 +164,20 @@ def land(
         int | None,
         typer.Option("--sample-leads", min=1, help="Leads of the sample (default: settings)."),
     ] = None,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="The export is a nightly increment (only what changed since the last one): "
+            "upsert it into the raw files by id instead of replacing them.",
+        ),
+    ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Land a CRM export: write leads.csv, activities.csv and conversions.csv into the raw folder
-    (atomically) and a data-quality report under <reports>/landing/<date>/."""
+    (atomically; with --merge, upserted into them) and a data-quality report under
+    <reports>/landing/<date>/."""
     from ml.landing import land_from_settings, make_sample_export
 
     settings = _settings(config)
@@ -188,7 +197,7 @@ def land(
             fg=typer.colors.BRIGHT_BLACK,
         )
     with _progress(f"landing the {mapping} export"):
-        report = land_from_settings(settings, mapping, export_dir)
+        report = land_from_settings(settings, mapping, export_dir, merge=merge)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
         return

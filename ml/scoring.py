@@ -69,7 +69,9 @@ def _score(
     timings["predict"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if contribs is not None:
-        reasons_for, reasons_against = reasons.explain(contribs, scorer.feature_names, features, n)
+        reasons_for, reasons_against = reasons.explain(
+            contribs, scorer.feature_names, features, n, settings.vocabulary
+        )
     else:
         reasons_for = reasons_against = np.full(len(features), "[]", dtype=object)
     timings["reasons"] = time.perf_counter() - t0
