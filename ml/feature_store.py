@@ -40,9 +40,25 @@ def repo_config(settings: Settings) -> RepoConfig:
     raw["registry"] = {**raw.get("registry", {}), "path": str(feast_dir / REGISTRY_FILE)}
     online = {**raw.get("online_store", {}), "path": str(feast_dir / ONLINE_STORE_FILE)}
     raw["online_store"] = online
+    if settings.engine == "spark":
+        # engine: spark: Feast's Spark offline store joins point in time (sources become
+        # SparkSources in load_repo_contents); the online store stays what the YAML names
+        raw["offline_store"] = {"type": "spark", "spark_conf": spark_conf(settings)}
     config = RepoConfig(**raw)
     config.repo_path = settings.feature_repo
     return config
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """The Spark session Feast's Spark offline store starts (`settings.spark`)."""
+    spark = settings.spark
+    return {
+        "spark.master": spark.master,
+        "spark.driver.memory": spark.driver_memory,
+        "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": "false",
+    }
 
 
 def get_store(settings: Settings) -> FeatureStore:
@@ -98,6 +114,8 @@ def load_repo_contents(settings: Settings) -> RepoContents:
     for source in sources:
         if isinstance(source, FileSource):
             source.file_options.uri = str(settings.paths.marts_dir / Path(source.path).name)
+    if settings.engine == "spark":
+        sources = _as_spark_sources(sources, views)
 
     return RepoContents(
         projects=[],
@@ -110,6 +128,31 @@ def load_repo_contents(settings: Settings) -> RepoContents:
         feature_services=services,
         permissions=[],
     )
+
+
+def _as_spark_sources(sources: list[DataSource], views: list[FeatureView]) -> list[DataSource]:
+    """The file sources as SparkSources over the same Parquet marts (same names, timestamps and
+    tags), the views re-pointed at them: what Feast's Spark offline store reads."""
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    replaced: dict[int, DataSource] = {}
+    for source in sources:
+        if isinstance(source, FileSource):
+            replaced[id(source)] = SparkSource(
+                name=source.name,
+                path=source.path,
+                file_format="parquet",
+                timestamp_field=source.timestamp_field,
+                created_timestamp_column=source.created_timestamp_column,
+                field_mapping=source.field_mapping,
+                description=source.description,
+                tags=source.tags,
+                owner=source.owner,
+            )
+    for view in views:
+        if view.batch_source is not None and id(view.batch_source) in replaced:
+            view.batch_source = view.data_source = replaced[id(view.batch_source)]
+    return [replaced.get(id(source), source) for source in sources]
 
 
 def apply_feature_repo(settings: Settings) -> list[str]:
