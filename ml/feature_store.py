@@ -231,6 +231,8 @@ def historical_features(settings: Settings, entity_df: pd.DataFrame) -> pd.DataF
         entity_df=entities, features=feature_service(store, settings), full_feature_names=False
     )
     out = job.to_df().sort_values("_row").drop(columns="_row").reset_index(drop=True)
+    # the Spark offline store hands back naive timestamps (UTC); the other stores UTC-aware ones
+    out["event_timestamp"] = _utc(out["event_timestamp"])
     return out
 
 

@@ -4,8 +4,10 @@ session method) give the same marts and the same quarantine, row for row.
 Both builds read one raw folder, with bad rows of every kind planted, and are pinned to the same
 as_of. Compared after ordering: every mart as published (Parquet), and every base_crm__* table
 (typed values, the raw text of rejected rows, the rejection reason, each attribute issue), which
-is what the stg_* and *_rejected views select from. Marked `spark`: it needs Java 17 and the
-`spark` extra (`make demo-spark` installs the first); CI runs it as its own step.
+is what the stg_* and *_rejected views select from. Then the point-in-time training set that
+Feast builds from each engine's marts (DuckDB offline store / Spark offline store). Marked
+`spark`: it needs Java 17 and the `spark` extra (`make demo-spark` installs Java when absent); CI
+runs it as its own step.
 """
 
 from __future__ import annotations
@@ -160,3 +162,21 @@ def test_quarantine_is_identical(builds, name: str) -> None:
     assert frames[0]["rejection_reason"].notna().any(), f"{name}: no planted row rejected"
     assert duck.rejected_rows == spark.rejected_rows
     assert duck.as_of == spark.as_of
+
+
+def test_point_in_time_training_sets_are_identical(builds) -> None:
+    """Feast's Spark offline store over the Spark-built marts joins the same features to the
+    same labelled rows as its DuckDB offline store over the DuckDB-built marts."""
+    from ml.feature_store import apply_feature_repo
+    from ml.training_set import TIMESTAMP, build_training_set
+
+    (duck_settings, _), (spark_settings, _) = builds
+    frames = []
+    for settings in (duck_settings, spark_settings):
+        apply_feature_repo(settings)
+        frame = build_training_set(settings, with_truth=False)
+        assert str(frame[TIMESTAMP].dt.tz) == "UTC", f"{settings.engine}: timestamps not UTC"
+        frames.append(frame.sort_values([TIMESTAMP, "lead_id"]).reset_index(drop=True))
+    duck, spark = frames
+    assert len(duck) > 0 and duck.drop(columns=["lead_id", TIMESTAMP]).notna().any().all()
+    pd.testing.assert_frame_equal(duck, spark[duck.columns], check_dtype=False, rtol=1e-9)
