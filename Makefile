@@ -11,15 +11,16 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV := $(VENV)/.uv/bin/uv
 # Extras of a working copy: the pipeline (dbt, Dagster, Evidently, Streamlit), the server-store
-# drivers (PostgreSQL, Redis) and the dev tools. The service alone needs none (see Dockerfile).
-EXTRAS ?= pipeline backends dev
+# drivers (PostgreSQL, Redis), Spark (engine: spark; Java comes from `make java`) and the dev
+# tools. The service alone needs none (see Dockerfile).
+EXTRAS ?= pipeline backends spark dev
 UV_SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --locked \
 	--python $(BIN)/python $(addprefix --extra ,$(EXTRAS))
 # dagster-dbt and the ml runner call the venv's `dbt`; put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: setup lock services demo test test-backends lint serve dashboard screenshots dagster \
+.PHONY: setup lock services java demo demo-spark test test-spark test-backends lint serve dashboard screenshots dagster \
 	check-defs mlflow-ui docs clean
 
 setup: $(VENV)/.installed
@@ -48,14 +49,28 @@ lock: | $(UV)
 services:
 	@bash .ci/services
 
+# Java 17 for Spark (Debian openjdk-17-jre-headless), installed when no `java` is on PATH.
+java:
+	@command -v java >/dev/null || bash .ci/apt-install openjdk-17-jre-headless
+
+# engine: spark, proven: generated data built by dbt-duckdb and dbt-spark (local Spark), then the
+# marts, the quarantine, Feast's PIT training set and the batch scores compared; one verdict each.
+demo-spark: setup java
+	$(BIN)/python -m ml.spark.parity $(PARITY_ARGS)
+
+# The Spark parity tests (marker spark; slow: each builds on local Spark).
+test-spark: setup java
+	$(BIN)/python -m pytest -q -m spark $(PYTEST_ARGS)
+
 demo: setup
 	$(BIN)/python -m orchestration.demo
 
 # The whole suite. The PostgreSQL/Redis variants of the store tests run when
 # LEAD_SCORING_TEST_POSTGRES_URL / LEAD_SCORING_TEST_REDIS_URL are set (eval "$$(make -s services)")
 # and are skipped otherwise (with CI=true they fail instead).
+# The Spark parity tests (marker spark) take minutes: `make test-spark` (its own CI step).
 test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not spark" $(PYTEST_ARGS)
 
 # Only the server-backend variants (what .ci/run shows as its own step).
 test-backends: setup

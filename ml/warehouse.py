@@ -101,21 +101,23 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         "LEAD_SCORING_WAREHOUSE": str(Path(settings.paths.warehouse).resolve()),
         "LEAD_SCORING_RAW_DIR": str(Path(settings.paths.raw_dir).resolve()),
         "DBT_PROFILES_DIR": str(settings.dbt_project_dir),
+        "LEAD_SCORING_DBT_TARGET": "dev",
     }
     if settings.engine == "spark":
         spark = settings.spark
         env |= {
+            # the profile's target follows the engine, so every dbt call (this module's,
+            # Dagster's DbtCliResource) builds where the settings say
+            "LEAD_SCORING_DBT_TARGET": "spark",
+            # the unit tests check the models' logic with DuckDB-typed fixtures; the DuckDB
+            # build runs them, the parity tests prove the Spark build computes the same marts
+            "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test",
             "LEAD_SCORING_SPARK_WAREHOUSE": str(Path(spark.warehouse_dir).resolve()),
             "LEAD_SCORING_SPARK_MASTER": spark.master,
             "LEAD_SCORING_SPARK_DRIVER_MEMORY": spark.driver_memory,
             "LEAD_SCORING_SPARK_SHUFFLE_PARTITIONS": str(spark.shuffle_partitions),
         }
     return env
-
-
-def dbt_target_args(settings: Settings) -> list[str]:
-    """`--target` of the engine: the profile's `dev` (DuckDB) or `spark` output."""
-    return ["--target", "spark"] if settings.engine == "spark" else []
 
 
 def _utc_naive(as_of: datetime | date) -> datetime:
@@ -192,8 +194,6 @@ def run_dbt(
     command = [_dbt_executable(), *args]
     if args and args[0] in _VARS_COMMANDS and "--vars" not in args:
         command += ["--vars", json.dumps(dbt_vars(settings, as_of))]
-    if args and args[0] in _VARS_COMMANDS and "--target" not in args:
-        command += dbt_target_args(settings)
     env = {
         **os.environ,
         **dbt_env(settings),
@@ -401,10 +401,6 @@ def build_warehouse(
     if settings.engine == "spark":
         Path(settings.spark.warehouse_dir).mkdir(parents=True, exist_ok=True)
     args = ["build"] + (["--select", select] if select else [])
-    if settings.engine == "spark":
-        # the unit tests check the models' logic with DuckDB-typed fixtures; the DuckDB build
-        # runs them, and the parity test proves the Spark build computes the same marts
-        args += ["--exclude-resource-type", "unit_test"]
     result = run_dbt(settings, args, as_of=as_of)
     marts = export_marts(settings)
     raw, accepted, rejected, mart_rows, effective_as_of = _row_counts(settings)
