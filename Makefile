@@ -20,7 +20,8 @@ UV_SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: setup lock services java demo demo-spark test test-spark test-backends lint serve dashboard screenshots dagster \
+.PHONY: setup lock services java demo demo-prod demo-spark test test-spark test-backends lint serve \
+	dashboard screenshots dagster \
 	check-defs mlflow-ui docs clean
 
 setup: $(VENV)/.installed
@@ -64,6 +65,12 @@ test-spark: setup java
 
 demo: setup
 	$(BIN)/python -m orchestration.demo
+
+# The same demo on PostgreSQL (CRM tables, monitoring, prediction log, alias history, MLflow,
+# Feast's registry) and Redis (Feast's online store), started by the project (.ci/services);
+# prints where the scores landed and checks `lead-scoring serve` on Redis. Configuration only.
+demo-prod: setup
+	@bash .ci/demo-prod
 
 # The whole suite. The PostgreSQL/Redis variants of the store tests run when
 # LEAD_SCORING_TEST_POSTGRES_URL / LEAD_SCORING_TEST_REDIS_URL are set (eval "$$(make -s services)")
