@@ -12,6 +12,7 @@ UV_VERSION := 0.13.9
 UV := $(VENV)/.uv/bin/uv
 # Extras of a working copy: the pipeline (dbt, Dagster, Evidently, Streamlit), the server-store
 # drivers (PostgreSQL, Redis) and the dev tools. The service alone needs none (see Dockerfile).
+# The spark and docs extras are added by the targets that need them (test-spark, demo-spark, docs).
 EXTRAS ?= pipeline backends dev
 UV_SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --locked \
 	--python $(BIN)/python $(addprefix --extra ,$(EXTRAS))
@@ -19,8 +20,8 @@ UV_SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: setup lock services demo demo-prod test test-backends lint serve dashboard screenshots \
-	dagster check-defs mlflow-ui docs docs-figures clean
+.PHONY: setup lock services java demo demo-prod demo-spark test test-spark test-backends lint \
+	serve dashboard screenshots dagster check-defs mlflow-ui docs docs-figures clean
 
 setup: $(VENV)/.installed
 
@@ -48,6 +49,21 @@ lock: | $(UV)
 services:
 	@bash .ci/services
 
+# Java 17 for Spark (Debian openjdk-17-jre-headless), installed when no `java` is on PATH.
+java:
+	@command -v java >/dev/null || bash .ci/apt-install openjdk-17-jre-headless
+
+# engine: spark, proven: generated data built by dbt-duckdb and dbt-spark (local Spark), then the
+# marts, the quarantine, Feast's PIT training set and the batch scores compared; one verdict each.
+demo-spark: setup java
+	@$(BIN)/python -c "import pyspark, dbt.adapters.spark" 2>/dev/null || $(UV_SYNC) --extra spark -q
+	$(BIN)/python -m ml.spark.parity $(PARITY_ARGS)
+
+# The Spark parity tests (marker spark; slow: each builds on local Spark).
+test-spark: setup java
+	@$(BIN)/python -c "import pyspark, dbt.adapters.spark" 2>/dev/null || $(UV_SYNC) --extra spark -q
+	$(BIN)/python -m pytest -q -m spark $(PYTEST_ARGS)
+
 demo: setup
 	$(BIN)/python -m orchestration.demo
 
@@ -60,8 +76,9 @@ demo-prod: setup
 # The whole suite. The PostgreSQL/Redis variants of the store tests run when
 # LEAD_SCORING_TEST_POSTGRES_URL / LEAD_SCORING_TEST_REDIS_URL are set (eval "$$(make -s services)")
 # and are skipped otherwise (with CI=true they fail instead).
+# The Spark parity tests (marker spark) take minutes: `make test-spark` (its own CI step).
 test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not spark" $(PYTEST_ARGS)
 
 # Only the server-backend variants (what .ci/run shows as its own step).
 test-backends: setup

@@ -52,10 +52,20 @@ def score_open_leads(
         features_path: another Parquet of latest features (default the mart).
     """
     scorer, version = load_version(settings, model)
-    features = load_latest_features(settings, features_path)
+    path = features_path or settings.paths.marts_dir / "lead_features_latest.parquet"
+    features = load_latest_features(settings, path)
     scoring_date = scoring_date or features_as_of(features)
     scored_at = datetime.combine(scoring_date, time(), tzinfo=UTC)
-    summary = batch_score(settings, features, scorer, str(version), scored_at, run_id)
+    scores = None
+    if settings.engine == "spark":
+        # the same score_frame, run by Spark over the mart (ml/spark/scoring.py); the writes
+        # below are the single-machine run's
+        from ml.spark.scoring import spark_score_frame
+
+        scores = spark_score_frame(settings, scorer, path)
+    summary = batch_score(
+        settings, features, scorer, str(version), scored_at, run_id, scores=scores
+    )
     log.info("batch scoring: %s", summary.to_dict())
     return summary
 

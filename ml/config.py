@@ -45,6 +45,8 @@ ENV_OVERRIDES = {
     "LEAD_SCORING_ALIAS_HISTORY_URL": "registry.alias_history_url",
     "LEAD_SCORING_ONLINE_STORE_URL": "paths.online_store_url",
     "LEAD_SCORING_FEAST_REGISTRY_URL": "paths.feast_registry_url",
+    "LEAD_SCORING_ENGINE": "engine",
+    "LEAD_SCORING_SPARK_MASTER": "spark.master",
 }
 
 
@@ -89,6 +91,18 @@ class PathSettings(_Section):
                 "(postgresql+psycopg://user:pw@host/db)"
             )
         return url
+
+
+class SparkSettings(_Section):
+    """The Spark of `engine: spark`: dbt (dbt-spark, session method), Feast's offline store and
+    batch scoring all start an in-process session with these settings."""
+
+    master: str = "local[2]"
+    # managed tables (one Parquet folder each) and the Derby metastore of the dbt build
+    warehouse_dir: Path = Path("warehouse/spark")
+    driver_memory: str = "2g"
+    # Spark's default 200 shuffle partitions cost more than they split on one machine
+    shuffle_partitions: int = Field(default=4, ge=1)
 
 
 class GeneratorSettings(_Section):
@@ -556,7 +570,11 @@ class ScheduleSettings(_Section):
 class Settings(_Section):
     """All settings of the platform, with paths resolved to absolute ones."""
 
+    # where dbt builds, Feast's offline store reads and batch scoring runs (same SQL, same
+    # scoring function; tests/dbt/test_spark_parity.py keeps the two engines equal)
+    engine: Literal["duckdb", "spark"] = "duckdb"
     paths: PathSettings = PathSettings()
+    spark: SparkSettings = SparkSettings()
     generator: GeneratorSettings = GeneratorSettings()
     vocabulary: VocabularySettings = VocabularySettings()
     features: FeatureSettings = FeatureSettings()
@@ -637,6 +655,10 @@ class Settings(_Section):
             p.monitoring_url or f"sqlite:///{data_dir / 'monitoring' / 'monitoring.db'}"
         )
         object.__setattr__(self, "paths", p.model_copy(update=resolved))
+        if not self.spark.warehouse_dir.is_absolute():
+            warehouse_dir = data_dir / self.spark.warehouse_dir
+            spark = self.spark.model_copy(update={"warehouse_dir": warehouse_dir})
+            object.__setattr__(self, "spark", spark)
         if self.registry.alias_history_url is None:
             url = f"sqlite:///{resolved['mlflow_artifacts'].parent / 'alias_history.db'}"
             object.__setattr__(

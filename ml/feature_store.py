@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 import yaml
-from feast import Entity, FeatureService, FeatureStore, FeatureView, RepoConfig
+from feast import Entity, FeatureService, FeatureStore, FeatureView, FileSource, RepoConfig
 from feast.data_source import DataSource
 from feast.repo_contents import RepoContents
 from feast.repo_operations import extract_objects_for_apply_delete
@@ -99,9 +99,25 @@ def repo_config(settings: Settings) -> RepoConfig:
     ttl = int(raw.get("registry", {}).get("cache_ttl_seconds", 60))
     raw["registry"] = registry_config(str(settings.paths.feast_registry_url), ttl)
     raw["online_store"] = online_store_config(str(settings.paths.online_store_url))
+    if settings.engine == "spark":
+        # engine: spark: Feast's Spark offline store joins point in time (sources become
+        # SparkSources in load_repo_contents); the online store stays what the settings name
+        raw["offline_store"] = {"type": "spark", "spark_conf": spark_conf(settings)}
     config = RepoConfig(**raw)
     config.repo_path = settings.feature_repo
     return config
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """The Spark session Feast's Spark offline store starts (`settings.spark`)."""
+    spark = settings.spark
+    return {
+        "spark.master": spark.master,
+        "spark.driver.memory": spark.driver_memory,
+        "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": "false",
+    }
 
 
 def get_store(settings: Settings) -> FeatureStore:
@@ -164,6 +180,9 @@ def load_repo_contents(settings: Settings) -> RepoContents:
             elif isinstance(obj, FeatureService):
                 add(services, obj)
 
+    if settings.engine == "spark":
+        sources = _as_spark_sources(sources, views)
+
     return RepoContents(
         projects=[],
         data_sources=sources,
@@ -175,6 +194,31 @@ def load_repo_contents(settings: Settings) -> RepoContents:
         feature_services=services,
         permissions=[],
     )
+
+
+def _as_spark_sources(sources: list[DataSource], views: list[FeatureView]) -> list[DataSource]:
+    """The file sources as SparkSources over the same Parquet marts (same names, timestamps and
+    tags), the views re-pointed at them: what Feast's Spark offline store reads."""
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    replaced: dict[int, DataSource] = {}
+    for source in sources:
+        if isinstance(source, FileSource):
+            replaced[id(source)] = SparkSource(
+                name=source.name,
+                path=source.path,
+                file_format="parquet",
+                timestamp_field=source.timestamp_field,
+                created_timestamp_column=source.created_timestamp_column,
+                field_mapping=source.field_mapping,
+                description=source.description,
+                tags=source.tags,
+                owner=source.owner,
+            )
+    for view in views:
+        if view.batch_source is not None and id(view.batch_source) in replaced:
+            view.batch_source = view.data_source = replaced[id(view.batch_source)]
+    return [replaced.get(id(source), source) for source in sources]
 
 
 def apply_feature_repo(settings: Settings) -> list[str]:
@@ -253,6 +297,8 @@ def historical_features(settings: Settings, entity_df: pd.DataFrame) -> pd.DataF
         entity_df=entities, features=feature_service(store, settings), full_feature_names=False
     )
     out = job.to_df().sort_values("_row").drop(columns="_row").reset_index(drop=True)
+    # the Spark offline store hands back naive timestamps (UTC); the other stores UTC-aware ones
+    out["event_timestamp"] = _utc(out["event_timestamp"])
     return out
 
 

@@ -202,6 +202,17 @@ def _remove_empty(folder: Path) -> None:
             path.rmdir()
 
 
+def _aligned(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """Scores computed elsewhere, one per row of `features` and in its order."""
+    ids = features["lead_id"].astype(str)
+    out = scores[SCORE_COLUMNS].set_index("lead_id").reindex(ids).reset_index()
+    if len(scores) != len(features) or out["score"].isna().any():
+        raise DataError(
+            f"{len(scores)} precomputed scores do not cover the {len(features)} leads scored"
+        )
+    return out
+
+
 def batch_score(
     settings: Settings,
     features: pd.DataFrame,
@@ -209,11 +220,17 @@ def batch_score(
     model_version: str,
     scored_at: datetime,
     run_id: str | None = None,
+    *,
+    scores: pd.DataFrame | None = None,
 ) -> ScoringRunSummary:
     """Score all leads of `features`, add score_change, write the CRM tables and the extract.
 
     The scoring date is `scored_at`'s UTC date; re-running a date replaces that run. score_change
     is against the latest earlier run in the history (null for leads new since then).
+
+    Args:
+        scores: score_frame's output for `features`, already computed elsewhere (the Spark job
+            of ml/spark/scoring.py); None scores here.
     """
     if features["lead_id"].duplicated().any():
         raise DataError(
@@ -223,7 +240,10 @@ def batch_score(
     scored_at = scored_at.replace(tzinfo=UTC) if scored_at.tzinfo is None else scored_at
     scoring_date = scored_at.astimezone(UTC).date()
     run_id = run_id or f"manual-{uuid.uuid4().hex[:12]}"
-    scores, seconds = _score(scorer, features, settings, None)
+    if scores is None:
+        scores, seconds = _score(scorer, features, settings, None)
+    else:
+        scores, seconds = _aligned(scores, features), {}
 
     model_name = settings.registry.model_name
     recover_extracts(settings)  # a run killed after its commit: its extract first

@@ -1,6 +1,11 @@
 """Build the warehouse: run dbt over the raw CSVs, then publish the marts as Parquet.
 
-dbt (dbt-duckdb) is the only writer of the warehouse file; everything here that reads it opens it
+The engine is the setting `engine`: dbt-duckdb writes one DuckDB file; dbt-spark (`--target
+spark`, an in-process Spark session) writes one Parquet folder per table under
+`spark.warehouse_dir`. Either way the marts leave as the same Parquet files, and what reads the
+warehouse here reads it through DuckDB (the Spark tables as read-only views over their folders).
+
+dbt is the only writer of the warehouse; everything here that reads it opens it
 read-only and briefly. The marts are exported by Python only after `dbt build` is green, not by a
 dbt post-hook: a post-hook runs before the tests of its model, so a failing test would already have
 published bad marts. Here a failed build raises before the export, and the previous good Parquet
@@ -92,11 +97,27 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     profiles.yml and the sources read these through `env_var()`; absolute paths make the build
     independent of dbt's working directory.
     """
-    return {
+    env = {
         "LEAD_SCORING_WAREHOUSE": str(Path(settings.paths.warehouse).resolve()),
         "LEAD_SCORING_RAW_DIR": str(Path(settings.paths.raw_dir).resolve()),
         "DBT_PROFILES_DIR": str(settings.dbt_project_dir),
+        "LEAD_SCORING_DBT_TARGET": "dev",
     }
+    if settings.engine == "spark":
+        spark = settings.spark
+        env |= {
+            # the profile's target follows the engine, so every dbt call (this module's,
+            # Dagster's DbtCliResource) builds where the settings say
+            "LEAD_SCORING_DBT_TARGET": "spark",
+            # the unit tests check the models' logic with DuckDB-typed fixtures; the DuckDB
+            # build runs them, the parity tests prove the Spark build computes the same marts
+            "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test",
+            "LEAD_SCORING_SPARK_WAREHOUSE": str(Path(spark.warehouse_dir).resolve()),
+            "LEAD_SCORING_SPARK_MASTER": spark.master,
+            "LEAD_SCORING_SPARK_DRIVER_MEMORY": spark.driver_memory,
+            "LEAD_SCORING_SPARK_SHUFFLE_PARTITIONS": str(spark.shuffle_partitions),
+        }
+    return env
 
 
 def _utc_naive(as_of: datetime | date) -> datetime:
@@ -230,7 +251,43 @@ def _check_raw_files(settings: Settings) -> None:
         )
 
 
+SPARK_SCHEMA = "lead_scoring"  # the schema of profiles.yml's spark output
+
+
+def spark_table_dirs(settings: Settings) -> dict[str, Path]:
+    """The Parquet folder of each table dbt-spark built (managed tables of the schema)."""
+    schema_dir = Path(settings.spark.warehouse_dir) / "tables" / f"{SPARK_SCHEMA}.db"
+    if not schema_dir.is_dir():
+        return {}
+    return {
+        d.name: d for d in sorted(schema_dir.iterdir()) if d.is_dir() and any(d.glob("*.parquet"))
+    }
+
+
 def _connect_read_only(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that reads the warehouse of the engine: the DuckDB file read-only, or
+    an in-memory database with one view per Spark table over its Parquet folder (Spark's
+    timestamps carry the UTC zone in Parquet; the views drop it, as the contract wants)."""
+    if settings.engine == "spark":
+        tables = spark_table_dirs(settings)
+        if not tables:
+            raise DataError(
+                f"Spark warehouse not found under {settings.spark.warehouse_dir}; "
+                "run `lead-scoring build` first"
+            )
+        con = duckdb.connect()
+        con.execute("set TimeZone = 'UTC'")
+        for name, folder in tables.items():
+            source = f"read_parquet('{str(folder).replace(chr(39), chr(39) * 2)}/*.parquet')"
+            columns = con.sql(f"describe select * from {source}").fetchall()
+            select = ", ".join(
+                f'cast("{c}" as timestamp) as "{c}"'
+                if kind == "TIMESTAMP WITH TIME ZONE"
+                else f'"{c}"'
+                for c, kind, *_ in columns
+            )
+            con.execute(f'create view "{name}" as select {select} from {source}')
+        return con
     path = Path(settings.paths.warehouse)
     if not path.is_file():
         raise DataError(f"warehouse not found: {path}; run `lead-scoring build` first")
@@ -287,8 +344,12 @@ def rejected_counts(settings: Settings) -> dict[str, int]:
     the last build."""
     con = _connect_read_only(settings)
     try:
+        # the base tables hold every raw row with its reason (the *_rejected views split them;
+        # views are not tables a Spark build leaves as Parquet)
         return {
-            name: _count(con, f"select count(*) from stg_crm__{name}_rejected")
+            name: _count(
+                con, f"select count(*) from base_crm__{name} where rejection_reason is not null"
+            )
             for name in RAW_FILES
         }
     finally:
@@ -345,6 +406,8 @@ def build_warehouse(
     started = time.perf_counter()
     _check_raw_files(settings)
     Path(settings.paths.warehouse).parent.mkdir(parents=True, exist_ok=True)
+    if settings.engine == "spark":
+        Path(settings.spark.warehouse_dir).mkdir(parents=True, exist_ok=True)
     args = ["build"] + (["--select", select] if select else [])
     args += ["--full-refresh"] if full_refresh else []
     result = run_dbt(settings, args, as_of=as_of)

@@ -13,10 +13,5 @@
 
 {#- Rows stamped after this are rejected as "future_timestamp". -#}
 {% macro future_cutoff() -%}
-    coalesce({{ as_of_literal() }}, timezone('UTC', now()))
-{%- endmacro %}
-
-{#- A whole number of days as an interval, e.g. from a var. -#}
-{% macro days(n) -%}
-    to_days(cast({{ n }} as integer))
+    coalesce({{ as_of_literal() }}, {{ utc_now() }})
 {%- endmacro %}

@@ -1,15 +1,15 @@
 {#- The lead attributes a change in lead_attribute_changes.csv may touch (docs/contracts.md),
-    with the SQL type each has in stg_crm__leads and the marts. ml/contract.py ATTRIBUTE_FIELDS
+    with the SQL type each has (`string`: DuckDB and Spark both read it) in stg_crm__leads and the marts. ml/contract.py ATTRIBUTE_FIELDS
     lists the same names; tests/data/test_contract.py checks that the two agree. -#}
 {% macro lead_attribute_fields() %}
     {{ return({
-        "lead_source": "varchar",
-        "industry": "varchar",
+        "lead_source": "string",
+        "industry": "string",
         "company_size": "integer",
-        "country": "varchar",
-        "license_type": "varchar",
+        "country": "string",
+        "license_type": "string",
         "visa_quota": "integer",
-        "budget_band": "varchar",
+        "budget_band": "string",
     }) }}
 {% endmacro %}
 
@@ -20,9 +20,7 @@
 {% macro optional_source(source_name, table_name, columns) %}
     {%- if execute -%}
         {%- set path = env_var('LEAD_SCORING_RAW_DIR', '../data/raw') ~ '/' ~ table_name ~ '.csv' -%}
-        {%- set found = run_query(
-            "select count(*) from glob('" ~ path | replace("'", "''") ~ "')"
-        ).columns[0].values()[0] -%}
+        {%- set found = raw_file_count(path) -%}
     {%- else -%}
         {%- set found = 1 -%}
     {%- endif -%}
@@ -32,7 +30,7 @@
         (
             select
             {%- for column in columns %}
-                cast(null as varchar) as {{ column }}{{ "," if not loop.last }}
+                cast(null as string) as {{ column }}{{ "," if not loop.last }}
             {%- endfor %}
             where false
         )

@@ -9,23 +9,22 @@
     into the raw folder. -#}
 {% macro parse_utc_timestamp(column) -%}
     coalesce(
-        timezone('UTC', try_cast(nullif(trim({{ column }}), '') as timestamptz)),
-        try_strptime(trim({{ column }}), {{ raw_timestamp_formats() }})
+        {{ try_parse_iso_timestamp('trim(' ~ column ~ ')') }},
+        {{ try_parse_timestamp_formats('trim(' ~ column ~ ')', raw_timestamp_formats()) }}
     )
 {%- endmacro %}
 
 {% macro raw_timestamp_formats() -%}
-    {%- set formats = var('raw_timestamp_formats', [
+    {{ return(var('raw_timestamp_formats', [
         '%m/%d/%Y %H:%M', '%m/%d/%Y %H:%M:%S', '%m/%d/%Y %I:%M %p', '%Y/%m/%d %H:%M:%S',
-    ]) -%}
-    [{%- for f in formats -%}'{{ f }}'{{ ", " if not loop.last }}{%- endfor -%}]
+    ])) }}
 {%- endmacro %}
 
 {#- An enumeration's value folded to its contract spelling: case and runs of whitespace do not
     matter (' web ' -> 'Web', 'EMAIL_OPEN' -> 'email_open'); a value outside the enumeration is
     returned trimmed, for is_unknown_enum to catch. -#}
 {% macro fold_enum(column, enum_name) -%}
-    case lower(regexp_replace(trim({{ column }}), '\s+', ' ', 'g'))
+    case lower({{ collapse_whitespace('trim(' ~ column ~ ')') }})
         {%- for v in crm_enum(enum_name) %}
         when '{{ v | lower | replace("'", "''") }}' then '{{ v | replace("'", "''") }}'
         {%- endfor %}
@@ -36,13 +35,15 @@
 {#- A count or amount as text -> number: thousands separators (`1,200`, `12,000.50`) are dropped
     first; anything else that does not cast is null. -#}
 {% macro parse_number(column, type='integer') -%}
-    try_cast(
+    {%- set text = 'trim(' ~ column ~ ')' -%}
+    {%- set without_separators -%}
         case
-            when regexp_full_match(trim({{ column }}), '[+]?\d{1,3}(,\d{3})+(\.\d+)?')
-                then replace(trim({{ column }}), ',', '')
-            else trim({{ column }})
-        end as {{ type }}
-    )
+            when {{ regex_full_match(text, '[+]?\\d{1,3}(,\\d{3})+(\\.\\d+)?') }}
+                then replace({{ text }}, ',', '')
+            else {{ text }}
+        end
+    {%- endset -%}
+    {{ try_cast_number(without_separators, type) }}
 {%- endmacro %}
 
 {#- Trimmed text, empty -> null. -#}

@@ -4,7 +4,7 @@
 {#- `issue_columns` (raw column -> issue column) also keeps the raw text of an accepted row's
     column whose value was dropped as an attribute issue, for stg_crm__lead_attribute_issues. -#}
 {% macro raw_text_for_rejected_only(raw_columns, issue_columns={}) %}
-        * exclude ({{ raw_columns | join(', ') }}),
+        {{ star_except(raw_columns) }},
     {%- for column in raw_columns %}
         case
             when rejection_reason is not null

@@ -16,7 +16,8 @@ features as (
     select lead_features.*
     from {{ ref('lead_features') }} as lead_features
     cross join lead_count
-    where hash(lead_features.lead_id) % greatest(1, lead_count.n_leads // 5000) = 0
+    where {{ key_hash('lead_features.lead_id') }}
+        % greatest(1, cast(floor(lead_count.n_leads / 5000) as bigint)) = 0
 
 ),
 
@@ -62,7 +63,8 @@ mismatches as (
     where
         features.website_visits != recount.website_visits
         or features.days_since_last_activity is distinct from
-            (epoch(features.snapshot_ts) - epoch(recount.last_occurred_at)) / 86400.0
+            ({{ epoch_seconds('features.snapshot_ts') }}
+                - {{ epoch_seconds('recount.last_occurred_at') }}) / 86400.0
         or features.days_since_last_activity < 0
         {%- for t in activity_types() %}
         {%- for w in windows %}

@@ -1,8 +1,8 @@
 -- int_activities_accumulated keys leads by hash(lead_id) for speed; two leads sharing a hash
 -- would pool their activities, so a collision must fail the build (odds ~1e-8 at 1M leads).
 select
-    hash(lead_id) as lead_key,
+    {{ key_hash('lead_id') }} as lead_key,
     count(*) as n_leads
 from {{ ref('stg_crm__leads') }}
-group by hash(lead_id)
+group by {{ key_hash('lead_id') }}
 having count(*) > 1

@@ -41,7 +41,7 @@ bucket_offset as (
 bucketed as (
 
     select
-        hash(activities.lead_id) as lead_key,
+        {{ key_hash('activities.lead_id') }} as lead_key,
         activities.activity_type,
         activities.occurred_at,
         case

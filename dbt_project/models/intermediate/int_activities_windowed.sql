@@ -14,7 +14,7 @@
 
 with lead_snapshots as (
 
-    select hash(lead_id) as lead_key, lead_id, snapshot_ts, created_at
+    select {{ key_hash('lead_id') }} as lead_key, lead_id, snapshot_ts, created_at
     -- every open-lead snapshot, or on a nightly increment only the rows it redoes
     from {{ ref('int_feature_rows_to_build') }}
 
@@ -44,14 +44,16 @@ windowed as (
         cast(coalesce(at_t.cum_email_open, 0) as integer) as email_opens,
         at_t.last_occurred_at
     from lead_snapshots
-    asof left join running_totals as at_t
-        on lead_snapshots.lead_key = at_t.lead_key
-        and at_t.bucket_end <= lead_snapshots.snapshot_ts
+    {{ asof_left_join(
+        'running_totals', 'at_t', 'lead_snapshots.lead_key', 'lead_key', 'bucket_end',
+        'lead_snapshots.snapshot_ts', 'lead_snapshots'
+    ) }}
     {%- for w in windows %}
     -- running totals at t - {{ w }}d: what the {{ w }}-day window must not count
-    asof left join running_totals as before_{{ w }}d
-        on lead_snapshots.lead_key = before_{{ w }}d.lead_key
-        and before_{{ w }}d.bucket_end <= lead_snapshots.snapshot_ts - {{ days(w) }}
+    {{ asof_left_join(
+        'running_totals', 'before_' ~ w ~ 'd', 'lead_snapshots.lead_key', 'lead_key', 'bucket_end',
+        'lead_snapshots.snapshot_ts - ' ~ days(w), 'lead_snapshots'
+    ) }}
     {%- endfor %}
 
 )

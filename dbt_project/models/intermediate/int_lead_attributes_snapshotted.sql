@@ -29,7 +29,7 @@ values_before_history as (
 
     -- one row per lead and changed field: the value before its first change (_null: a cleared
     -- value is a value, not "no row")
-    select lead_id, field, arg_min_null(old_value, changed_at) as value
+    select lead_id, field, {{ arg_min_null('old_value', 'changed_at') }} as value
     from changes
     group by lead_id, field
 
@@ -42,7 +42,7 @@ values_at_snapshot as (
         lead_snapshots.lead_id,
         lead_snapshots.snapshot_ts,
         changes.field,
-        arg_max_null(changes.new_value, changes.changed_at) as value
+        {{ arg_max_null('changes.new_value', 'changes.changed_at') }} as value
     from lead_snapshots
     inner join changes
         on lead_snapshots.lead_id = changes.lead_id
@@ -71,14 +71,14 @@ values_at_snapshot as (
 final as (
 
     select
-        cast(lead_snapshots.lead_id as varchar) as lead_id,
+        cast(lead_snapshots.lead_id as string) as lead_id,
         cast(lead_snapshots.snapshot_ts as timestamp) as snapshot_ts,
         {%- for f, sql_type in fields.items() %}
         cast(
             case
                 when snapshot_pivot.has_{{ f }} then snapshot_pivot.{{ f }}
                 when initial_pivot.has_{{ f }} then initial_pivot.{{ f }}
-                else cast(leads.{{ f }} as varchar)
+                else cast(leads.{{ f }} as string)
             end as {{ sql_type }}
         ) as {{ f }}{{ "," if not loop.last }}
         {%- endfor %}

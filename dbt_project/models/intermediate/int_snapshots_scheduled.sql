@@ -48,7 +48,7 @@ grid as (
         timestamp '1970-01-05 00:00:00'
         + {{ days(var('snapshot_interval_days')) }}
         * cast(ceil(
-            (epoch(first_ts) - epoch(timestamp '1970-01-05 00:00:00'))
+            ({{ epoch_seconds('first_ts') }} - {{ epoch_seconds("timestamp '1970-01-05 00:00:00'") }})
             / (86400.0 * {{ var('snapshot_interval_days') }})
         ) as bigint) as first_snapshot_ts
     from as_of
@@ -59,9 +59,9 @@ grid as (
 grid_snapshots as (
 
     select
-        unnest(generate_series(
-            first_snapshot_ts, as_of_ts, {{ days(var('snapshot_interval_days')) }}
-        )) as snapshot_ts,
+        {{ timestamp_series(
+            'first_snapshot_ts', 'as_of_ts', days(var('snapshot_interval_days'))
+        ) }} as snapshot_ts,
         as_of_ts
     from grid
     where first_snapshot_ts <= as_of_ts

@@ -16,7 +16,7 @@ conversions as (
 final as (
 
     select
-        cast(leads.lead_id as varchar) as lead_id,
+        cast(leads.lead_id as string) as lead_id,
         cast(leads.created_at as timestamp) as created_at,
         cast(conversions.converted_at as timestamp) as converted_at,
         cast(conversions.package_value as double) as package_value

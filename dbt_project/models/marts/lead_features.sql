@@ -41,10 +41,14 @@ joined as (
         attributes.company_size,
         attributes.visa_quota,
         floor(
-            (epoch(activity_windows.snapshot_ts) - epoch(activity_windows.created_at)) / 86400
+            ({{ epoch_seconds('activity_windows.snapshot_ts') }}
+                - {{ epoch_seconds('activity_windows.created_at') }}) / 86400
         ) as days_since_created,
-        activity_windows.* exclude (lead_id, snapshot_ts, created_at, last_occurred_at),
-        (epoch(activity_windows.snapshot_ts) - epoch(activity_windows.last_occurred_at))
+        {{ star_except(
+            ['lead_id', 'snapshot_ts', 'created_at', 'last_occurred_at'], 'activity_windows'
+        ) }},
+        ({{ epoch_seconds('activity_windows.snapshot_ts') }}
+            - {{ epoch_seconds('activity_windows.last_occurred_at') }})
             / 86400.0 as days_since_last_activity
     from activity_windows
     inner join attributes
@@ -56,13 +60,13 @@ joined as (
 final as (
 
     select
-        cast(lead_id as varchar) as lead_id,
+        cast(lead_id as string) as lead_id,
         cast(snapshot_ts as timestamp) as snapshot_ts,
-        cast(lead_source as varchar) as lead_source,
-        cast(industry as varchar) as industry,
-        cast(country as varchar) as country,
-        cast(license_type as varchar) as license_type,
-        cast(budget_band as varchar) as budget_band,
+        cast(lead_source as string) as lead_source,
+        cast(industry as string) as industry,
+        cast(country as string) as country,
+        cast(license_type as string) as license_type,
+        cast(budget_band as string) as budget_band,
         cast(company_size as integer) as company_size,
         cast(visa_quota as integer) as visa_quota,
         cast(days_since_created as integer) as days_since_created,

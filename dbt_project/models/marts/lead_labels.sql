@@ -33,7 +33,7 @@ matured as (
 final as (
 
     select
-        cast(matured.lead_id as varchar) as lead_id,
+        cast(matured.lead_id as string) as lead_id,
         cast(matured.snapshot_ts as timestamp) as snapshot_ts,
         -- the lead is open at snapshot_ts, so any conversion is after it: (t, t + window]
         cast(coalesce(conversions.converted_at <= matured.window_end_ts, false) as integer)

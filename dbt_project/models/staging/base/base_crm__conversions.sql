@@ -60,7 +60,7 @@ ranked as (
 classified as (
 
     select
-        * exclude (row_problem, id_rank),
+        {{ star_except(['row_problem', 'id_rank']) }},
         coalesce(row_problem, case when id_rank > 1 then 'duplicate_id' end) as rejection_reason
     from ranked
 

@@ -47,12 +47,12 @@ normalised as (
         *,
         case
             when field in {{ sql_list(integer_fields) }}
-                then cast(try_cast(old_text as integer) as varchar)
+                then cast({{ try_cast_number('old_text', 'integer') }} as string)
             else old_text
         end as old_value,
         case
             when field in {{ sql_list(integer_fields) }}
-                then cast(try_cast(new_text as integer) as varchar)
+                then cast({{ try_cast_number('new_text', 'integer') }} as string)
             else new_text
         end as new_value
     from typed
@@ -73,9 +73,9 @@ checked as (
             when normalised.field = '{{ f }}'
                 and (
                     (normalised.old_text is not null
-                        and coalesce(try_cast(normalised.old_value as integer) < 0, true))
+                        and coalesce({{ try_cast_number('normalised.old_value', 'integer') }} < 0, true))
                     or (normalised.new_text is not null
-                        and coalesce(try_cast(normalised.new_value as integer) < 0, true))
+                        and coalesce({{ try_cast_number('normalised.new_value', 'integer') }} < 0, true))
                 )
                 then 'invalid_{{ f }}'
             {%- endfor %}
@@ -110,7 +110,7 @@ ranked as (
 classified as (
 
     select
-        * exclude (row_problem, change_rank, old_text, new_text),
+        {{ star_except(['row_problem', 'change_rank', 'old_text', 'new_text']) }},
         coalesce(row_problem, case when change_rank > 1 then 'duplicate_change' end)
             as rejection_reason
     from ranked

@@ -66,7 +66,9 @@ cleaned as (
 
     -- a value with an issue becomes null: the model treats it as missing
     select
-        * exclude (company_size, visa_quota, lead_source, license_type, budget_band),
+        {{ star_except(
+            ['company_size', 'visa_quota', 'lead_source', 'license_type', 'budget_band']
+        ) }},
         case when company_size_issue is null then company_size end as company_size,
         case when visa_quota_issue is null then visa_quota end as visa_quota,
         case when lead_source_issue is null then lead_source end as lead_source,
@@ -99,7 +101,7 @@ ranked as (
 classified as (
 
     select
-        * exclude (row_problem, id_rank),
+        {{ star_except(['row_problem', 'id_rank']) }},
         coalesce(row_problem, case when id_rank > 1 then 'duplicate_id' end) as rejection_reason
     from ranked
 

@@ -1,0 +1,282 @@
+{#- Where DuckDB and Spark SQL differ. Each macro dispatches on the adapter
+    (`adapter.dispatch`): `default__` is the DuckDB spelling (the engine the project was written
+    for), `spark__` the Spark SQL one, so each model stays one file for both engines. Only what
+    differs lives here; the rest of the SQL is common to both. tests/dbt/test_spark_parity.py
+    builds the same raw files on both engines and compares every mart and rejected row. -#}
+
+{#- A whole number of days as an interval, e.g. from a var. -#}
+{% macro days(n) -%}
+    {{ return(adapter.dispatch('days', 'lead_scoring')(n)) }}
+{%- endmacro %}
+{% macro default__days(n) -%}
+    to_days(cast({{ n }} as integer))
+{%- endmacro %}
+{% macro spark__days(n) -%}
+    make_dt_interval(cast({{ n }} as integer))
+{%- endmacro %}
+
+{#- The clock as a naive UTC timestamp (the Spark session's time zone is UTC, see profiles.yml). -#}
+{% macro utc_now() -%}
+    {{ return(adapter.dispatch('utc_now', 'lead_scoring')()) }}
+{%- endmacro %}
+{% macro default__utc_now() -%}
+    timezone('UTC', now())
+{%- endmacro %}
+{% macro spark__utc_now() -%}
+    current_timestamp()
+{%- endmacro %}
+
+{#- Seconds since 1970-01-01 as a double (fractional seconds kept). -#}
+{% macro epoch_seconds(ts) -%}
+    {{ return(adapter.dispatch('epoch_seconds', 'lead_scoring')(ts)) }}
+{%- endmacro %}
+{% macro default__epoch_seconds(ts) -%}
+    epoch({{ ts }})
+{%- endmacro %}
+{% macro spark__epoch_seconds(ts) -%}
+    (cast(unix_micros({{ ts }}) as double) / 1000000.0D)
+{%- endmacro %}
+
+{#- A 64-bit integer key of a text id (grouping and joining on it is faster than on text);
+    a singular test fails the build on a collision. -#}
+{% macro key_hash(column) -%}
+    {{ return(adapter.dispatch('key_hash', 'lead_scoring')(column)) }}
+{%- endmacro %}
+{% macro default__key_hash(column) -%}
+    hash({{ column }})
+{%- endmacro %}
+{% macro spark__key_hash(column) -%}
+    xxhash64({{ column }})
+{%- endmacro %}
+
+{#- `select <relation>.* except these columns`. -#}
+{% macro star_except(columns, relation=none) -%}
+    {{ return(adapter.dispatch('star_except', 'lead_scoring')(columns, relation)) }}
+{%- endmacro %}
+{% macro default__star_except(columns, relation) -%}
+    {{ relation ~ '.' if relation }}* exclude ({{ columns | join(', ') }})
+{%- endmacro %}
+{% macro spark__star_except(columns, relation) -%}
+    {{ relation ~ '.' if relation }}* except ({{ columns | join(', ') }})
+{%- endmacro %}
+
+{#- The value at the smallest / largest `ordering`, null values included (a cleared attribute is
+    a value). -#}
+{% macro arg_min_null(value, ordering) -%}
+    {{ return(adapter.dispatch('arg_min_null', 'lead_scoring')(value, ordering)) }}
+{%- endmacro %}
+{% macro default__arg_min_null(value, ordering) -%}
+    arg_min_null({{ value }}, {{ ordering }})
+{%- endmacro %}
+{% macro spark__arg_min_null(value, ordering) -%}
+    {#- Spark's min_by keeps a null value (it does not skip it like DuckDB's arg_min) -#}
+    min_by({{ value }}, {{ ordering }})
+{%- endmacro %}
+{% macro arg_max_null(value, ordering) -%}
+    {{ return(adapter.dispatch('arg_max_null', 'lead_scoring')(value, ordering)) }}
+{%- endmacro %}
+{% macro default__arg_max_null(value, ordering) -%}
+    arg_max_null({{ value }}, {{ ordering }})
+{%- endmacro %}
+{% macro spark__arg_max_null(value, ordering) -%}
+    max_by({{ value }}, {{ ordering }})
+{%- endmacro %}
+
+{#- One row per timestamp from `start` to `stop` by `step` (a set-returning select item). -#}
+{% macro timestamp_series(start, stop, step) -%}
+    {{ return(adapter.dispatch('timestamp_series', 'lead_scoring')(start, stop, step)) }}
+{%- endmacro %}
+{% macro default__timestamp_series(start, stop, step) -%}
+    unnest(generate_series({{ start }}, {{ stop }}, {{ step }}))
+{%- endmacro %}
+{% macro spark__timestamp_series(start, stop, step) -%}
+    explode(sequence({{ start }}, {{ stop }}, {{ step }}))
+{%- endmacro %}
+
+{#- Runs of whitespace -> one space. -#}
+{% macro collapse_whitespace(expr) -%}
+    {{ return(adapter.dispatch('collapse_whitespace', 'lead_scoring')(expr)) }}
+{%- endmacro %}
+{% macro default__collapse_whitespace(expr) -%}
+    regexp_replace({{ expr }}, '\s+', ' ', 'g')
+{%- endmacro %}
+{% macro spark__collapse_whitespace(expr) -%}
+    {#- Spark string literals take backslash escapes: '\\s' is the regex \s -#}
+    regexp_replace({{ expr }}, '\\s+', ' ')
+{%- endmacro %}
+
+{#- True when the whole of `expr` matches the regular expression `pattern`. -#}
+{% macro regex_full_match(expr, pattern) -%}
+    {{ return(adapter.dispatch('regex_full_match', 'lead_scoring')(expr, pattern)) }}
+{%- endmacro %}
+{% macro default__regex_full_match(expr, pattern) -%}
+    regexp_full_match({{ expr }}, '{{ pattern }}')
+{%- endmacro %}
+{% macro spark__regex_full_match(expr, pattern) -%}
+    ({{ expr }} rlike '^(?:{{ pattern | replace("\\", "\\\\") }})$')
+{%- endmacro %}
+
+{#- Text -> number, null when it does not parse. DuckDB's cast rounds a decimal text to an
+    integer ('12.5' -> 13) and reads exponents ('1e3'); Spark's try_cast to int refuses both, so
+    the Spark spelling goes through a decimal and rounds half away from zero, as DuckDB does. -#}
+{% macro try_cast_number(expr, type) -%}
+    {{ return(adapter.dispatch('try_cast_number', 'lead_scoring')(expr, type)) }}
+{%- endmacro %}
+{% macro default__try_cast_number(expr, type) -%}
+    try_cast({{ expr }} as {{ type }})
+{%- endmacro %}
+{% macro spark__try_cast_number(expr, type) -%}
+    {%- if type | lower in ('integer', 'int', 'bigint') -%}
+        try_cast(round(try_cast({{ expr }} as decimal(38, 9)), 0) as {{ type }})
+    {%- else -%}
+        try_cast({{ expr }} as {{ type }})
+    {%- endif -%}
+{%- endmacro %}
+
+{#- ISO 8601 text -> naive UTC timestamp (an offset is honoured, none means UTC), null when it
+    does not parse. -#}
+{% macro try_parse_iso_timestamp(expr) -%}
+    {{ return(adapter.dispatch('try_parse_iso_timestamp', 'lead_scoring')(expr)) }}
+{%- endmacro %}
+{% macro default__try_parse_iso_timestamp(expr) -%}
+    timezone('UTC', try_cast(nullif({{ expr }}, '') as timestamptz))
+{%- endmacro %}
+{% macro spark__try_parse_iso_timestamp(expr) -%}
+    {#- Spark also casts '2026' or '2026-05' to a timestamp; DuckDB wants a whole date first -#}
+    case
+        when {{ expr }} rlike '^[0-9]{4}-[0-9]{2}-[0-9]{2}'
+            then try_cast({{ expr }} as timestamp)
+    end
+{%- endmacro %}
+
+{#- Text -> timestamp by the first of `formats` (strftime spelling, as DuckDB's strptime takes
+    them) that parses it, else null. -#}
+{% macro try_parse_timestamp_formats(expr, formats) -%}
+    {{ return(adapter.dispatch('try_parse_timestamp_formats', 'lead_scoring')(expr, formats)) }}
+{%- endmacro %}
+{% macro default__try_parse_timestamp_formats(expr, formats) -%}
+    try_strptime({{ expr }}, [
+        {%- for f in formats -%}'{{ f }}'{{ ", " if not loop.last }}{%- endfor -%}
+    ])
+{%- endmacro %}
+{% macro spark__try_parse_timestamp_formats(expr, formats) -%}
+    coalesce(
+        {%- for f in formats %}
+        try_to_timestamp({{ expr }}, '{{ java_datetime_pattern(f) }}'){{ "," if not loop.last }}
+        {%- endfor %}
+    )
+{%- endmacro %}
+
+{#- A strftime format as a Java DateTimeFormatter pattern (Spark's to_timestamp). Single letters
+    read one or two digits, as strptime's %m, %d, %H do. -#}
+{% macro java_datetime_pattern(format) -%}
+    {%- set tokens = {
+        '%Y': 'yyyy', '%m': 'M', '%d': 'd', '%H': 'H', '%I': 'h', '%M': 'mm', '%S': 'ss',
+        '%p': 'a', '%y': 'yy', '%b': 'MMM', '%B': 'MMMM', '%f': 'SSSSSS',
+    } -%}
+    {%- set ns = namespace(out=format) -%}
+    {%- for token, pattern in tokens.items() -%}
+        {%- set ns.out = ns.out.replace(token, pattern) -%}
+    {%- endfor -%}
+    {%- if '%' in ns.out -%}
+        {{ exceptions.raise_compiler_error(
+            "raw_timestamp_formats: no Spark pattern for '" ~ format ~ "' (supported: "
+            ~ tokens.keys() | join(', ') ~ ")"
+        ) }}
+    {%- endif -%}
+    {{ ns.out }}
+{%- endmacro %}
+
+{#- `left asof join`: for each row of the left side, the row of `relation` with the same key and
+    the largest `right_ts` <= `at` (the columns of `relation` null when there is none).
+    DuckDB has it natively. Spark SQL has no ASOF join: the query points and the right rows are
+    unioned per key, ordered by time (right rows first on a tie, so "<=" holds), and each query
+    point takes the last right row seen as a struct (`last(..., true)` skips the query points). -#}
+{% macro asof_left_join(relation, alias, left_key, right_key, right_ts, at, left_relation) -%}
+    {{ return(adapter.dispatch('asof_left_join', 'lead_scoring')(
+        relation, alias, left_key, right_key, right_ts, at, left_relation)) }}
+{%- endmacro %}
+{% macro default__asof_left_join(relation, alias, left_key, right_key, right_ts, at, left_relation) -%}
+    asof left join {{ relation }} as {{ alias }}
+        on {{ left_key }} = {{ alias }}.{{ right_key }}
+        and {{ alias }}.{{ right_ts }} <= {{ at }}
+{%- endmacro %}
+{% macro spark__asof_left_join(relation, alias, left_key, right_key, right_ts, at, left_relation) -%}
+    left join (
+        select asof_points._asof_key, asof_points._asof_at, asof_points._asof_row.*
+        from (
+            select
+                _asof_key,
+                _asof_at,
+                _asof_is_point,
+                last(_asof_row, true) over (
+                    partition by _asof_key
+                    order by _asof_at, _asof_is_point
+                    rows between unbounded preceding and current row
+                ) as _asof_row
+            from (
+                select
+                    {{ right_key }} as _asof_key,
+                    {{ right_ts }} as _asof_at,
+                    0 as _asof_is_point,
+                    struct(*) as _asof_row
+                from {{ relation }}
+                union all
+                select distinct
+                    {{ left_key }} as _asof_key,
+                    {{ at }} as _asof_at,
+                    1 as _asof_is_point,
+                    null as _asof_row
+                from {{ left_relation }}
+            ) as asof_union
+        ) as asof_points
+        where asof_points._asof_is_point = 1
+    ) as {{ alias }}
+        on {{ left_key }} = {{ alias }}._asof_key
+        and {{ at }} = {{ alias }}._asof_at
+{%- endmacro %}
+
+{#- The raw CSVs as relations. dbt-duckdb reads each through the source's external_location
+    (read_csv); on Spark, this on-run-start hook declares one external CSV table per source
+    table over the raw folder, every column text (as read_csv all_varchar). pathGlobFilter makes a
+    missing optional file an empty table; enforceSchema false makes a header that does not match
+    the contract's columns an error instead of a silent shift. -#}
+{% macro create_raw_relations() -%}
+    {{ return(adapter.dispatch('create_raw_relations', 'lead_scoring')()) }}
+{%- endmacro %}
+{% macro default__create_raw_relations() -%}
+    select 1
+{%- endmacro %}
+{% macro spark__create_raw_relations() -%}
+    {%- if execute -%}
+        {%- set raw_dir = env_var('LEAD_SCORING_RAW_DIR', '../data/raw') -%}
+        {%- for node in graph.sources.values() if node.source_name == 'crm' -%}
+            {%- if loop.first -%}
+                {%- do run_query('create database if not exists ' ~ node.schema) -%}
+            {%- endif -%}
+            {%- do run_query('drop table if exists ' ~ node.schema ~ '.' ~ node.name) -%}
+            {%- do run_query(
+                'create table ' ~ node.schema ~ '.' ~ node.name ~ ' ('
+                ~ node.columns.keys() | map('string') | join(' string, ') ~ ' string) using csv'
+                ~ " options (path '" ~ raw_dir | replace("'", "\\'") ~ "'"
+                ~ ", pathGlobFilter '" ~ node.name ~ ".csv', header 'true', enforceSchema 'false'"
+                ~ ", multiLine 'true', escape '\"', mode 'PERMISSIVE')"
+            ) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    select 1
+{%- endmacro %}
+
+{#- How many files match `path` (a glob). On Spark every raw relation exists (an absent optional
+    file reads as an empty table, see create_raw_relations), so this is 1 there. -#}
+{% macro raw_file_count(path) -%}
+    {{ return(adapter.dispatch('raw_file_count', 'lead_scoring')(path)) }}
+{%- endmacro %}
+{% macro default__raw_file_count(path) -%}
+    {{ return(run_query(
+        "select count(*) from glob('" ~ path | replace("'", "''") ~ "')"
+    ).columns[0].values()[0]) }}
+{%- endmacro %}
+{% macro spark__raw_file_count(path) -%}
+    {{ return(1) }}
+{%- endmacro %}

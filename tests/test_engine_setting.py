@@ -1,0 +1,37 @@
+"""The `engine` setting: validated on load, overridable by LEAD_SCORING_ENGINE, and followed by
+every dbt call (the profile target and the Spark session's folders come from dbt_env)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ml.config import load_settings
+from ml.errors import ConfigError
+from ml.warehouse import dbt_env
+
+
+def test_default_engine_is_duckdb_and_dbt_uses_the_duckdb_target(tmp_path) -> None:
+    settings = load_settings(overrides={"paths.data_dir": str(tmp_path)}, env={})
+    assert settings.engine == "duckdb"
+    env = dbt_env(settings)
+    assert env["LEAD_SCORING_DBT_TARGET"] == "dev"
+    assert "DBT_EXCLUDE_RESOURCE_TYPES" not in env
+
+
+def test_unknown_engine_is_an_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"engine: Input should be 'duckdb' or 'spark'"):
+        load_settings(overrides={"engine": "flink"}, env={})
+
+
+def test_spark_engine_from_the_environment_points_dbt_at_spark(tmp_path) -> None:
+    settings = load_settings(
+        overrides={"paths.data_dir": str(tmp_path)},
+        env={"LEAD_SCORING_ENGINE": "spark", "LEAD_SCORING_SPARK_MASTER": "local[1]"},
+    )
+    assert settings.engine == "spark"
+    assert settings.spark.warehouse_dir == tmp_path / "warehouse" / "spark"
+    env = dbt_env(settings)
+    assert env["LEAD_SCORING_DBT_TARGET"] == "spark"
+    assert env["LEAD_SCORING_SPARK_MASTER"] == "local[1]"
+    assert env["LEAD_SCORING_SPARK_WAREHOUSE"] == str(tmp_path / "warehouse" / "spark")
+    assert env["DBT_EXCLUDE_RESOURCE_TYPES"] == "unit_test"
