@@ -19,8 +19,14 @@ UV_SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: setup lock services demo test test-backends lint serve dashboard screenshots dagster \
-	check-defs mlflow-ui docs clean
+.PHONY: setup lock services manifest demo test test-backends lint serve dashboard screenshots \
+	dagster dagster-screenshot check-defs mlflow-ui docs clean
+
+# The dbt manifest the Dagster code location reads (orchestration/project.py: dagster-dbt's
+# DbtProject). Parsed again whenever a dbt file is newer; `dg dev` also parses it itself.
+MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES := dbt_project/dbt_project.yml $(shell find dbt_project/models dbt_project/macros \
+	dbt_project/tests -type f 2>/dev/null)
 
 setup: $(VENV)/.installed
 
@@ -43,22 +49,29 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 lock: | $(UV)
 	$(UV) lock
 
+manifest: $(MANIFEST)
+
+# PYTHONPATH: this checkout's packages, whichever checkout the venv installed editable.
+$(MANIFEST): $(DBT_SOURCES) | $(VENV)/.installed
+	PYTHONPATH=$(CURDIR) $(BIN)/dagster-dbt project prepare-and-package --file orchestration/project.py
+
 # PostgreSQL and Redis on 127.0.0.1 (Debian packages installed when absent; idempotent).
 # Prints the URLs the backend tests read: eval "$$(make -s services)".
 services:
 	@bash .ci/services
 
-demo: setup
+# The run is recorded in the settings' paths.dagster_home (data/dagster): `make dagster` shows it.
+demo: setup manifest
 	$(BIN)/python -m orchestration.demo
 
 # The whole suite. The PostgreSQL/Redis variants of the store tests run when
 # LEAD_SCORING_TEST_POSTGRES_URL / LEAD_SCORING_TEST_REDIS_URL are set (eval "$$(make -s services)")
 # and are skipped otherwise (with CI=true they fail instead).
-test: setup
+test: setup manifest
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Only the server-backend variants (what .ci/run shows as its own step).
-test-backends: setup
+test-backends: setup manifest
 	$(BIN)/python -m pytest -q -m "postgres or redis" $(PYTEST_ARGS)
 
 lint: setup
@@ -84,7 +97,7 @@ dagster: setup
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev
 
 # Loads the Dagster definitions the way `dg dev` does and validates them (CI runs it).
-check-defs: setup
+check-defs: setup manifest
 	@mkdir -p $(DAGSTER_HOME)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
