@@ -96,6 +96,13 @@ dagster: setup
 	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev
 
+# PNGs of the Dagster UI (`dg dev` over the demo's instance: its run, the challenger's metadata,
+# the scores' checks) into docs/img/, with Debian's chromium driven by playwright. After `make demo`.
+dagster-screenshot: setup manifest
+	@command -v chromium >/dev/null || bash .ci/apt-install chromium
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(UV_SYNC) --extra screenshots -q
+	$(BIN)/python tests/orchestration/ui_screenshots.py
+
 # Loads the Dagster definitions the way `dg dev` does and validates them (CI runs it).
 check-defs: setup manifest
 	@mkdir -p $(DAGSTER_HOME)
