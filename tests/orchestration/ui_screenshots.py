@@ -8,7 +8,7 @@ AUC, version, report links) and the scores' asset checks. Drives the system Chro
 browser. Not a test: pytest does not collect it.
 
     python tests/orchestration/ui_screenshots.py                   # into docs/img/
-    python tests/orchestration/ui_screenshots.py --out /tmp/shots
+    python tests/orchestration/ui_screenshots.py --out /tmp/shots --dagster-home /tmp/x/dagster
 """
 
 from __future__ import annotations
@@ -121,11 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for dg dev")
+    parser.add_argument(
+        "--dagster-home",
+        type=Path,
+        help="the instance to show (default the settings' paths.dagster_home, where the demo "
+        "records)",
+    )
     args = parser.parse_args(argv)
     chromium = shutil.which("chromium")
     if chromium is None:
         raise SystemExit("chromium is not installed: apt-get install chromium")
-    home = load_settings().paths.dagster_home
+    home = args.dagster_home or load_settings().paths.dagster_home
     run_id = _latest_run_id(home)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
