@@ -87,12 +87,25 @@ def _latest_run_id(home: Path) -> str:
     return runs[0].run_id
 
 
+def _wait_finished(home: Path, run_id: str, timeout: float) -> None:
+    """Wait until the run has finished (the UI shows a finished run's full timeline)."""
+    import dagster as dg
+
+    deadline = time.monotonic() + timeout
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        while time.monotonic() < deadline:
+            if instance.get_run_by_id(run_id).is_finished:
+                return
+            time.sleep(5)
+    raise SystemExit(f"run {run_id} did not finish within {timeout:.0f} s")
+
+
 def shoot(url: str, run_id: str, out_dir: Path, chromium: str) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     out_dir.mkdir(parents=True, exist_ok=True)
     pages = [
-        ("dagster_run.png", f"/runs/{run_id}", "text=RUN_SUCCESS"),
+        ("dagster_run.png", f"/runs/{run_id}", "text=crm_lead_scores"),
         ("dagster_challenger_model.png", "/assets/challenger_model", "text=backtest_auc_mean"),
         (
             "dagster_score_checks.png",
@@ -106,7 +119,10 @@ def shoot(url: str, run_id: str, out_dir: Path, chromium: str) -> list[Path]:
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         for name, path, ready in pages:
             page.goto(url + path, wait_until="domcontentloaded", timeout=120_000)
-            page.wait_for_selector(ready, timeout=120_000)
+            try:
+                page.wait_for_selector(ready, timeout=120_000)
+            except Exception as exc:  # noqa: BLE001 - the picture is still worth looking at
+                print(f"{path}: {ready!r} not shown ({type(exc).__name__}); saved as it is")
             page.wait_for_load_state("networkidle", timeout=120_000)
             page.wait_for_timeout(2000)  # the run's Gantt chart and counts draw after the data
             target = out_dir / name
@@ -141,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         "VIRTUAL_ENV": str(Path(sys.executable).parent.parent),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+    # a SIGTERM still stops dg dev (the finally below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
             [
@@ -159,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             _wait_loaded(url, server, args.timeout)
+            _wait_finished(home, run_id, args.timeout)
             shoot(url, run_id, args.out, chromium)
         except BaseException:
             log.seek(0)
