@@ -19,8 +19,8 @@ UV_SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: setup lock services manifest demo test test-backends lint serve dashboard screenshots \
-	dagster dagster-screenshot check-defs mlflow-ui docs clean
+.PHONY: setup lock services manifest demo demo-prod test test-backends lint serve dashboard \
+	screenshots dagster dagster-screenshot check-defs mlflow-ui docs clean
 
 # The dbt manifest the Dagster code location reads (orchestration/project.py: dagster-dbt's
 # DbtProject). Parsed again whenever a dbt file is newer; `dg dev` also parses it itself.
@@ -63,6 +63,12 @@ services:
 # The run is recorded in the settings' paths.dagster_home (data/dagster): `make dagster` shows it.
 demo: setup manifest
 	$(BIN)/python -m orchestration.demo
+
+# The same demo on PostgreSQL (CRM tables, monitoring, prediction log, alias history, MLflow,
+# Feast's registry) and Redis (Feast's online store), started by the project (.ci/services);
+# prints where the scores landed and checks `lead-scoring serve` on Redis. Configuration only.
+demo-prod: setup manifest
+	@bash .ci/demo-prod
 
 # The whole suite. The PostgreSQL/Redis variants of the store tests run when
 # LEAD_SCORING_TEST_POSTGRES_URL / LEAD_SCORING_TEST_REDIS_URL are set (eval "$$(make -s services)")

@@ -364,10 +364,11 @@ app.add_typer(features_app, name="features")
 def features_apply(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Register feature_repo/ in the Feast registry (like `feast apply`)."""
     from ml.feature_store import apply_feature_repo
+    from ml.registry import safe_uri
 
     settings = _settings(config)
     names = apply_feature_repo(settings)
-    summary = {"objects": names, "registry": settings.paths.feast_dir / "registry.db"}
+    summary = {"objects": names, "registry": safe_uri(str(settings.paths.feast_registry_url))}
     echo_summary(summary, as_json, f"applied {len(names)} Feast objects")
 
 
