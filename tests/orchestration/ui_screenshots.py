@@ -124,6 +124,10 @@ def shoot(url: str, run_id: str, out_dir: Path, chromium: str) -> list[Path]:
             except Exception as exc:  # noqa: BLE001 - the picture is still worth looking at
                 print(f"{path}: {ready!r} not shown ({type(exc).__name__}); saved as it is")
             page.wait_for_load_state("networkidle", timeout=120_000)
+            # a fresh browser profile gets Dagster's "join the community" dialog: skip it
+            skip = page.get_by_role("button", name="Skip")
+            if skip.count():
+                skip.first.click()
             page.wait_for_timeout(2000)  # the run's Gantt chart and counts draw after the data
             target = out_dir / name
             page.screenshot(path=str(target))
