@@ -20,7 +20,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
 .PHONY: setup lock services manifest demo demo-prod test test-backends lint serve dashboard \
-	screenshots dagster dagster-screenshot check-defs mlflow-ui docs clean
+	screenshots dagster dagster-screenshot check-defs mlflow-ui docs docs-figures clean
 
 # The dbt manifest the Dagster code location reads (orchestration/project.py: dagster-dbt's
 # DbtProject). Parsed again whenever a dbt file is newer; `dg dev` also parses it itself.
@@ -123,6 +123,16 @@ mlflow-ui: setup
 docs: setup
 	@$(BIN)/python -c "import mkdocs, material" 2>/dev/null || $(UV_SYNC) --extra docs -q
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The case-study pages' figures (docs/_gen/figures/*.md) and screenshots (docs/case-study/img/:
+# MLflow, Evidently, dashboard, Dagster lineage) from the stores of a finished `make demo`, in
+# Debian's headless Chromium (installed when missing; never `playwright install`).
+# FIGURES_ARGS=--no-screenshots rewrites only the figures.
+docs-figures: setup
+	@command -v chromium >/dev/null || bash .ci/apt-install chromium
+	@$(BIN)/python -c "import playwright, mkdocs" 2>/dev/null || \
+		$(UV_SYNC) --extra screenshots --extra docs -q
+	$(BIN)/python docs/_gen/demo_figures.py $(FIGURES_ARGS)
 
 clean:
 	rm -rf data/raw data/truth data/warehouse data/marts data/feast data/mlflow data/crm data/reports data/dagster \

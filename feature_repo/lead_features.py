@@ -1,9 +1,11 @@
 """Feast declarations of the `lead_features` mart: entity, source, feature views, feature service.
 
 The features are defined once, in dbt SQL (dbt_project/models/marts/lead_features.sql); this file
-only declares them. The Parquet path comes from the settings: `ml.feature_store` declares with
-the `Settings` it is given (tests use a temporary data dir, production its own); the Feast CLI
-(`feast -c feature_repo apply`), which imports this file alone, gets the settings file's own.
+only declares them, one activity-count field per type and window of the settings' vocabulary
+(the same list dbt loops over). The Parquet path comes from the settings: `ml.feature_store`
+declares with the `Settings` it is given (tests use a temporary data dir, production its own);
+the Feast CLI (`feast -c feature_repo apply`), which imports this file alone, gets the settings
+file's own.
 """
 
 from datetime import timedelta
@@ -13,10 +15,10 @@ from feast.data_format import ParquetFormat
 from feast.types import Float64, Int32, String
 from feast.value_type import ValueType
 
-from ml.contract import ACTIVITY_TYPES, ACTIVITY_WINDOWS_DAYS
 from ml.feature_store import definition_settings
 
 _settings = definition_settings()
+_vocabulary = _settings.vocabulary
 
 OWNER = "lead-scoring"
 SOURCE_MODEL = "lead_features"
@@ -77,8 +79,8 @@ _activity_counts = [
         dtype=Int32,
         description=f"Number of {activity} activities in the {days} days up to the snapshot.",
     )
-    for activity in ACTIVITY_TYPES
-    for days in ACTIVITY_WINDOWS_DAYS
+    for activity in _vocabulary.activity_types
+    for days in _vocabulary.activity_windows_days
 ]
 
 lead_engagement = FeatureView(

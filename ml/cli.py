@@ -164,11 +164,20 @@ def land(
         int | None,
         typer.Option("--sample-leads", min=1, help="Leads of the sample (default: settings)."),
     ] = None,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="The export is a nightly increment (only what changed since the last one): "
+            "upsert it into the raw files by id instead of replacing them.",
+        ),
+    ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Land a CRM export: write leads.csv, activities.csv and conversions.csv into the raw folder
-    (atomically) and a data-quality report under <reports>/landing/<date>/."""
+    (atomically; with --merge, upserted into them) and a data-quality report under
+    <reports>/landing/<date>/."""
     from ml.landing import land_from_settings, make_sample_export
 
     settings = _settings(config)
@@ -188,7 +197,7 @@ def land(
             fg=typer.colors.BRIGHT_BLACK,
         )
     with _progress(f"landing the {mapping} export"):
-        report = land_from_settings(settings, mapping, export_dir)
+        report = land_from_settings(settings, mapping, export_dir, merge=merge)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
         return
@@ -308,6 +317,33 @@ def alias_history_cmd(config: ConfigOption = None, as_json: JsonOption = False) 
         typer.echo("no alias moves yet")
     else:
         typer.echo(frame.drop(columns=["id"]).to_string(index=False))
+
+
+@app.command("model-card")
+@user_errors
+def model_card_cmd(
+    model: Annotated[str, typer.Option("--model", help="Alias or version.")] = "champion",
+    log_it: Annotated[
+        bool, typer.Option("--log", help="Also write it and log it to the version's run.")
+    ] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the model card of a registered version (training registers one with each)."""
+    from ml.errors import ConfigError
+    from ml.model_card import log_model_card, model_card
+    from ml.registry import current_version
+
+    settings = _settings(config)
+    version = int(model) if model.isdigit() else current_version(settings, model)
+    if version is None:
+        raise ConfigError(f"no @{model} in the registry; pass --model with a version number")
+    if log_it:
+        path = log_model_card(settings, version)
+        typer.echo(f"model card of v{version} logged to its run; written to {path}")
+        return
+    card = model_card(settings, version)
+    typer.echo(json.dumps(card.to_dict(), indent=2, default=str) if as_json else card.markdown())
 
 
 @app.command("score")

@@ -11,6 +11,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from ml.contract import FEATURES
+from ml import contract
 from ml.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +106,136 @@ class FeatureSettings(_Section):
     # a larger share of rejected raw rows fails the build (the export itself is broken)
     max_rejected_share: float = Field(0.05, ge=0, le=1)
     feature_service: str = "lead_scoring"
+
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class ActivityTypeSettings(_Section):
+    """One activity type: its points in the sales team's engagement rule (0: not counted) and
+    how a reason phrases a count of it: [none, one, many with {n}]; null: built from the name."""
+
+    engagement_weight: float = Field(0.0, ge=0)
+    phrases: tuple[str, str, str] | None = None
+
+    @model_validator(mode="after")
+    def _many_has_n(self) -> ActivityTypeSettings:
+        if self.phrases is not None and "{n}" not in self.phrases[2]:
+            raise ValueError(
+                f"phrases: the third (many) must contain {{n}}, got {self.phrases[2]!r}")
+        return self
+
+
+def _default_activity_types() -> dict[str, ActivityTypeSettings]:
+    return {
+        name: ActivityTypeSettings(engagement_weight=weight, phrases=phrases)
+        for name, (weight, phrases) in contract.DEFAULT_ACTIVITY_TYPES.items()
+    }
+
+
+class VocabularySettings(_Section):
+    """The one vocabulary: activity types and categorical values, read by dbt (vars), Feast
+    (a field per windowed count), training (the feature list), the reasons and the dashboard.
+    Adding an activity type here adds its `n_<type>_<w>d` counts end to end."""
+
+    activity_windows_days: list[int] = list(contract.ACTIVITY_WINDOWS_DAYS)
+    activity_types: dict[str, ActivityTypeSettings] = Field(
+        default_factory=_default_activity_types
+    )
+    # attribute -> {value: its wording in a reason, or null} (a list: values without wording);
+    # an empty mapping is free text
+    categoricals: dict[str, dict[str, str | None]] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in contract.DEFAULT_CATEGORICALS.items()}
+    )
+
+    @field_validator("categoricals", mode="before")
+    @classmethod
+    def _lists_as_mappings(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: dict.fromkeys(v) if isinstance(v, list) else ({} if v is None else v)
+                for k, v in value.items()
+            }
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VocabularySettings:
+        windows = self.activity_windows_days
+        if not windows or any(w <= 0 for w in windows) or windows != sorted(set(windows)):
+            raise ValueError(
+                f"activity_windows_days must be positive, increasing and distinct, got {windows}")
+        missing = [w for w in contract.REQUIRED_WINDOWS_DAYS if w not in windows]
+        if missing:
+            raise ValueError(f"activity_windows_days lacks {missing}: engagement_score counts 30 "
+                             "days and the email/pricing rates 90 days")
+        bad = [t for t in self.activity_types if not _NAME.match(t)]
+        if bad:
+            raise ValueError(f"activity type names become column names n_<type>_<w>d: {bad} must "
+                             "be lowercase letters, digits and _ (start with a letter, <= 40)")
+        missing_types = [
+            t for t in contract.REQUIRED_ACTIVITY_TYPES if t not in self.activity_types]
+        if missing_types:
+            raise ValueError(f"activity_types lacks {missing_types}: website_visits, email_opens "
+                             "and the 90-day rates are computed from them")
+        if set(self.categoricals) != set(contract.CATEGORICAL_FEATURES):
+            extra = sorted(set(self.categoricals) - set(contract.CATEGORICAL_FEATURES))
+            lacking = sorted(set(contract.CATEGORICAL_FEATURES) - set(self.categoricals))
+            raise ValueError(
+                f"categoricals must list exactly the leads file's categorical attributes "
+                f"{list(contract.CATEGORICAL_FEATURES)} (their values are configurable, the "
+                f"columns are the raw contract's): unknown {extra}, missing {lacking}")
+        for name in contract.WAREHOUSE_ENUMS:
+            if not self.categoricals[name]:
+                raise ValueError(f"categoricals.{name}: staging checks it against this list; "
+                                 "it cannot be empty")
+        for name, values in self.categoricals.items():
+            blank = [v for v in values if not str(v).strip()]
+            if blank:
+                raise ValueError(f"categoricals.{name} has an empty value")
+        return self
+
+    @property
+    def activity_type_names(self) -> tuple[str, ...]:
+        return tuple(self.activity_types)
+
+    @property
+    def activity_count_features(self) -> tuple[str, ...]:
+        """The windowed counts n_<type>_<w>d, type-major."""
+        return contract.activity_count_features(self.activity_types, self.activity_windows_days)
+
+    @property
+    def numeric_features(self) -> tuple[str, ...]:
+        return contract.numeric_features(self.activity_types, self.activity_windows_days)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Every feature column of the lead_features mart, in mart order."""
+        return contract.feature_names(
+            self.categoricals, self.activity_types, self.activity_windows_days)
+
+    def values(self, attribute: str) -> tuple[str, ...]:
+        """The closed list of an attribute (empty: free text)."""
+        return tuple(self.categoricals[attribute])
+
+    def dbt_vars(self) -> dict[str, Any]:
+        """The vocabulary as dbt vars (the macros in dbt_project/macros/crm_enums.sql)."""
+        return {
+            "activity_types": list(self.activity_types),
+            "activity_windows_days": list(self.activity_windows_days),
+            "engagement_weights": {
+                t: int(w) if float(w).is_integer() else w
+                for t, a in self.activity_types.items()
+                if (w := a.engagement_weight)
+            },
+            "crm_enums": {name: list(self.categoricals[name]) for name in contract.WAREHOUSE_ENUMS},
+            "feature_columns": self.feature_column_types,
+        }
+
+    @property
+    def feature_column_types(self) -> dict[str, str]:
+        """The lead_features mart's columns -> string | timestamp | integer | double."""
+        return contract.feature_column_types(
+            self.categoricals, self.activity_types, self.activity_windows_days)
 
 
 class SplitSettings(_Section):
@@ -389,6 +520,16 @@ class ABSettings(_Section):
     min_effect: float = Field(0.02, gt=0, lt=1)
 
 
+class AuthSettings(_Section):
+    """API keys of the service (ml/serving/auth.py). Off unless a key is configured: in the
+    environment variable `keys_env` (comma-separated) or in `keys_file` (one key per line, `#`
+    comments). With keys, every endpoint but /health asks for one in `header`."""
+
+    header: str = Field("X-API-Key", min_length=1, pattern=r"^[A-Za-z0-9-]+$")
+    keys_env: str = "LEAD_SCORING_API_KEYS"
+    keys_file: Path | None = None  # relative: to the project root, like every settings path
+
+
 class ServingSettings(_Section):
     """The real-time service (ml/serving): model polling, request limits, online testing."""
 
@@ -403,6 +544,7 @@ class ServingSettings(_Section):
     prediction_log_url: str | None = None  # null: sqlite:///<data_dir>/serving/predictions.db
     canary: CanarySettings = CanarySettings()
     ab: ABSettings = ABSettings()
+    auth: AuthSettings = AuthSettings()
 
 
 class ScheduleSettings(_Section):
@@ -418,6 +560,7 @@ class Settings(_Section):
 
     paths: PathSettings = PathSettings()
     generator: GeneratorSettings = GeneratorSettings()
+    vocabulary: VocabularySettings = VocabularySettings()
     features: FeatureSettings = FeatureSettings()
     training: TrainingSettings = TrainingSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
@@ -430,6 +573,7 @@ class Settings(_Section):
     source_file: Path | None = None
     # secrets read from the environment by load_settings (never dumped, hashed or printed)
     _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
+    _api_keys: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @model_validator(mode="after")
     def _no_leaking_split(self) -> Settings:
@@ -440,16 +584,18 @@ class Settings(_Section):
                 f"training.split.embargo_days {embargo} < features.label_window_days {window}: "
                 "training labels would be decided by conversions inside the evaluation window "
                 f"(label leakage); use at least {window}, or null for exactly the label window")
-        if self.training.request_features and not set(self.training.request_features) <= set(
-                FEATURES):
-            unknown = sorted(set(self.training.request_features) - set(FEATURES))
-            raise ValueError(f"training.request_features names unknown features: {unknown}")
+        features = list(self.vocabulary.feature_names)
+        for key in ("request_features", "categorical_features"):
+            unknown = sorted(set(getattr(self.training, key)) - set(features))
+            if unknown:
+                raise ValueError(f"training.{key} names features the vocabulary does not make: "
+                                 f"{unknown}")
         for key in ("monotone_increasing", "monotone_decreasing"):
             unmatched = [p for p in getattr(self.training, key)
-                         if not any(fnmatch.fnmatchcase(f, p) for f in FEATURES)]
+                         if not any(fnmatch.fnmatchcase(f, p) for f in features)]
             if unmatched:
                 raise ValueError(f"training.{key} matches no feature: {unmatched}")
-        both = [f for f, up in zip(FEATURES, self.training.monotone(list(FEATURES)), strict=True)
+        both = [f for f, up in zip(features, self.training.monotone(features), strict=True)
                 if up > 0 and any(fnmatch.fnmatchcase(f, p)
                                   for p in self.training.monotone_decreasing)]
         if both:
@@ -517,6 +663,11 @@ class Settings(_Section):
         """The value of a secret named in the settings (e.g. `alerting.channels.slack.
         webhook_url_env`), as read from the environment by load_settings; None if unset."""
         return self._secrets.get(env_name)
+
+    @property
+    def api_keys(self) -> frozenset[str]:
+        """The service's API keys (serving.auth), read by load_settings; empty: auth is off."""
+        return self._api_keys
 
     @property
     def feature_repo(self) -> Path:
@@ -686,4 +837,33 @@ def load_settings(
     settings._secrets.update(
         {name: env[name] for name in settings.alerting.secret_env_names() if env.get(name)}
     )
+    settings._api_keys = _api_keys(settings.serving.auth, env, config_path)
     return settings
+
+
+def _api_keys(auth: AuthSettings, env: dict[str, str], config_path: Path) -> frozenset[str]:
+    """API keys from `auth.keys_env` (comma-separated) and `auth.keys_file` (one per line)."""
+    keys = {k.strip() for k in env.get(auth.keys_env, "").split(",") if k.strip()}
+    if auth.keys_file is not None:
+        path = auth.keys_file if auth.keys_file.is_absolute() else PROJECT_ROOT / auth.keys_file
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(
+                f"invalid settings in {config_path}: serving.auth.keys_file {path} cannot be "
+                f"read ({exc.strerror}); create it with one API key per line, or set it to null"
+            ) from None
+        from_file = {ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")}
+        if not from_file:
+            raise ConfigError(
+                f"invalid settings in {config_path}: serving.auth.keys_file {path} holds no key; "
+                "put one API key per line, or set it to null"
+            )
+        keys |= from_file
+    short = [k for k in keys if len(k) < 16]
+    if short:
+        raise ConfigError(
+            f"invalid settings in {config_path}: {len(short)} API key(s) of serving.auth are "
+            "shorter than 16 characters; use long random keys (e.g. `openssl rand -hex 24`)"
+        )
+    return frozenset(keys)

@@ -1,12 +1,17 @@
-"""The raw contract and the mart's feature columns of docs/contracts.md, in one place.
+"""The raw contract's structure and the default vocabulary, in one place.
 
-Python reads the enumerations, the raw files' columns and the model's feature names from here:
-the generator, the landing-zone check, the model, the Feast declarations and the tests. The dbt
-SQL keeps its own copy of the enumerations in dbt_project/macros/crm_enums.sql (Jinja cannot
-import Python); tests/data/test_contract.py checks that the two agree.
+The raw files' columns are fixed here. The *vocabulary* (activity types with their engagement
+weight and wording, the categorical attributes' values, the activity windows) is a setting:
+`vocabulary` in config/training_config.yaml, validated by `ml.config.VocabularySettings`, whose
+defaults are the constants below (the generator's vocabulary). dbt reads it as vars
+(`ml.warehouse.dbt_vars`), Feast declares a field per count, training takes its feature list from
+it, the reasons phrase it and the dashboard shows it. `feature_names()` derives the mart's columns
+from a vocabulary; the module-level feature tuples are those of the default vocabulary.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 # Enumerations of the raw contract, in the order the docs, the generator and dbt list them.
 LEAD_SOURCES: tuple[str, ...] = (
@@ -42,19 +47,42 @@ LICENSE_TYPES: tuple[str, ...] = (
     "Freelance",
 )
 BUDGET_BANDS: tuple[str, ...] = ("<25k", "25k-50k", "50k-100k", "100k+")
-ACTIVITY_TYPES: tuple[str, ...] = (
-    "website_visit",
-    "pricing_page_view",
-    "email_open",
-    "email_click",
-    "form_submit",
-    "webinar",
-    "call_connected",
-    "meeting_booked",
-    "document_upload",
+# activity type -> (engagement points in the sales team's rule, (none, one, many with {n}))
+DEFAULT_ACTIVITY_TYPES: dict[str, tuple[float, tuple[str, str, str]]] = {
+    "website_visit": (
+        1, ("no website visits", "visited the website once", "visited the website {n} times")
+    ),
+    "pricing_page_view": (4, (
+        "has not viewed the pricing page",
+        "viewed the pricing page once",
+        "viewed the pricing page {n} times",
+    )),
+    "email_open": (1, ("opened no emails", "opened 1 email", "opened {n} emails")),
+    "email_click": (
+        2, ("clicked no email links", "clicked an email link", "clicked {n} email links")
+    ),
+    "form_submit": (5, ("submitted no forms", "submitted a form", "submitted {n} forms")),
+    "webinar": (5, ("attended no webinars", "attended a webinar", "attended {n} webinars")),
+    "call_connected": (
+        6, ("no calls connected", "had a call with the team", "had {n} calls with the team")
+    ),
+    "meeting_booked": (
+        10, ("has not booked a meeting", "booked a meeting", "booked {n} meetings")
+    ),
+    "document_upload": (
+        8, ("uploaded no documents", "uploaded a document", "uploaded {n} documents")
+    ),
+}
+ACTIVITY_TYPES: tuple[str, ...] = tuple(DEFAULT_ACTIVITY_TYPES)
+# Activity types the derived features name (website_visits, email_opens and the 90-day rates):
+# a vocabulary must keep them.
+REQUIRED_ACTIVITY_TYPES: tuple[str, ...] = (
+    "website_visit", "pricing_page_view", "email_open", "email_click",
 )
 # Each activity type is counted over these windows, (t - w, t], in the mart.
 ACTIVITY_WINDOWS_DAYS: tuple[int, ...] = (7, 30, 90)
+# Windows the derived features name (engagement_score: 30 days; the rates: 90 days).
+REQUIRED_WINDOWS_DAYS: tuple[int, ...] = (30, 90)
 
 # The raw landing zone: file (data/raw/<name>.csv) -> required columns, in order.
 RAW_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -92,16 +120,85 @@ CATEGORICAL_FEATURES: tuple[str, ...] = (
     "license_type",
     "budget_band",
 )
-NUMERIC_FEATURES: tuple[str, ...] = (
-    "company_size",
-    "visa_quota",
-    "days_since_created",
-    *(f"n_{t}_{w}d" for t in ACTIVITY_TYPES for w in ACTIVITY_WINDOWS_DAYS),
-    "website_visits",
-    "email_opens",
-    "days_since_last_activity",
-    "email_click_rate_90d",
-    "pricing_view_rate_90d",
-    "engagement_score",
+# The lead attributes treated as categories, with the default closed vocabulary of each (value ->
+# its wording in a reason, or None for the attribute's generic phrase); an empty mapping is free
+# text. dbt staging nulls a lead_source, license_type or budget_band outside its list; landing
+# folds every listed attribute to its list.
+DEFAULT_CATEGORICALS: dict[str, dict[str, str | None]] = {
+    "lead_source": {
+        "Web": "came in through the website",
+        "Referral": "referred by a customer",
+        "Partner agent": "referred by a partner agent",
+        "Event": "met at an event",
+        "Social": "came in through social media",
+        "Email campaign": "came in through an email campaign",
+        "Walk-in": "walked into the office",
+        "Call centre": "came in through the call centre",
+    },
+    "industry": dict.fromkeys(INDUSTRIES),
+    "country": {},
+    "license_type": dict.fromkeys(LICENSE_TYPES),
+    "budget_band": {
+        "<25k": "budget under AED 25k",
+        "25k-50k": "budget of AED 25k–50k",
+        "50k-100k": "budget of AED 50k–100k",
+        "100k+": "budget over AED 100k",
+    },
+}
+# The enumerations dbt staging checks (the other categoricals are folded by landing only).
+WAREHOUSE_ENUMS: tuple[str, ...] = ("lead_source", "license_type", "budget_band")
+
+
+def activity_count_features(
+    activity_types: Iterable[str], windows: Iterable[int]
+) -> tuple[str, ...]:
+    """The windowed count columns `n_<type>_<w>d`, type-major (the mart's order)."""
+    windows = tuple(windows)
+    return tuple(f"n_{t}_{w}d" for t in activity_types for w in windows)
+
+
+def numeric_features(activity_types: Iterable[str], windows: Iterable[int]) -> tuple[str, ...]:
+    """The mart's numeric feature columns for a vocabulary, in mart order."""
+    return (
+        "company_size",
+        "visa_quota",
+        "days_since_created",
+        *activity_count_features(activity_types, windows),
+        "website_visits",
+        "email_opens",
+        "days_since_last_activity",
+        "email_click_rate_90d",
+        "pricing_view_rate_90d",
+        "engagement_score",
+    )
+
+
+def feature_names(
+    categoricals: Iterable[str], activity_types: Iterable[str], windows: Iterable[int]
+) -> tuple[str, ...]:
+    """Every feature column of the `lead_features` mart for a vocabulary, in mart order."""
+    return (*categoricals, *numeric_features(activity_types, windows))
+
+
+# Feature columns stored as doubles; the categoricals are text, every other feature an integer.
+DOUBLE_FEATURES: tuple[str, ...] = (
+    "days_since_last_activity", "email_click_rate_90d", "pricing_view_rate_90d", "engagement_score",
 )
+
+
+def feature_column_types(
+    categoricals: Iterable[str], activity_types: Iterable[str], windows: Iterable[int]
+) -> dict[str, str]:
+    """The `lead_features` mart's columns (key, timestamp, features) -> string | timestamp |
+    integer | double: the contract dbt's `matches_feature_columns` test holds the mart to."""
+    categoricals = tuple(categoricals)
+    types = {"lead_id": "string", "snapshot_ts": "timestamp"}
+    for name in feature_names(categoricals, activity_types, windows):
+        types[name] = (
+            "string" if name in categoricals else "double" if name in DOUBLE_FEATURES else "integer"
+        )
+    return types
+
+
+NUMERIC_FEATURES: tuple[str, ...] = numeric_features(ACTIVITY_TYPES, ACTIVITY_WINDOWS_DAYS)
 FEATURES: tuple[str, ...] = (*CATEGORICAL_FEATURES, *NUMERIC_FEATURES)

@@ -42,9 +42,13 @@ FORMAT_VERSION = 2  # 2: `family` (xgboost | logistic | rules); 1 was XGBoost on
 FAMILIES = ("xgboost", "logistic", "rules")
 
 
-def feature_columns(categorical: list[str] | tuple[str, ...] = CATEGORICAL_FEATURES) -> list[str]:
-    """The model's input columns: the given categoricals, then the contract's numeric columns."""
-    return [*categorical, *(c for c in NUMERIC_FEATURES if c not in categorical)]
+def feature_columns(
+    categorical: list[str] | tuple[str, ...] = CATEGORICAL_FEATURES,
+    numeric: list[str] | tuple[str, ...] = NUMERIC_FEATURES,
+) -> list[str]:
+    """The model's input columns: the given categoricals, then the numeric columns (default:
+    the default vocabulary's; training passes `settings.vocabulary.numeric_features`)."""
+    return [*categorical, *(c for c in numeric if c not in categorical)]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

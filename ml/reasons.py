@@ -14,6 +14,10 @@ reason *for*: a model can give it a small positive weight against the average le
 counts are correlated), but no sales agent accepts "has not booked a meeting" as a reason to
 call. Such a contribution is dropped from the reasons for, and the next one is shown.
 
+The wording of activity counts and of categorical values comes from the settings' vocabulary
+(`vocabulary.activity_types.*.phrases`, `vocabulary.categoricals`); an activity type without
+phrases is phrased from its name.
+
 Vectorised for a million leads: `argpartition` picks the 2N features per lead, and phrases are
 built once per distinct (feature, value) pair and then gathered, never per row.
 """
@@ -24,56 +28,15 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
+from ml.config import VocabularySettings
+
 # A contribution smaller than this (in log-odds) is no reason either way.
 MIN_CONTRIBUTION = 1e-6
-
-_ACTIVITY_PHRASES: dict[str, tuple[str, str, str]] = {
-    # activity type -> (none, one, many with {n})
-    "website_visit": (
-        "no website visits",
-        "visited the website once",
-        "visited the website {n} times",
-    ),
-    "pricing_page_view": (
-        "has not viewed the pricing page",
-        "viewed the pricing page once",
-        "viewed the pricing page {n} times",
-    ),
-    "email_open": ("opened no emails", "opened 1 email", "opened {n} emails"),
-    "email_click": ("clicked no email links", "clicked an email link", "clicked {n} email links"),
-    "form_submit": ("submitted no forms", "submitted a form", "submitted {n} forms"),
-    "webinar": ("attended no webinars", "attended a webinar", "attended {n} webinars"),
-    "call_connected": (
-        "no calls connected",
-        "had a call with the team",
-        "had {n} calls with the team",
-    ),
-    "meeting_booked": ("has not booked a meeting", "booked a meeting", "booked {n} meetings"),
-    "document_upload": ("uploaded no documents", "uploaded a document", "uploaded {n} documents"),
-}
-_WINDOWS = (7, 30, 90)
-
-_LEAD_SOURCE = {
-    "Web": "came in through the website",
-    "Referral": "referred by a customer",
-    "Partner agent": "referred by a partner agent",
-    "Event": "met at an event",
-    "Social": "came in through social media",
-    "Email campaign": "came in through an email campaign",
-    "Walk-in": "walked into the office",
-    "Call centre": "came in through the call centre",
-}
-_BUDGET = {
-    "<25k": "budget under AED 25k",
-    "25k-50k": "budget of AED 25k–50k",
-    "50k-100k": "budget of AED 50k–100k",
-    "100k+": "budget over AED 100k",
-}
-
 
 def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
@@ -152,13 +115,22 @@ def _percent(values: np.ndarray) -> np.ndarray:
     return np.round(np.clip(share, 0.0, 1.0) * 100)
 
 
-def _templates() -> dict[str, Template]:
+def _activity_phrases(name: str, phrases: tuple[str, str, str] | None) -> tuple[str, str, str]:
+    if phrases is not None:
+        return phrases
+    label = name.replace("_", " ")
+    return f"no {label}", f"1 {label}", f"{{n}} × {label}"
+
+
+def _templates(vocabulary: VocabularySettings) -> dict[str, Template]:
+    lead_source = vocabulary.categoricals["lead_source"]
+    budget = vocabulary.categoricals["budget_band"]
     t: dict[str, Template] = {
         "lead_source": Template(
             lambda v: (
                 "lead source not given"
                 if _missing(v)
-                else _LEAD_SOURCE.get(str(v), f"came in through {v}")
+                else lead_source.get(str(v)) or f"came in through {v}"
             )
         ),
         "industry": Template(
@@ -169,7 +141,7 @@ def _templates() -> dict[str, Template]:
         ),
         "license_type": Template(_licence),
         "budget_band": Template(
-            lambda v: "budget not given" if _missing(v) else _BUDGET.get(str(v), f"budget {v}")
+            lambda v: "budget not given" if _missing(v) else budget.get(str(v)) or f"budget {v}"
         ),
         "company_size": Template(
             lambda v: (
@@ -239,15 +211,26 @@ def _templates() -> dict[str, Template]:
             _none_or_zero,
         ),
     }
-    for activity, (none, one, many) in _ACTIVITY_PHRASES.items():
-        for w in _WINDOWS:
+    for activity, spec in vocabulary.activity_types.items():
+        none, one, many = _activity_phrases(activity, spec.phrases)
+        for w in vocabulary.activity_windows_days:
             t[f"n_{activity}_{w}d"] = Template(
                 _count(none, one, many, f" in the last {w} days"), _round, _none_or_zero
             )
     return t
 
 
-TEMPLATES: dict[str, Template] = _templates()
+@lru_cache(maxsize=8)
+def _templates_of(vocabulary_json: str) -> dict[str, Template]:
+    return _templates(VocabularySettings.model_validate_json(vocabulary_json))
+
+
+def templates(vocabulary: VocabularySettings | None = None) -> dict[str, Template]:
+    """The phrase templates of every feature of a vocabulary (default: the default one)."""
+    return _templates_of((vocabulary or VocabularySettings()).model_dump_json())
+
+
+TEMPLATES: dict[str, Template] = templates()
 
 
 def _generic(feature: str) -> Template:
@@ -255,9 +238,9 @@ def _generic(feature: str) -> Template:
     return Template(lambda v: f"{label} unknown" if _missing(v) else f"{label}: {v}")
 
 
-def phrase(feature: str, value: object) -> str:
+def phrase(feature: str, value: object, vocabulary: VocabularySettings | None = None) -> str:
     """The words for one feature value (e.g. for a single explanation in the API)."""
-    template = TEMPLATES.get(feature) or _generic(feature)
+    template = templates(vocabulary).get(feature) or _generic(feature)
     if template.bucket is not None:
         value = template.bucket(np.asarray([value], dtype=object))[0]
     return template.phrase(value)
@@ -295,10 +278,12 @@ def top_features(
     return out[0], out[1], out[2], out[3]
 
 
-def _phrases_for(feature: str, values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def _phrases_for(
+    feature: str, values: np.ndarray, wording: dict[str, Template]
+) -> tuple[np.ndarray, list[str]]:
     """Codes into a list of JSON-quoted phrases for one feature's values; each distinct bucket
     is phrased once."""
-    template = TEMPLATES.get(feature) or _generic(feature)
+    template = wording.get(feature) or _generic(feature)
     if template.bucket is not None:
         values = template.bucket(values)
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
@@ -328,8 +313,10 @@ def _values(features: pd.DataFrame, name: str, rows: np.ndarray | slice) -> np.n
     return np.full(n, None, dtype=object)
 
 
-def _absent(features: pd.DataFrame, name: str, rows: np.ndarray | slice) -> np.ndarray:
-    template = TEMPLATES.get(name) or _generic(name)
+def _absent(
+    features: pd.DataFrame, name: str, rows: np.ndarray | slice, wording: dict[str, Template]
+) -> np.ndarray:
+    template = wording.get(name) or _generic(name)
     values = _values(features, name, rows)
     if template.absent is None:
         return np.zeros(len(values), dtype=bool)
@@ -342,9 +329,11 @@ def grouped_contributions(
     contributions: np.ndarray,
     feature_names: Sequence[str],
     features: pd.DataFrame,
+    vocabulary: VocabularySettings | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, ...]]]:
     """(rows, reasons) contributions, one column per `reason_groups` entry, with an absence's
     positive contribution set to 0 (it can be no reason for)."""
+    wording = templates(vocabulary)
     groups = reason_groups(feature_names)
     grouped = np.empty((contributions.shape[0], len(groups)), dtype=np.float64)
     for gi, group in enumerate(groups):
@@ -356,7 +345,7 @@ def grouped_contributions(
         # a group is absent when every member is (no such activity in any window)
         absent = np.ones(len(rows), dtype=bool)
         for j in group:
-            absent &= _absent(features, feature_names[j], rows)
+            absent &= _absent(features, feature_names[j], rows, wording)
         grouped[rows[absent], gi] = 0.0
     return grouped, groups
 
@@ -368,6 +357,7 @@ def _representatives(
     features: pd.DataFrame,
     rows: np.ndarray,
     favourable: np.ndarray,
+    wording: dict[str, Template],
 ) -> np.ndarray:
     """Per picked row, the member column that phrases the group's reason: the one contributing
     most in the reason's direction, and for a reason *for* one that records some activity."""
@@ -375,7 +365,7 @@ def _representatives(
         return np.full(len(rows), group[0], dtype=np.int64)
     sub = contributions[np.ix_(rows, list(group))] * np.where(favourable, 1.0, -1.0)[:, None]
     for k, j in enumerate(group):
-        absent = _absent(features, feature_names[j], rows)
+        absent = _absent(features, feature_names[j], rows, wording)
         sub[favourable & absent, k] = -np.inf
     return np.asarray(group, dtype=np.int64)[np.argmax(sub, axis=1)]
 
@@ -385,6 +375,7 @@ def explain(
     feature_names: Sequence[str],
     features: pd.DataFrame,
     n: int,
+    vocabulary: VocabularySettings | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reasons for and against each lead as JSON strings of lists of phrases.
 
@@ -393,6 +384,8 @@ def explain(
         features: the leads' feature values (row-aligned with `contributions`); a feature the
             frame lacks is phrased by name only.
         n: reasons per side.
+        vocabulary: the settings' vocabulary, whose wording phrases activity counts and
+            categorical values (default: the default vocabulary).
 
     Returns:
         Two object arrays of JSON strings like '["booked a meeting in the last 30 days", ...]'.
@@ -401,7 +394,8 @@ def explain(
     if n <= 0 or rows == 0:
         empty = np.full(rows, "[]", dtype=object)
         return empty, empty.copy()
-    grouped, groups = grouped_contributions(contributions, feature_names, features)
+    wording = templates(vocabulary)
+    grouped, groups = grouped_contributions(contributions, feature_names, features, vocabulary)
     idx_for, ok_for, idx_against, ok_against = top_features(grouped, n)
     k = idx_for.shape[1]
     idx = np.concatenate([idx_for, idx_against], axis=1)  # (rows, 2k) group indices
@@ -422,7 +416,7 @@ def explain(
         if start < stop:
             feat[start:stop] = _representatives(
                 contributions, groups[group_of[start]], feature_names, features,
-                row_pos[start:stop], slot[start:stop] < k,
+                row_pos[start:stop], slot[start:stop] < k, wording,
             )
     order = np.argsort(feat.astype(np.int16 if len(feature_names) < 2**15 else np.int64),
                        kind="stable")
@@ -432,7 +426,7 @@ def explain(
         if start == stop:
             continue
         name = feature_names[feat[start]]
-        codes, words = _phrases_for(name, _values(features, name, row_pos[start:stop]))
+        codes, words = _phrases_for(name, _values(features, name, row_pos[start:stop]), wording)
         ids[row_pos[start:stop], slot[start:stop]] = codes + len(table)
         table.extend(words)
     return _join(ids[:, :k], table), _join(ids[:, k:], table)

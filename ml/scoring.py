@@ -4,6 +4,13 @@
 give the same score and reasons in both. `batch_score` adds the previous score per lead, writes
 the run to the CRM database (atomically, see ml/crm.py) and an extract file.
 
+The extract is inside the run's guarantee: it is written completely as a pending file named for
+the run *before* the CRM transaction commits, and renamed into place after it. The commit is the
+run's one decision point: a pending file whose run committed (`scoring_runs` says `succeeded`,
+the latest of its date) is published by the next run of any date (`recover_extracts`), any other
+pending file is deleted. So after a kill -9 anywhere, the next run leaves every date's extract
+equal to that date's committed run, never an older one and never a run that did not commit.
+
 Reasons are JSON strings of lists of phrases (e.g. '["booked a meeting in the last 30 days"]'):
 they go unchanged into the CRM table, the CSV/Parquet extract and the API (which may json.loads
 them), so every consumer sees byte-identical text.
@@ -11,6 +18,7 @@ them), so every consumer sees byte-identical text.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -61,7 +69,9 @@ def _score(
     timings["predict"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if contribs is not None:
-        reasons_for, reasons_against = reasons.explain(contribs, scorer.feature_names, features, n)
+        reasons_for, reasons_against = reasons.explain(
+            contribs, scorer.feature_names, features, n, settings.vocabulary
+        )
     else:
         reasons_for = reasons_against = np.full(len(features), "[]", dtype=object)
     timings["reasons"] = time.perf_counter() - t0
@@ -110,23 +120,86 @@ class ScoringRunSummary:
 def extract_path(settings: Settings, scoring_date: date) -> Path:
     """The extract file of a scoring date: <data_dir>/crm/extracts/scores_<date>.<ext>."""
     ext = settings.scoring.extract_format
-    return settings.paths.data_dir / "crm" / "extracts" / f"scores_{scoring_date.isoformat()}.{ext}"
+    return _extracts_dir(settings) / f"scores_{scoring_date.isoformat()}.{ext}"
+
+
+def _extracts_dir(settings: Settings) -> Path:
+    return settings.paths.data_dir / "crm" / "extracts"
 
 
 def write_extract(settings: Settings, scores: pd.DataFrame, scoring_date: date) -> Path:
     """Write the run's extract file atomically (temporary file in the same folder, then rename)."""
     path = extract_path(settings, scoring_date)
+    _write_atomically(settings, scores, path, path.with_name(f".{path.name}.{os.getpid()}.tmp"))
+    return path
+
+
+def _write_atomically(settings: Settings, scores: pd.DataFrame, path: Path, tmp: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if settings.scoring.extract_format == "parquet":
             scores.to_parquet(tmp, index=False)
         else:
             scores.to_csv(tmp, index=False)
+        with open(tmp, "rb") as f:  # on disk before the rename (and before the CRM commit)
+            os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+
+
+_PENDING = ".pending"
+
+
+def _pending_path(settings: Settings, scoring_date: date, run_id: str) -> Path:
+    """Where a run's extract waits for the CRM commit: <extracts>/.pending/<date>/<run id>.<ext>."""
+    final = extract_path(settings, scoring_date)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    return final.parent / _PENDING / scoring_date.isoformat() / f"{safe}{final.suffix}"
+
+
+def recover_extracts(settings: Settings, runs: pd.DataFrame | None = None) -> list[Path]:
+    """Finish what a killed run left between its CRM commit and its extract's rename.
+
+    A pending extract whose run is its date's latest `succeeded` run in `scoring_runs` is moved
+    into place; any other pending extract (its run was killed before committing, or a later run
+    of the date committed since) is deleted. Idempotent. Returns the extracts published.
+    """
+    root = _extracts_dir(settings) / _PENDING
+    if not root.is_dir():
+        return []
+    if runs is None:
+        engine = crm.crm_engine(settings)
+        try:
+            runs = crm.read_runs(engine) if crm._has_table(engine, "scoring_runs") else None
+        finally:
+            engine.dispose()
+    committed: dict[str, str] = {}
+    if runs is not None and len(runs):
+        done = runs[runs["status"] == "succeeded"]
+        for day, rows in done.groupby(done["scoring_date"].astype(str)):
+            committed[day] = str(rows.sort_values("id")["run_id"].iloc[-1])
+    published = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for pending in sorted(folder.iterdir()):
+            day = date.fromisoformat(folder.name)
+            if pending.name == _pending_path(settings, day, committed.get(folder.name, "")).name:
+                final = extract_path(settings, day)
+                os.replace(pending, final)
+                published.append(final)
+                log.warning("published the extract of committed run %s for %s (its run was "
+                            "interrupted before renaming it)", committed[folder.name], day)
+            else:
+                pending.unlink(missing_ok=True)
+        _remove_empty(folder)
+    return published
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove a date's pending folder and the pending root once they are empty."""
+    for path in (folder, folder.parent):
+        with contextlib.suppress(OSError):
+            path.rmdir()
 
 
 def batch_score(
@@ -152,6 +225,8 @@ def batch_score(
     run_id = run_id or f"manual-{uuid.uuid4().hex[:12]}"
     scores, seconds = _score(scorer, features, settings, None)
 
+    model_name = settings.registry.model_name
+    recover_extracts(settings)  # a run killed after its commit: its extract first
     engine = crm.crm_engine(settings)
     try:
         t0 = time.perf_counter()
@@ -161,7 +236,19 @@ def batch_score(
         )
         before = scores["lead_id"].map(prev)
         scores["score_change"] = np.round(scores["score"] - before, 1)
-        model_name = settings.registry.model_name
+        # The extract is complete on disk before the commit, published after it (see above).
+        t1 = time.perf_counter()
+        extract = scores.assign(
+            model_name=model_name,
+            model_version=str(model_version),
+            scored_at=scored_at,
+            scoring_date=scoring_date,
+            run_id=run_id,
+        )
+        pending = _pending_path(settings, scoring_date, run_id)
+        pending.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(settings, extract, pending, pending.with_name(f".{pending.name}.tmp"))
+        seconds["extract"] = time.perf_counter() - t1
         crm.write_scores(
             engine,
             scores,
@@ -172,20 +259,16 @@ def batch_score(
             run_id=run_id,
             batch_size=settings.scoring.write_batch_size,
         )
-        seconds["write"] = time.perf_counter() - t0
+        seconds["write"] = time.perf_counter() - t0 - seconds["extract"]
+    except BaseException:
+        with contextlib.suppress(Exception):
+            recover_extracts(settings)  # failed before committing: the pending file goes
+        raise
     finally:
         engine.dispose()
-
-    t0 = time.perf_counter()
-    extract = scores.assign(
-        model_name=model_name,
-        model_version=str(model_version),
-        scored_at=scored_at,
-        scoring_date=scoring_date,
-        run_id=run_id,
-    )
-    path = write_extract(settings, extract, scoring_date)
-    seconds["extract"] = time.perf_counter() - t0
+    path = extract_path(settings, scoring_date)
+    os.replace(pending, path)
+    _remove_empty(pending.parent)
 
     counts = scores["tier"].value_counts()
     summary = ScoringRunSummary(

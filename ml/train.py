@@ -369,7 +369,8 @@ def fit_scorer(split: Split, settings: Settings, *, family: str = "xgboost",
     _check_class_counts(split.train, settings)
     cfg = settings.training
     started = time.perf_counter()
-    names = _family_features(family, features or feature_columns(cfg.categorical_features))
+    names = _family_features(family, features or feature_columns(
+        cfg.categorical_features, settings.vocabulary.numeric_features))
     categorical = [c for c in cfg.categorical_features if c in names]
     scorer = LeadScorer(feature_names=names, categorical_features=categorical,
                         categories=_categories(split.train, categorical), family=family)

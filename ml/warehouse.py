@@ -109,7 +109,7 @@ def _utc_naive(as_of: datetime | date) -> datetime:
 
 
 def dbt_vars(settings: Settings, as_of: datetime | date | None = None) -> dict[str, Any]:
-    """The dbt vars of a build, from `settings.features` and the point in time.
+    """The dbt vars of a build, from `settings.features`, the vocabulary and the point in time.
 
     Args:
         as_of: pin the build to this instant (naive = UTC). None: rows after the clock are
@@ -122,6 +122,7 @@ def dbt_vars(settings: Settings, as_of: datetime | date | None = None) -> dict[s
         "label_window_days": features.label_window_days,
         "max_rejected_share": features.max_rejected_share,
         "as_of": _utc_naive(as_of).isoformat(sep=" ") if as_of is not None else None,
+        **settings.vocabulary.dbt_vars(),
     }
 
 
@@ -323,13 +324,20 @@ def _row_counts(
 
 
 def build_warehouse(
-    settings: Settings, as_of: datetime | date | None = None, select: str | None = None
+    settings: Settings,
+    as_of: datetime | date | None = None,
+    select: str | None = None,
+    full_refresh: bool = False,
 ) -> BuildSummary:
     """`dbt build` over the raw files, then export the marts to Parquet.
+
+    The models that grow with history are incremental: a build over a warehouse built before
+    redoes only the leads whose inputs changed (dbt_project/macros/incremental.sql).
 
     Args:
         as_of: pin the point in time (see `dbt_vars`); None derives it from the data.
         select: a dbt selection (e.g. "+lead_features") to build part of the project.
+        full_refresh: rebuild the incremental models from scratch.
 
     Raises:
         DataError: a raw file is missing, or a model or test failed (marts are then not exported).
@@ -338,6 +346,7 @@ def build_warehouse(
     _check_raw_files(settings)
     Path(settings.paths.warehouse).parent.mkdir(parents=True, exist_ok=True)
     args = ["build"] + (["--select", select] if select else [])
+    args += ["--full-refresh"] if full_refresh else []
     result = run_dbt(settings, args, as_of=as_of)
     marts = export_marts(settings)
     raw, accepted, rejected, mart_rows, effective_as_of = _row_counts(settings)

@@ -1,23 +1,33 @@
-{#- The enumerations of the raw contract (docs/contracts.md): the one place they are listed.
-    Staging rejects a value outside them; the `in_crm_enum` test checks the marts against them. -#}
+{#- The vocabulary comes from the settings (config/training_config.yaml, `vocabulary`), passed as
+    vars by ml.warehouse.dbt_vars: it is listed once, there. Staging rejects a value outside an
+    enumeration; the `in_crm_enum` test checks the marts against them. -#}
+{% macro vocabulary_var(name) %}
+    {%- set value = var(name, none) -%}
+    {%- if value is none -%}
+        {{ exceptions.raise_compiler_error(
+            "dbt var '" ~ name ~ "' is missing: it is the settings' vocabulary; run dbt through "
+            ~ "`lead-scoring build` (or pass --vars from ml.warehouse.dbt_vars)") }}
+    {%- endif -%}
+    {{ return(value) }}
+{% endmacro %}
+
 {% macro crm_enum(name) %}
-    {%- set enums = {
-        "lead_source": ["Web", "Referral", "Partner agent", "Event", "Social", "Email campaign",
-                        "Walk-in", "Call centre"],
-        "license_type": ["Commercial", "Industrial", "Service", "Media", "Educational", "Freelance"],
-        "budget_band": ["<25k", "25k-50k", "50k-100k", "100k+"],
-        "activity_type": activity_types(),
-    } -%}
+    {%- set enums = dict(vocabulary_var('crm_enums')) -%}
+    {%- do enums.update({"activity_type": activity_types()}) -%}
     {%- if name not in enums -%}
         {{ exceptions.raise_compiler_error("crm_enum: unknown enumeration '" ~ name ~ "'") }}
     {%- endif -%}
     {{ return(enums[name]) }}
 {% endmacro %}
 
-{#- The nine activity types, in the order of the feature columns. -#}
+{#- The activity types of the vocabulary, in the order of the feature columns. -#}
 {% macro activity_types() %}
-    {{ return(["website_visit", "pricing_page_view", "email_open", "email_click", "form_submit",
-               "webinar", "call_connected", "meeting_booked", "document_upload"]) }}
+    {{ return(vocabulary_var('activity_types')) }}
+{% endmacro %}
+
+{#- The windows (days) each activity type is counted over. -#}
+{% macro activity_windows() %}
+    {{ return(vocabulary_var('activity_windows_days')) }}
 {% endmacro %}
 
 {#- A SQL list literal ('a', 'b', ...) of an enumeration, for `x in {{ sql_list(...) }}`. -#}

@@ -3,7 +3,7 @@
 -- where the two differ, or where the last activity lies after the snapshot. Counting an activity
 -- stamped after snapshot_ts would make the mart's count exceed the recount.
 -- The brute force is a range join, so above ~5k leads it checks a deterministic sample of leads.
-{%- set windows = [7, 30, 90] %}
+{%- set windows = activity_windows() %}
 
 with lead_count as (
 

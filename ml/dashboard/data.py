@@ -307,6 +307,15 @@ def backtest_table(settings: Settings, alias: str = "champion") -> pd.DataFrame:
         return pd.DataFrame()
 
 
+def model_card_text(settings: Settings, run_id: str) -> str | None:
+    """The Markdown model card logged on a version's run (`ml/model_card.py`), None if none."""
+    if not registry_exists(settings):
+        return None
+    from ml.model_card import read_logged_card
+
+    return read_logged_card(settings, run_id)
+
+
 def alias_moves(settings: Settings) -> pd.DataFrame:
     """The alias history (promotions, rollbacks, new challengers), newest first."""
     from ml.registry import alias_history_table, alias_history_url
@@ -447,3 +456,29 @@ def live_service_models(settings: Settings, timeout: float = 0.5) -> dict[str, A
         return response.json()
     except (httpx.HTTPError, ValueError):
         return None
+
+
+def vocabulary_tables(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The settings' vocabulary as two tables: one row per activity type (its engagement
+    weight, its count features and how a reason words it) and one per categorical attribute
+    (its closed list, or free text)."""
+    vocab = settings.vocabulary
+    windows = vocab.activity_windows_days
+    activities = pd.DataFrame(
+        [
+            {
+                "activity_type": name,
+                "engagement_weight": spec.engagement_weight,
+                "features": ", ".join(f"n_{name}_{w}d" for w in windows),
+                "reason wording": (spec.phrases[2] if spec.phrases else "(from the name)"),
+            }
+            for name, spec in vocab.activity_types.items()
+        ]
+    )
+    categoricals = pd.DataFrame(
+        [
+            {"attribute": name, "values": ", ".join(values) or "free text"}
+            for name, values in vocab.categoricals.items()
+        ]
+    )
+    return activities, categoricals

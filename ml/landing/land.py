@@ -14,25 +14,27 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
-from ml.config import Settings
+from ml.config import Settings, VocabularySettings
 from ml.contract import RAW_COLUMNS
 from ml.errors import DataError
 from ml.landing.fold import FoldedColumn, first_non_empty, fold_column, fold_key, fold_timestamps
 from ml.landing.mapping import (
     COLUMN_KINDS,
-    VOCABULARIES,
     ColumnMap,
     Mapping,
     TableMap,
     load_mapping,
     load_synonyms,
     resolve_mapping_path,
+    vocabularies,
 )
+from ml.landing.merge import merge_into_raw, raw_lead_ids
 from ml.landing.read import ExportTable, read_export
 from ml.landing.report import (
     MAX_EXAMPLES,
@@ -70,6 +72,14 @@ def _examples(raw: pd.Series, folded: FoldedColumn) -> dict[str, list[list[str]]
     return out
 
 
+@dataclass(frozen=True)
+class Terms:
+    """What values fold to: the shared synonym sets and the enum columns' vocabularies."""
+
+    synonyms: dict[str, dict[str, str]]
+    vocabularies: dict[str, tuple[str, ...]]
+
+
 class _TableLander:
     """Reads the vendor columns of one table map and folds them, recording the report."""
 
@@ -79,10 +89,10 @@ class _TableLander:
         table_map: TableMap,
         export: ExportTable,
         name: str,
-        synonyms: dict[str, dict[str, str]],
+        terms: Terms,
     ):
         self.mapping, self.map, self.export, self.name = mapping, table_map, export, name
-        self.synonyms = synonyms
+        self.synonyms, self.vocabularies = terms.synonyms, terms.vocabularies
 
     def check_columns(self) -> None:
         """Raise naming the file and column when a column the mapping needs is absent."""
@@ -116,7 +126,7 @@ class _TableLander:
         raw, sources = self.raw(frame, spec)
         kind = COLUMN_KINDS[column]
         folded = fold_column(
-            raw, kind, spec, VOCABULARIES.get(column), self.synonyms, self.mapping.timestamps
+            raw, kind, spec, self.vocabularies.get(column), self.synonyms, self.mapping.timestamps
         )
         report = ColumnReport(column, sources, absent=bool(spec.column) and not sources)
         counts = folded.outcome.value_counts()
@@ -180,10 +190,10 @@ def _merge_column(report: FileReport, col: ColumnReport) -> None:
 
 
 def _land_leads(
-    mapping: Mapping, exports: dict[str, ExportTable], synonyms
+    mapping: Mapping, exports: dict[str, ExportTable], terms: Terms
 ) -> tuple[pd.DataFrame, FileReport, pd.Series]:
     table = exports[mapping.leads.export]
-    lander = _TableLander(mapping, mapping.leads, table, "leads", synonyms)
+    lander = _TableLander(mapping, mapping.leads, table, "leads", terms)
     lander.check_columns()
     report = FileReport("leads", [_export_read(table)], rows_in=table.rows)
     frame = _select(lander, table.frame, report, "not a lead")
@@ -252,13 +262,13 @@ def _split_lead_ids(activities: pd.DataFrame, report: FileReport) -> pd.DataFram
 
 
 def _land_activities(
-    mapping: Mapping, exports: dict[str, ExportTable], synonyms, lead_ids: set[str]
+    mapping: Mapping, exports: dict[str, ExportTable], terms: Terms, lead_ids: set[str]
 ) -> tuple[pd.DataFrame, FileReport]:
     report = FileReport("activities", [])
     frames = []
     for table_map in mapping.activities:
         table = exports[table_map.export]
-        lander = _TableLander(mapping, table_map, table, "activities", synonyms)
+        lander = _TableLander(mapping, table_map, table, "activities", terms)
         lander.check_columns()
         report.exports.append(_export_read(table))
         report.rows_in += table.rows
@@ -296,13 +306,13 @@ def _land_activities(
 def _land_conversions(
     mapping: Mapping,
     exports: dict[str, ExportTable],
-    synonyms,
+    terms: Terms,
     leads_created: pd.Series,
     lead_ids: pd.Series,
 ) -> tuple[pd.DataFrame, FileReport]:
     table_map = mapping.conversions
     table = exports[table_map.export]
-    lander = _TableLander(mapping, table_map, table, "conversions", synonyms)
+    lander = _TableLander(mapping, table_map, table, "conversions", terms)
     lander.check_columns()
     report = FileReport("conversions", [_export_read(table)], rows_in=table.rows)
     frame = table.frame
@@ -380,6 +390,8 @@ def land_export(
     raw_dir: Path,
     reports_dir: Path | None = None,
     landed_at: datetime | None = None,
+    vocabulary: VocabularySettings | None = None,
+    merge: bool = False,
 ) -> LandingReport:
     """Turn a CRM export into the raw contract files and write the data-quality report.
 
@@ -390,14 +402,17 @@ def land_export(
         reports_dir: the report goes to `<reports_dir>/landing/<date>/report.{json,html}`;
             None writes no report files.
         landed_at: the landing's time (default now, UTC).
+        vocabulary: the settings' vocabulary enum values fold to (default: the default one).
+        merge: the export is a nightly increment (only what changed since the last one):
+            upsert it into the raw files by id (ml/landing/merge.py) instead of replacing them.
 
     Raises:
         ConfigError: the mapping is missing or invalid.
         DataError: an export file is missing, or lacks a column the mapping needs (the message
             names the file and the column).
     """
-    spec = load_mapping(mapping)
-    synonyms = load_synonyms()
+    spec = load_mapping(mapping, vocabulary)
+    terms = Terms(load_synonyms(), vocabularies(vocabulary))
     export_dir = Path(export_dir)
     if not export_dir.is_dir():
         raise DataError(f"export folder not found: {export_dir}")
@@ -406,10 +421,11 @@ def land_export(
         name: read_export(export_dir, name, spec.exports[name]) for name in dict.fromkeys(needed)
     }
 
-    leads, leads_report, created = _land_leads(spec, exports, synonyms)
-    activities, activities_report = _land_activities(spec, exports, synonyms, set(leads["lead_id"]))
+    leads, leads_report, created = _land_leads(spec, exports, terms)
+    known_leads = set(leads["lead_id"]) | (raw_lead_ids(Path(raw_dir)) if merge else set())
+    activities, activities_report = _land_activities(spec, exports, terms, known_leads)
     conversions, conversions_report = _land_conversions(
-        spec, exports, synonyms, created, leads["lead_id"]
+        spec, exports, terms, created, leads["lead_id"]
     )
     landed_at = landed_at or datetime.now(UTC)
     for frame, column, file_report in (
@@ -418,9 +434,12 @@ def land_export(
         (conversions, "converted_at", conversions_report),
     ):
         _count_future(frame[column], landed_at, file_report)
-    _write_atomically(
-        {"leads": leads, "activities": activities, "conversions": conversions}, Path(raw_dir)
-    )
+    frames = {"leads": leads, "activities": activities, "conversions": conversions}
+    merged = None
+    if merge:
+        merged = {k: v.to_dict() for k, v in merge_into_raw(frames, Path(raw_dir)).items()}
+    else:
+        _write_atomically(frames, Path(raw_dir))
     report = LandingReport(
         mapping=str(resolve_mapping_path(mapping)),
         vendor=spec.vendor,
@@ -432,6 +451,7 @@ def land_export(
             "activities": activities_report,
             "conversions": conversions_report,
         },
+        merged=merged,
     )
     if reports_dir is not None:
         out = Path(reports_dir) / "landing" / landed_at.date().isoformat()
@@ -443,6 +463,16 @@ def land_export(
     return report
 
 
-def land_from_settings(settings: Settings, mapping: str | Path, export_dir: Path) -> LandingReport:
-    """`land_export` into the settings' raw folder, the report under its reports folder."""
-    return land_export(mapping, export_dir, settings.paths.raw_dir, settings.paths.reports_dir)
+def land_from_settings(
+    settings: Settings, mapping: str | Path, export_dir: Path, *, merge: bool = False
+) -> LandingReport:
+    """`land_export` into the settings' raw folder, the report under its reports folder
+    (`merge`: the export is a nightly increment, upserted into the raw files)."""
+    return land_export(
+        mapping,
+        export_dir,
+        settings.paths.raw_dir,
+        settings.paths.reports_dir,
+        vocabulary=settings.vocabulary,
+        merge=merge,
+    )

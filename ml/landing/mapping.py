@@ -13,15 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ml.config import PROJECT_ROOT
-from ml.contract import (
-    ACTIVITY_TYPES,
-    BUDGET_BANDS,
-    INDUSTRIES,
-    LEAD_SOURCES,
-    LICENSE_TYPES,
-    RAW_COLUMNS,
-)
+from ml.config import PROJECT_ROOT, VocabularySettings
+from ml.contract import RAW_COLUMNS
 from ml.errors import ConfigError
 
 MAPPINGS_DIR = PROJECT_ROOT / "config" / "crm_mappings"
@@ -45,14 +38,22 @@ COLUMN_KINDS: dict[str, Kind] = {
     "visa_quota": "integer",
     "package_value": "decimal",
 }
-# The vocabulary an enum column must end in (the raw contract, ml/contract.py).
-VOCABULARIES: dict[str, tuple[str, ...]] = {
-    "lead_source": LEAD_SOURCES,
-    "industry": INDUSTRIES,
-    "license_type": LICENSE_TYPES,
-    "budget_band": BUDGET_BANDS,
-    "activity_type": ACTIVITY_TYPES,
-}
+# The enum columns and where their vocabulary lives in the settings (`vocabulary`): the
+# categoricals' closed lists, and the activity types.
+ENUM_ATTRIBUTES: tuple[str, ...] = ("lead_source", "industry", "license_type", "budget_band")
+
+
+def vocabularies(vocabulary: VocabularySettings | None = None) -> dict[str, tuple[str, ...]]:
+    """The values each enum column must end in, from the settings' vocabulary (default: the
+    default vocabulary)."""
+    vocabulary = vocabulary or VocabularySettings()
+    out = {name: vocabulary.values(name) for name in ENUM_ATTRIBUTES}
+    out["activity_type"] = vocabulary.activity_type_names
+    return out
+
+
+# The default vocabulary's lists (kept for callers that land without settings).
+VOCABULARIES: dict[str, tuple[str, ...]] = vocabularies()
 # Columns a row cannot do without: a row missing one is kept as it came (dbt quarantines it
 # with a reason), and an export lacking the column altogether stops the landing.
 KEY_COLUMNS = {
@@ -257,7 +258,9 @@ def load_synonyms(path: Path = SYNONYMS_FILE) -> dict[str, dict[str, str]]:
     return {name: {str(k): v for k, v in (values or {}).items()} for name, values in tree.items()}
 
 
-def load_mapping(name_or_path: str | Path) -> Mapping:
+def load_mapping(
+    name_or_path: str | Path, vocabulary: VocabularySettings | None = None
+) -> Mapping:
     """Load and validate a mapping.
 
     Raises:
@@ -290,15 +293,15 @@ def load_mapping(name_or_path: str | Path) -> Mapping:
                     f"{where}.synonyms: unknown set(s) {', '.join(unknown)} (defined in "
                     f"{SYNONYMS_FILE.name}: {', '.join(known) or 'none'})"
                 )
-            vocabulary = VOCABULARIES.get(column)
+            enum_values = vocabularies(vocabulary).get(column)
             targets = {**{k: v for s in spec.synonyms for k, v in known[s].items()}, **spec.values}
-            if vocabulary is not None:
+            if enum_values:
                 bad = sorted(
-                    {str(v) for v in targets.values() if v is not None and v not in vocabulary}
+                    {str(v) for v in targets.values() if v is not None and v not in enum_values}
                 )
                 if bad:
                     raise ConfigError(
                         f"{where}.values: {', '.join(bad)} not in the contract's {column} "
-                        f"values ({', '.join(vocabulary)})"
+                        f"values ({', '.join(enum_values)}; settings `vocabulary`)"
                     )
     return mapping

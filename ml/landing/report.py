@@ -65,6 +65,8 @@ class LandingReport:
     landed_at: str
     files: dict[str, FileReport]
     report_dir: str = ""
+    # a nightly increment: per raw file, rows before, updated, added and after the merge
+    merged: dict[str, dict[str, int]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +74,11 @@ class LandingReport:
     def summary(self) -> dict[str, Any]:
         """A short summary: rows in/out per file and the totals of each outcome."""
         out: dict[str, Any] = {"vendor": self.vendor, "report": self.report_dir}
+        if self.merged is not None:
+            out["merged"] = {
+                name: f"{m['before']} + {m['added']} new, {m['updated']} updated = {m['after']}"
+                for name, m in self.merged.items()
+            }
         for name, f in self.files.items():
             totals = dict.fromkeys(OUTCOMES, 0)
             for col in f.columns.values():
@@ -144,6 +151,17 @@ def render_html(report: LandingReport) -> str:
             f"<td class=l>{reads}</td></tr>"
         )
     body.append("</table>")
+    if report.merged is not None:
+        body.append(
+            "<h2>Merged into the raw files (nightly increment)</h2><table><tr><th class=l>file"
+            "</th><th>before</th><th>updated</th><th>added</th><th>after</th></tr>"
+        )
+        for name, m in report.merged.items():
+            body.append(
+                f"<tr><td class=l>{esc(name)}.csv</td><td>{m['before']:,}</td>"
+                f"<td>{m['updated']:,}</td><td>{m['added']:,}</td><td>{m['after']:,}</td></tr>"
+            )
+        body.append("</table>")
     for f in report.files.values():
         body.append(f"<h2>{esc(f.name)}.csv</h2>")
         for note in f.notes:

@@ -59,12 +59,14 @@ from ml.registry.versions import (
     CHALLENGER,
     CHAMPION,
     IDENTITY_TAGS,
+    MODEL_HASH_TAG,
     ModelVersionInfo,
     current_version,
     find_identical_version,
     load_champion,
     load_version,
     point_challenger,
+    scorer_sha256,
 )
 
 __all__ = [
@@ -75,6 +77,7 @@ __all__ = [
     "FOLD_AUCS_TAG",
     "IDENTITY_TAGS",
     "MODEL_ARTIFACT",
+    "MODEL_HASH_TAG",
     "PACKAGES",
     "TEST_AUC_METRIC",
     "TEST_END_TAG",
@@ -110,4 +113,5 @@ __all__ = [
     "reproducibility_tags",
     "rollback",
     "safe_uri",
+    "scorer_sha256",
 ]

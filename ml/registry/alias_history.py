@@ -81,7 +81,10 @@ def move_alias(
     actor: str,
 ) -> None:
     """Set the alias in MLflow and append the history row as one unit as far as possible: the
-    row is inserted first and committed only after MLflow accepted the move."""
+    row is inserted first and committed only after MLflow accepted the move. A kill between
+    the two leaves a move MLflow made and the history lacks; `reconcile_alias` (run first
+    here, and by promote and rollback) records it."""
+    reconcile_alias(settings, client, alias, actor)
     engine = _history_engine(settings)
     with engine.begin() as conn:
         conn.execute(
@@ -112,3 +115,44 @@ def alias_stack(history: pd.DataFrame, name: str, alias: str) -> list[int]:
         else:
             stack.append(int(row.to_version))
     return stack
+
+
+def reconcile_alias(settings: Settings, client: Any, alias: str, actor: str) -> int | None:
+    """Make the history agree with MLflow's alias after an interrupted move; returns the
+    alias's version.
+
+    `move_alias` commits the history row right after MLflow accepts the move; a process killed
+    in between leaves MLflow's alias moved and the history one move behind, so rollback would
+    replay the wrong stack. Found here, the missing move is appended: as a rollback when MLflow
+    holds the champion before the history's last one (an interrupted rollback), otherwise as
+    `recovered` (a move that pushes, like a promotion).
+    """
+    from ml.registry.versions import alias_version
+
+    name = settings.registry.model_name
+    actual = alias_version(client, name, alias)
+    stack = alias_stack(alias_history(settings), name, alias)
+    top = stack[-1] if stack else None
+    if actual is None or actual == top:
+        return actual
+    action = "rollback" if len(stack) >= 2 and stack[-2] == actual else "recovered"
+    engine = _history_engine(settings)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                alias_history_table.insert().values(
+                    changed_at=datetime.now(UTC),
+                    model_name=name,
+                    alias=alias,
+                    from_version=top,
+                    to_version=actual,
+                    action=action,
+                    reason="recorded late: the move was interrupted after MLflow accepted it",
+                    actor=actor,
+                )
+            )
+    finally:
+        engine.dispose()
+    log.warning("@%s of %s is v%s but the alias history ended at %s: the interrupted move is "
+                "recorded now (%s)", alias, name, actual, top, action)
+    return actual

@@ -26,7 +26,7 @@ from typing import Any
 
 from ml.config import Settings
 from ml.model import LeadScorer
-from ml.registry.alias_history import alias_history, alias_stack, move_alias
+from ml.registry.alias_history import alias_history, alias_stack, move_alias, reconcile_alias
 from ml.registry.client import RegistryError, mlflow_client, registry_errors
 from ml.registry.tracking import (
     BACKTEST_AUC_METRIC,
@@ -388,7 +388,7 @@ def promote(
                     )
             else:
                 candidate = int(resolve(client, settings, version).version)
-            champion = alias_version(client, name, CHAMPION)
+            champion = reconcile_alias(settings, client, CHAMPION, actor)
             if champion == candidate:
                 return PromotionDecision(
                     False,
@@ -491,7 +491,7 @@ def rollback(settings: Settings, *, reason: str, actor: str) -> PromotionDecisio
     client = mlflow_client(settings, create=False)
     name = settings.registry.model_name
     with registry_errors(settings, "rolling back @champion"):
-        champion = alias_version(client, name, CHAMPION)
+        champion = reconcile_alias(settings, client, CHAMPION, actor)
         stack = alias_stack(alias_history(settings), name, CHAMPION)
         if champion is None or len(stack) < 2:
             raise RegistryError(

@@ -26,7 +26,13 @@ from ml.registry.client import (
     mlflow_client,
     registry_errors,
 )
-from ml.registry.versions import CHALLENGER, ModelVersionInfo, alias_version
+from ml.registry.versions import (
+    CHALLENGER,
+    MODEL_HASH_TAG,
+    ModelVersionInfo,
+    alias_version,
+    scorer_sha256,
+)
 
 TEST_AUC_METRIC = "test_auc"
 # Tags that record the test window a run's test_auc was measured on (ISO dates).
@@ -242,6 +248,8 @@ def log_and_register(
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp) / LeadScoringPyfunc.ARTIFACT_KEY
                 scorer.save(folder)
+                model_hash = scorer_sha256(folder)  # what loading checks (versions.py)
+                mlflow.set_tag(MODEL_HASH_TAG, model_hash)
                 info = mlflow.pyfunc.log_model(
                     name=MODEL_ARTIFACT,
                     python_model=LeadScoringPyfunc(),
@@ -264,7 +272,7 @@ def log_and_register(
                 name=name,
                 source=info.model_uri,
                 run_id=run_id,
-                tags=str_tags,
+                tags={**str_tags, MODEL_HASH_TAG: model_hash},
                 model_id=info.model_id,
             )
         version = int(mv.version)

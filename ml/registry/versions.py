@@ -4,10 +4,18 @@ Reads never create a store (`mlflow_client(create=False)`) and fail closed: an a
 set, or a model not registered yet, is None; any other failure of the registry is a
 RegistryError. Loading downloads the version's files through the client's own tracking URI and
 never through MLflow's global one, so the service can load from its threads.
+
+Loading trusts only the configured registry's own record. A version is read through the
+client of `paths.mlflow_tracking_uri` (never a URI a caller passes), its files' SHA-256 must
+equal the `model_sha256` tag recorded when it was registered (a changed or swapped file is
+refused, wherever the artefacts live), and only the scorer's own files (JSON and XGBoost UBJSON)
+are read: MLflow's pickled pyfunc wrapper is never unpickled, so tampered artefacts cannot run
+code in the service.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +39,20 @@ CHALLENGER = "challenger"
 
 # Tags that together say "this exact model was trained already": same code, settings and data.
 IDENTITY_TAGS = ("git_commit", "config_hash", "training_fingerprint")
+
+# Version tag: SHA-256 of the scorer's files as registered (`scorer_sha256`), checked on load.
+MODEL_HASH_TAG = "model_sha256"
+
+
+def scorer_sha256(folder: Path) -> str:
+    """SHA-256 over a saved scorer folder: every file's relative path and bytes, in path order
+    (a renamed, added, removed or changed file changes it)."""
+    digest = hashlib.sha256()
+    root = Path(folder)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -89,15 +111,24 @@ def resolve(client: Any, settings: Settings, alias_or_version: str | int) -> Any
 
 
 def load_version(settings: Settings, alias_or_version: str | int) -> tuple[LeadScorer, int]:
-    """Load a registered version (number or alias such as 'champion') as a LeadScorer.
+    """Load a registered version (number or alias such as 'champion') as a LeadScorer, after
+    checking where its files come from and their recorded hash (module docstring).
 
     Raises:
-        RegistryError: no such version, or the registry or its artefacts cannot be read.
+        RegistryError: no such version, the registry or its artefacts cannot be read, or the
+            files' hash is missing or differs from the recorded one.
     """
     import mlflow
 
     client = mlflow_client(settings, create=False)
     mv = resolve(client, settings, alias_or_version)
+    expected = (getattr(mv, "tags", None) or {}).get(MODEL_HASH_TAG)
+    if not expected:
+        raise RegistryError(
+            f"v{mv.version} of {mv.name!r} has no recorded {MODEL_HASH_TAG} (registered before "
+            "hashes were recorded, or not by this platform): it is not loaded; retrain to "
+            "register a hashed version"
+        )
     with registry_errors(settings, f"loading v{mv.version}"):
         uri = client.get_model_version_download_uri(mv.name, mv.version)
         with tempfile.TemporaryDirectory(prefix="lead-scoring-model-") as tmp:
@@ -107,15 +138,20 @@ def load_version(settings: Settings, alias_or_version: str | int) -> tuple[LeadS
                 tracking_uri=registry_uri(settings),
                 registry_uri=registry_uri(settings),
             )
-            # The scorer is read into memory here; the downloaded copy can go.
-            model = mlflow.pyfunc.load_model(str(Path(local)))
-            python_model = model.unwrap_python_model()
-    if not isinstance(python_model, LeadScoringPyfunc) or python_model.scorer is None:
-        raise RegistryError(
-            f"v{mv.version} of {mv.name!r} is not a lead-scoring model "
-            f"({type(python_model).__name__})"
-        )
-    return python_model.scorer, int(mv.version)
+            folder = Path(local) / "artifacts" / LeadScoringPyfunc.ARTIFACT_KEY
+            if not folder.is_dir():
+                raise RegistryError(f"v{mv.version} of {mv.name!r} is not a lead-scoring model "
+                                    "(it has no scorer files)")
+            actual = scorer_sha256(folder)
+            if actual != expected:
+                raise RegistryError(
+                    f"v{mv.version} of {mv.name!r} does not match its recorded {MODEL_HASH_TAG} "
+                    "(its files changed after registration): it is not loaded; restore the "
+                    "artefact store or register the model again"
+                )
+            # The scorer is read into memory here (no unpickling); the downloaded copy can go.
+            scorer = LeadScorer.load(folder)
+    return scorer, int(mv.version)
 
 
 def load_champion(settings: Settings) -> tuple[LeadScorer, int]:

@@ -22,12 +22,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ml.config import Settings
+from ml.serving.auth import api_key_dependency
 from ml.serving.features import OnlineFeatureReader
 from ml.serving.metrics import ServiceMetrics
 from ml.serving.model_manager import Loader, ModelManager, ModelState
@@ -105,13 +106,30 @@ def create_app(settings: Settings, *, loader: Loader | None = None,
             if writer is not None:
                 writer.stop()
 
+    # API keys (ml/serving/auth.py): with keys configured, every route but /health needs one,
+    # the docs too (FastAPI's own docs routes bypass dependencies, so they are re-added below).
+    auth = api_key_dependency(settings)
+    docs = {} if auth is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(
         title="Lead scoring",
         summary="Real-time lead scores from the registered champion over the Feast online store.",
         version="1.0",
         lifespan=lifespan,
         responses={503: {"model": ErrorResponse, "description": "No model loaded yet."}},
+        dependencies=[] if auth is None else [Depends(auth)],
+        **docs,
     )
+    if auth is not None:
+        from fastapi.openapi.docs import get_swagger_ui_html
+        from fastapi.responses import HTMLResponse
+
+        @app.get("/openapi.json", include_in_schema=False)
+        async def openapi_schema() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+        @app.get("/docs", include_in_schema=False)
+        async def swagger() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
     app.state.manager, app.state.metrics, app.state.settings = manager, metrics, settings
 
     def record(endpoint: str, status: int, started: float, variant: str = "none",

@@ -189,15 +189,17 @@ class ModelManager:
                           current.challenger)
         if challenger_v == champion_v:
             challenger_v = None
+        challenger_failed = None
         try:
             challenger = self._model(current, challenger_v)
         except Exception:
+            # The champion is still loaded below: a broken challenger must not keep a service
+            # that starts (or a champion that moves) from serving.
             log.exception("could not load challenger v%s", challenger_v)
             challenger = current.challenger
             if challenger is not None and challenger.version == champion_v:
                 challenger = None
-            reason = f"challenger v{challenger_v} could not be loaded"
-            return failed(reason, current.champion, challenger)
+            challenger_failed = f"challenger v{challenger_v} could not be loaded"
         if champion_v is None:
             if current.champion is None:
                 return ModelState(None, challenger, now, None, current.swaps, 0)
@@ -209,6 +211,8 @@ class ModelManager:
             log.exception("could not load champion v%s", champion_v)
             return failed(self._keeping(f"champion v{champion_v} could not be loaded", current),
                           current.champion, challenger)
+        if challenger_failed is not None:
+            return failed(challenger_failed, champion, challenger)
         changed = champion is not current.champion or challenger is not current.challenger
         return ModelState(champion, challenger, now, None, current.swaps + int(changed), 0)
 

@@ -24,6 +24,10 @@ class RawDataConfig(dg.Config):
     export_dir: str | None = Field(
         default=None, description="The folder holding the CRM's export files (with mapping)."
     )
+    merge: bool = Field(
+        default=False,
+        description="The export is a nightly increment: upsert it into the raw files by id.",
+    )
 
 
 def _landing_metadata(file_report) -> dict[str, dg.MetadataValue]:
@@ -68,7 +72,9 @@ def raw_crm_files(
 
         from ml.landing import land_from_settings
 
-        landing = land_from_settings(s, config.mapping, Path(config.export_dir))
+        landing = land_from_settings(
+            s, config.mapping, Path(config.export_dir), merge=config.merge
+        )
         context.log.info("landed %s export: %s", landing.vendor, landing.summary())
     report = validate_landing_zone(s.paths.raw_dir)
     for name, landed in report.files.items():

@@ -175,3 +175,22 @@ def test_empty_store_shows_the_empty_state(module: str, empty_dir: Path, monkeyp
     assert at.info, "an empty store must say what to run"
     assert "run `" in at.info[-1].value or "lead-scoring serve" in at.info[-1].value
     assert list(empty_dir.iterdir()) == [], "looking at an empty folder must not create stores"
+
+
+def test_scores_page_shows_the_settings_vocabulary(empty_dir: Path, tmp_path: Path,
+                                                   monkeypatch) -> None:
+    import yaml
+
+    from ml.config import DEFAULT_CONFIG
+
+    tree = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    tree["vocabulary"]["activity_types"]["whatsapp_reply"] = {"engagement_weight": 3}
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml.safe_dump(tree), encoding="utf-8")
+    monkeypatch.setenv("LEAD_SCORING_CONFIG", str(config))
+    at = run_page("scores", empty_dir, monkeypatch)
+    activities = at.dataframe[0].value
+    row = activities[activities["activity_type"] == "whatsapp_reply"]
+    assert row["features"].tolist() == [
+        "n_whatsapp_reply_7d, n_whatsapp_reply_30d, n_whatsapp_reply_90d"]
+    assert row["engagement_weight"].tolist() == [3.0]

@@ -1,57 +1,77 @@
-"""The dbt macro's copy of the raw contract's enumerations equals ml/contract.py's."""
+"""The vocabulary is defined once (the settings) and dbt receives it as vars, never as a copy."""
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
 import pytest
 
 from ml import contract
+from ml.config import VocabularySettings, load_settings
+from ml.errors import ConfigError
+from ml.warehouse import dbt_vars
 
-MACRO = Path(__file__).resolve().parents[2] / "dbt_project" / "macros" / "crm_enums.sql"
+MACROS = Path(__file__).resolve().parents[2] / "dbt_project" / "macros"
 
 
-def _macro_lists() -> dict[str, list[str]]:
-    """The lists literally written in crm_enums.sql, by enumeration name.
+def test_dbt_vars_carry_the_settings_vocabulary() -> None:
+    settings = load_settings()
+    v = dbt_vars(settings)
+    vocab = settings.vocabulary
+    assert v["activity_types"] == list(vocab.activity_types)
+    assert v["activity_windows_days"] == vocab.activity_windows_days
+    assert v["crm_enums"] == {n: list(vocab.categoricals[n]) for n in contract.WAREHOUSE_ENUMS}
+    assert list(v["feature_columns"]) == ["lead_id", "snapshot_ts", *vocab.feature_names]
+    assert v["engagement_weights"]["meeting_booked"] == 10
 
-    Each `crm_enum` entry is `"name": [...]`; `activity_type` points at the `activity_types()`
-    macro, whose list is the one inside its `return([...])`.
-    """
-    text = MACRO.read_text(encoding="utf-8")
-    lists = {
-        name: ast.literal_eval(values)
-        for name, values in re.findall(r'"(\w+)":\s*(\[[^\]]*\])', text)
-    }
-    returned = re.search(r"macro activity_types\(\).*?return\((\[[^\]]*\])\)", text, re.S)
-    assert returned, f"no activity_types() list found in {MACRO}"
-    lists["activity_type"] = ast.literal_eval(returned.group(1))
-    return lists
+
+def test_dbt_macros_list_no_vocabulary_of_their_own() -> None:
+    # a list literal of activity types or enum values in a macro would be a second definition
+    text = "\n".join(p.read_text(encoding="utf-8") for p in MACROS.rglob("*.sql"))
+    for value in ("pricing_page_view", "Partner agent", "Freelance", "50k-100k"):
+        assert not re.search(rf"['\"]{re.escape(value)}['\"]", text), value
+
+
+def test_settings_file_vocabulary_is_the_generators() -> None:
+    # the generator draws exactly the default vocabulary; the shipped settings keep it
+    assert load_settings().vocabulary == VocabularySettings()
+
+
+def test_added_activity_type_adds_its_windowed_features() -> None:
+    settings = load_settings(overrides={"vocabulary.activity_types.whatsapp_reply": {}})
+    names = settings.vocabulary.feature_names
+    assert [n for n in names if "whatsapp" in n] == [
+        "n_whatsapp_reply_7d", "n_whatsapp_reply_30d", "n_whatsapp_reply_90d"]
+    assert len(names) == len(contract.FEATURES) + 3
 
 
 @pytest.mark.parametrize(
-    ("name", "expected"),
+    ("key", "value", "message"),
     [
-        ("lead_source", contract.LEAD_SOURCES),
-        ("license_type", contract.LICENSE_TYPES),
-        ("budget_band", contract.BUDGET_BANDS),
-        ("activity_type", contract.ACTIVITY_TYPES),
+        ("vocabulary.activity_types.WhatsApp Reply", {}, "lowercase"),
+        ("vocabulary.activity_windows_days", [7, 90], "lacks [30]"),
+        ("vocabulary.activity_windows_days", [30, 7, 90], "increasing"),
+        ("vocabulary.categoricals.lead_source", [], "cannot be empty"),
+        ("vocabulary.categoricals.channel", ["a"], "unknown ['channel']"),
+        ("vocabulary.activity_types.sms", {"phrases": ["none", "one", "many"]}, "{n}"),
     ],
 )
-def test_dbt_enum_matches_contract(name: str, expected: tuple[str, ...]) -> None:
-    lists = _macro_lists()
-    assert name in lists, f"{MACRO.name} has no list for {name}"
-    assert lists[name] == list(expected)
+def test_bad_vocabulary_is_an_error_naming_it(key: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(overrides={key: value})
+    assert "vocabulary" in str(err.value) and message in str(err.value)
 
 
-def test_macro_lists_no_enum_the_contract_lacks() -> None:
-    assert set(_macro_lists()) == {"lead_source", "license_type", "budget_band", "activity_type"}
+def test_removing_a_type_the_derived_features_need_is_refused() -> None:
+    types = {k: {} for k in contract.ACTIVITY_TYPES if k != "email_click"}
+    with pytest.raises(ConfigError, match="email_click"):
+        load_settings(overrides={"vocabulary.activity_types": types})
 
 
 def test_dbt_attribute_fields_match_contract() -> None:
     # the fields a change of lead_attribute_changes.csv may touch: dbt's macro and contract.py
-    text = (MACRO.parent / "attribute_history.sql").read_text(encoding="utf-8")
+    text = (MACROS / "attribute_history.sql").read_text(encoding="utf-8")
     body = re.search(r"macro lead_attribute_fields\(\).*?endmacro", text, re.S)
     assert body, "no lead_attribute_fields() in attribute_history.sql"
     assert re.findall(r'"(\w+)":', body.group(0)) == list(contract.ATTRIBUTE_FIELDS)

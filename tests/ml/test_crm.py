@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import date
@@ -218,23 +219,42 @@ def test_kill_9_mid_write_leaves_previous_complete_run(settings: Settings) -> No
     assert "running" not in set(runs["status"])
 
 
-def test_reader_is_not_blocked_by_the_writer(settings: Settings) -> None:
+def test_reader_is_not_blocked_by_the_writer(settings: Settings, monkeypatch) -> None:
+    """Deterministic: the writer is held inside its transaction (history rows inserted, not
+    committed) until the reader has read; a blocked reader would never return."""
     _write(settings, 1_000, seed=1, day=D1)
-    proc = _start_writer(settings, D2, BIG // 3, 2, "concurrent")
+    inside, release = threading.Event(), threading.Event()
+    insert_rows = crm._insert_rows
+
+    def held(conn, table, *args, **kwargs):
+        insert_rows(conn, table, *args, **kwargs)
+        if table is crm.lead_score_history:
+            inside.set()
+            release.wait(300)
+
+    monkeypatch.setattr(crm, "_insert_rows", held)
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            _write(settings, 5_000, seed=2, day=D2, run_id="concurrent")
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            failures.append(exc)
+            inside.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
     try:
-        _wait_for_status(settings, "concurrent", {"running"}, proc, timeout=START_TIMEOUT)
-        time.sleep(0.3)  # let the big transaction get going
-        still_writing = proc.poll() is None
-        t0 = time.monotonic()
-        state = _fingerprint(settings)
-        elapsed = time.monotonic() - t0
-        # Blocked, it would wait for the whole write (or the 30 s busy timeout).
-        assert elapsed < 5.0, f"a read-only query waited {elapsed:.1f} s for the writer"
-        if still_writing:  # mid-transaction, readers see the last committed run
-            assert _same(state, _expected(1_000, 1, D1))
-        proc.wait(120)
-        assert proc.returncode == 0
-        assert _same(_fingerprint(settings), _expected(BIG // 3, 2, D2))
+        assert inside.wait(300) and not failures, failures
+        seen: list[tuple] = []
+        reader = threading.Thread(target=lambda: seen.append(_fingerprint(settings)))
+        reader.start()
+        reader.join(120)  # a reader that waits for the writer never returns: it is held
+        assert not reader.is_alive(), "a read-only reader waited for the open write transaction"
+        assert writer.is_alive()  # still inside its transaction while the reader read
+        assert _same(seen[0], _expected(1_000, 1, D1)), "the reader saw uncommitted rows"
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        release.set()
+        writer.join(300)
+    assert not failures, failures
+    assert _same(_fingerprint(settings), _expected(5_000, 2, D2))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
 from serving_stack import Aliases
 
-from ml.model import Calibrator
+from ml.model import Calibrator, LeadScorer
 from ml.serving.prediction_log import read_log
 from ml.serving.routing import CHALLENGER, assign, bucket
 
@@ -80,6 +80,21 @@ def test_failed_load_keeps_the_current_model(make_client, scorers):
     model = client.get("/model").json()
     assert model["degraded"] and "unreachable" not in json.dumps(model)  # exception text: log only
     assert client.post("/predict", json={"lead_id": IDS[0]}).status_code == 200
+
+
+def test_a_broken_challenger_does_not_keep_the_champion_from_loading(make_client, scorers):
+    """At start-up (nothing loaded yet) a challenger that fails to load used to end the poll
+    before the champion was loaded: the service stayed 503 until the challenger was fixed."""
+    def loader(settings, version):
+        if version == 2:
+            raise OSError("artefact store unreachable")
+        return scorers[version]
+
+    client = make_client(loader=loader, mode="shadow")  # waits for /ready
+    state = client.app.state.manager.state
+    assert state.champion.version == 1 and state.challenger is None and state.degraded
+    assert state.last_error == "challenger v2 could not be loaded"
+    assert client.post("/predict", json={"lead_id": IDS[0]}).json()["model_version"] == "1"
 
 
 def test_shadow_scores_the_challenger_but_never_returns_it(make_client):
@@ -162,3 +177,42 @@ def test_canary_rolls_back_a_bad_challenger(make_client, scorers, kind):
     assert {p["variant"] for p in served} == {"champion"}
     assert client.get("/model").json()["challenger_share"] == 0.0
     assert "lead_scoring_canary_rolled_back 1.0" in client.get("/metrics").text
+
+
+class Slower(LeadScorer):
+    """The same model, genuinely slower: every scoring call takes 200 ms more (a model 10x the
+    size, a cold cache). Latency only ever adds to the sleep, so the p95 the guard sees is at
+    least 200 ms on any machine: the test does not depend on timing."""
+
+    def margin_and_contributions(self, *args, **kwargs):
+        time.sleep(0.2)
+        return super().margin_and_contributions(*args, **kwargs)
+
+
+class Uninformed(LeadScorer):
+    """A genuinely worse model: what training on shuffled labels gives, one log-odds for every
+    lead (the base rate), so it cannot tell a good lead from a bad one (AUC 0.5)."""
+
+    def margin_and_contributions(self, *args, **kwargs):
+        margin, contribs, bias = super().margin_and_contributions(*args, **kwargs)
+        flat = np.full_like(margin, -1.5)  # ~18 %: a plausible conversion base rate
+        return flat, np.zeros_like(contribs), np.full_like(bias, -1.5)
+
+
+def _as(cls, scorer):
+    return cls(**{f.name: getattr(scorer, f.name) for f in fields(scorer) if f.init})
+
+
+@pytest.mark.parametrize("kind", ["slower", "worse"])
+def test_canary_rolls_back_a_slower_and_a_worse_challenger(make_client, scorers, kind):
+    challenger = _as(Slower if kind == "slower" else Uninformed, scorers[1])
+    client = make_client(loader=lambda s, v: challenger if v == 2 else scorers[1],
+                         **{**CANARY, "canary.max_p95_latency_ms": 100 if kind == "slower"
+                            else CANARY["canary.max_p95_latency_ms"]})
+    drive(client, rounds=2)
+    canary = client.get("/model").json()["canary"]
+    assert canary["rolled_back"] is True, canary
+    assert ("p95 latency" if kind == "slower" else "score PSI") in canary["reason"]
+    served = drive(client, rounds=1)
+    assert {p["variant"] for p in served} == {"champion"}
+    assert {p["model_version"] for p in served} == {"1"}

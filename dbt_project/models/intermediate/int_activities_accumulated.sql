@@ -8,9 +8,20 @@
 -- "all activities with occurred_at <= q": the buckets lose no precision.
 -- lead_key = hash(lead_id): integer keys make the grouping, window and ASOF joins several times
 -- faster than text keys; a singular test fails the build on a hash collision.
+--
+-- Incremental (macros/incremental.sql): a nightly build redoes only the leads whose inputs changed.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ delete_changed_leads('lead_key', 'hash(lead_id)') }}",
+) }}
+-- depends_on: {{ ref('int_leads_changed') }}
 with activities as (
 
     select lead_id, activity_type, occurred_at from {{ ref('stg_crm__activities') }}
+    {%- if is_incremental() %}
+    where lead_id in (select lead_id from {{ ref('int_leads_changed') }})
+    {%- endif %}
 
 ),
 

@@ -1,5 +1,6 @@
--- One row per open lead per snapshot: activity counts per type over (t - w, t] for w in 7, 30 and
--- 90 days, all activities up to t, and the last activity at or before t.
+-- One row per open lead per snapshot: activity counts per type over (t - w, t] for each window w of
+-- the vocabulary (7, 30 and 90 days by default), all activities up to t, and the last activity at
+-- or before t.
 --
 -- Why not a range join of activities with snapshots: at 30M activities and 13 weekly snapshots per
 -- 90 days that is hundreds of millions of joined rows. Instead each window is the difference of
@@ -9,12 +10,13 @@
 -- A view: lead_features reads it once, so a table would only be written to be read back.
 {{ config(materialized='view') }}
 
-{%- set windows = [7, 30, 90] %}
+{%- set windows = activity_windows() %}
 
 with lead_snapshots as (
 
     select hash(lead_id) as lead_key, lead_id, snapshot_ts, created_at
-    from {{ ref('int_leads_snapshotted') }}
+    -- every open-lead snapshot, or on a nightly increment only the rows it redoes
+    from {{ ref('int_feature_rows_to_build') }}
 
 ),
 

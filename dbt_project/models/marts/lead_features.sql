@@ -2,6 +2,20 @@
 -- before snapshot_ts is used: int_activities_windowed and int_lead_attributes_snapshotted (the
 -- attributes as of the snapshot, from the change history), both one row per open lead per
 -- snapshot.
+--
+-- Incremental (macros/incremental.sql): a nightly build redoes the rows of leads whose inputs
+-- changed and adds tonight's snapshot; the fingerprints it was built from are stored after it.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook=[
+        "{{ delete_changed_leads('lead_id') }}",
+        "{{ delete_unscheduled_snapshots() }}",
+    ],
+    post_hook="{{ store_built_fingerprints() }}",
+) }}
+-- (int_activities_windowed starts from int_feature_rows_to_build: only the rows to redo)
+-- depends_on: {{ ref('int_leads_changed') }}, {{ ref('int_snapshots_scheduled') }}
 with activity_windows as (
 
     select * from {{ ref('int_activities_windowed') }}
@@ -53,7 +67,7 @@ final as (
         cast(visa_quota as integer) as visa_quota,
         cast(days_since_created as integer) as days_since_created,
         {%- for t in activity_types() %}
-        {%- for w in [7, 30, 90] %}
+        {%- for w in activity_windows() %}
         cast(n_{{ t }}_{{ w }}d as integer) as n_{{ t }}_{{ w }}d,
         {%- endfor %}
         {%- endfor %}

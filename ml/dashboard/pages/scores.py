@@ -50,8 +50,21 @@ def _lookup(settings: Settings, example: str) -> None:
         st.markdown("\n".join(f"- {r}" for r in last["reasons_against"]) or "—")
 
 
+def _vocabulary(settings: Settings) -> None:
+    activities, categoricals = data.vocabulary_tables(settings)
+    with st.expander("What the scores count (settings: vocabulary)"):
+        st.caption(
+            f"Each activity type is counted over the last "
+            f"{', '.join(map(str, settings.vocabulary.activity_windows_days))} days; its weight "
+            "is its points in the engagement score. Add a type in the settings to count it."
+        )
+        st.dataframe(activities, hide_index=True, width="stretch")
+        st.dataframe(categoricals, hide_index=True, width="stretch")
+
+
 def render(settings: Settings) -> None:
     st.title("Scores")
+    _vocabulary(settings)
     current = cached(data.current_scores)(settings)
     if current.empty:
         empty_state("No scores in the CRM database yet.", "lead-scoring score", "make demo")
