@@ -128,7 +128,7 @@ docs: setup
 # MLflow, Evidently, dashboard, Dagster lineage) from the stores of a finished `make demo`, in
 # Debian's headless Chromium (installed when missing; never `playwright install`).
 # FIGURES_ARGS=--no-screenshots rewrites only the figures.
-docs-figures: setup
+docs-figures: setup manifest
 	@command -v chromium >/dev/null || bash .ci/apt-install chromium
 	@$(BIN)/python -c "import playwright, mkdocs" 2>/dev/null || \
 		$(UV_SYNC) --extra screenshots --extra docs -q
