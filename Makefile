@@ -20,8 +20,15 @@ UV_SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: setup lock services java demo demo-prod demo-spark test test-spark test-backends lint \
-	serve dashboard screenshots dagster check-defs mlflow-ui docs docs-figures clean
+.PHONY: setup lock services manifest java demo demo-prod demo-spark test test-spark test-backends \
+	lint serve dashboard screenshots dagster dagster-screenshot check-defs mlflow-ui docs \
+	docs-figures clean
+
+# The dbt manifest the Dagster code location reads (orchestration/project.py: dagster-dbt's
+# DbtProject). Parsed again whenever a dbt file is newer; `dg dev` also parses it itself.
+MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES := dbt_project/dbt_project.yml $(shell find dbt_project/models dbt_project/macros \
+	dbt_project/tests -type f 2>/dev/null)
 
 setup: $(VENV)/.installed
 
@@ -44,6 +51,12 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 lock: | $(UV)
 	$(UV) lock
 
+manifest: $(MANIFEST)
+
+# PYTHONPATH: this checkout's packages, whichever checkout the venv installed editable.
+$(MANIFEST): $(DBT_SOURCES) | $(VENV)/.installed
+	PYTHONPATH=$(CURDIR) $(BIN)/dagster-dbt project prepare-and-package --file orchestration/project.py
+
 # PostgreSQL and Redis on 127.0.0.1 (Debian packages installed when absent; idempotent).
 # Prints the URLs the backend tests read: eval "$$(make -s services)".
 services:
@@ -64,24 +77,25 @@ test-spark: setup java
 	@$(BIN)/python -c "import pyspark, dbt.adapters.spark" 2>/dev/null || $(UV_SYNC) --extra spark -q
 	$(BIN)/python -m pytest -q -m spark $(PYTEST_ARGS)
 
-demo: setup
+# The run is recorded in the settings' paths.dagster_home (data/dagster): `make dagster` shows it.
+demo: setup manifest
 	$(BIN)/python -m orchestration.demo
 
 # The same demo on PostgreSQL (CRM tables, monitoring, prediction log, alias history, MLflow,
 # Feast's registry) and Redis (Feast's online store), started by the project (.ci/services);
 # prints where the scores landed and checks `lead-scoring serve` on Redis. Configuration only.
-demo-prod: setup
+demo-prod: setup manifest
 	@bash .ci/demo-prod
 
 # The whole suite. The PostgreSQL/Redis variants of the store tests run when
 # LEAD_SCORING_TEST_POSTGRES_URL / LEAD_SCORING_TEST_REDIS_URL are set (eval "$$(make -s services)")
 # and are skipped otherwise (with CI=true they fail instead).
-# The Spark parity tests (marker spark) take minutes: `make test-spark` (its own CI step).
-test: setup
+# The Spark parity tests (marker spark) take minutes: `make test-spark`.
+test: setup manifest
 	$(BIN)/python -m pytest -q -m "not spark" $(PYTEST_ARGS)
 
 # Only the server-backend variants (what .ci/run shows as its own step).
-test-backends: setup
+test-backends: setup manifest
 	$(BIN)/python -m pytest -q -m "postgres or redis" $(PYTEST_ARGS)
 
 lint: setup
@@ -106,8 +120,15 @@ dagster: setup
 	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev
 
+# PNGs of the Dagster UI (`dg dev` over the demo's instance: its run, the challenger's metadata,
+# the scores' checks) into docs/img/, with Debian's chromium driven by playwright. After `make demo`.
+dagster-screenshot: setup manifest
+	@command -v chromium >/dev/null || bash .ci/apt-install chromium
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(UV_SYNC) --extra screenshots -q
+	$(BIN)/python tests/orchestration/ui_screenshots.py
+
 # Loads the Dagster definitions the way `dg dev` does and validates them (CI runs it).
-check-defs: setup
+check-defs: setup manifest
 	@mkdir -p $(DAGSTER_HOME)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
@@ -125,7 +146,7 @@ docs: setup
 # MLflow, Evidently, dashboard, Dagster lineage) from the stores of a finished `make demo`, in
 # Debian's headless Chromium (installed when missing; never `playwright install`).
 # FIGURES_ARGS=--no-screenshots rewrites only the figures.
-docs-figures: setup
+docs-figures: setup manifest
 	@command -v chromium >/dev/null || bash .ci/apt-install chromium
 	@$(BIN)/python -c "import playwright, mkdocs" 2>/dev/null || \
 		$(UV_SYNC) --extra screenshots --extra docs -q

@@ -47,14 +47,21 @@ def score_open_leads(
 
     Args:
         scoring_date: the CRM date of the run (re-running a date replaces it); default the date
-            of the data's as-of instant (in a nightly run, today).
+            of the data's as-of instant (in a nightly run, today); not before it.
         model: a registry alias or version (default the champion).
         features_path: another Parquet of latest features (default the mart).
     """
     scorer, version = load_version(settings, model)
     path = features_path or settings.paths.marts_dir / "lead_features_latest.parquet"
     features = load_latest_features(settings, path)
-    scoring_date = scoring_date or features_as_of(features)
+    as_of = features_as_of(features)
+    scoring_date = scoring_date or as_of
+    if scoring_date < as_of:
+        # scores dated before their data would carry later events into that date's history
+        raise DataError(
+            f"scoring date {scoring_date} is before the data's as-of date {as_of}: the features "
+            f"hold events after it; score {as_of} or later (a past date: backfill_scores)"
+        )
     scored_at = datetime.combine(scoring_date, time(), tzinfo=UTC)
     scores = None
     if settings.engine == "spark":

@@ -565,6 +565,8 @@ class ScheduleSettings(_Section):
     timezone: str = "Asia/Dubai"
     nightly_scoring_cron: str = "0 2 * * *"  # 02:00 every night
     weekly_retrain_cron: str = "0 3 * * 0"  # Sundays 03:00
+    # the first day of the nightly scoring partitions (one Dagster partition per scoring date)
+    first_scoring_date: date = date(2025, 1, 1)
 
 
 class Settings(_Section):

@@ -11,6 +11,7 @@ from orchestration.assets.feast import feast_registry, online_store
 from orchestration.assets.model import challenger_model, champion_model, training_set
 from orchestration.assets.monitoring import drift_report
 from orchestration.assets.scoring import crm_lead_scores
+from orchestration.checks import ALL_CHECKS
 from orchestration.jobs import nightly_scoring_job, weekly_retrain_job
 from orchestration.resources import build_resources
 from orchestration.schedules import build_schedules
@@ -39,6 +40,7 @@ def build_definitions(
     )
     return dg.Definitions(
         assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
         jobs=[nightly_scoring_job, weekly_retrain_job],
         schedules=build_schedules(settings),
         sensors=sensors,

@@ -1,5 +1,7 @@
 """The main job on the embedded defaults (`make demo`): generate the default CRM data,
-materialize the whole asset graph once in process, and print a short summary.
+materialize the whole asset graph once in process for one scoring date (a daily partition), and
+print a short summary. The run is recorded in the Dagster instance under
+`paths.dagster_home` (data/dagster), so `make dagster` shows it with its metadata and checks.
 
 Re-runnable: the generator is deterministic, dbt and the exports replace their outputs, the
 scoring run of a date replaces that date, and a retrained identical model does not move
@@ -14,13 +16,18 @@ import os
 import sys
 import time
 import warnings
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from ml.config import load_settings
-from orchestration.definitions import ALL_ASSETS
-from orchestration.resources import build_resources
+from orchestration.definitions import build_definitions
+from orchestration.partitions import scoring_date_key
+
+# The same instance settings `make dagster` writes: no telemetry.
+INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 
 
 def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
@@ -29,27 +36,61 @@ def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
         mat = event.event_specific_data.materialization
         key = mat.asset_key.to_user_string()
         out[key] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    out["checks"] = {
+        f"{e.asset_key.to_user_string()}:{e.check_name}": {
+            "passed": e.passed,
+            "severity": e.severity.value,
+            "description": e.description,
+        }
+        for e in result.get_asset_check_evaluations()
+    }
     return out
 
 
+def persistent_instance(home: Path) -> dg.DagsterInstance:
+    """The Dagster instance stored under `home` (what `dg dev` opens with DAGSTER_HOME=home)."""
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_YAML)
+    return dg.DagsterInstance.from_config(str(home))
+
+
 def run_demo(
-    data_dir: str | None = None, generate: bool = True, log_level: str = "WARNING"
+    data_dir: str | None = None,
+    generate: bool = True,
+    log_level: str = "WARNING",
+    scoring_date: date | None = None,
 ) -> tuple[bool, dict[str, dict[str, Any]]]:
-    """Materialize every asset once in process; returns (success, metadata by asset key)."""
-    result = dg.materialize(
-        ALL_ASSETS,
-        resources=build_resources(data_dir=data_dir),
-        run_config={
-            "ops": {
-                "raw_crm_files": {"config": {"generate": generate}},
-                # seed 16 weeks of score history so matured-cohort figures exist at once
-                "crm_lead_scores": {"config": {"backfill_weeks": 16}},
+    """Materialize every asset and run every check once, in process, as a run of the code
+    location's asset job recorded in the instance under `paths.dagster_home`.
+
+    Args:
+        scoring_date: the daily partition (the CRM date scoring and monitoring use); default
+            the generator's end date, the as-of date of the generated data.
+
+    Returns:
+        (success, metadata by asset key, plus "checks": each check's verdict)
+    """
+    settings = load_settings(overrides={"paths.data_dir": data_dir} if data_dir else None)
+    partition = scoring_date_key(scoring_date or settings.generator.end_date)
+    job = build_definitions(data_dir=data_dir).resolve_implicit_global_asset_job_def()
+    with persistent_instance(settings.paths.dagster_home) as instance:
+        result = job.execute_in_process(
+            run_config={
+                "ops": {
+                    "raw_crm_files": {"config": {"generate": generate}},
+                    # seed 16 weeks of score history so matured-cohort figures exist at once
+                    "crm_lead_scores": {"config": {"backfill_weeks": 16}},
+                },
+                "loggers": {"console": {"config": {"log_level": log_level}}},
             },
-            "loggers": {"console": {"config": {"log_level": log_level}}},
-        },
-        raise_on_error=False,
-    )
-    return result.success, _metadata(result)
+            instance=instance,
+            partition_key=partition,
+            tags={"trigger": "demo"},
+            raise_on_error=False,
+        )
+        return result.success, _metadata(result)
 
 
 def smoke_traffic(settings: Any, requests: int = 300) -> dict[str, Any]:
@@ -120,7 +161,16 @@ def smoke_line(smoke: dict[str, Any]) -> str:
     )
 
 
-def summary_lines(meta: dict[str, dict[str, Any]], seconds: float, data_dir: str) -> list[str]:
+def checks_line(checks: dict[str, dict[str, Any]]) -> str:
+    """How many asset checks (dbt tests and Python checks) passed, and which did not."""
+    failed = [name for name, c in checks.items() if not c["passed"]]
+    line = f"{len(checks) - len(failed)} of {len(checks)} passed (dbt tests and Python checks)"
+    return line + (f"; FAILED: {', '.join(sorted(failed))}" if failed else "")
+
+
+def summary_lines(
+    meta: dict[str, dict[str, Any]], seconds: float, data_dir: str, dagster_home: str = ""
+) -> list[str]:
     raw = {k.split("/")[-1]: v.get("rows") for k, v in meta.items() if k.startswith("crm/")}
     marts = meta.get("mart_parquet", {})
     rejected = {
@@ -152,7 +202,9 @@ def summary_lines(meta: dict[str, dict[str, Any]], seconds: float, data_dir: str
         f"  drift           : {drift_verdict(drift.get('summary') or {})}",
         f"  reports         : {reports.get('data_drift_html', data_dir + '/reports')}",
         f"  real time       : {smoke_line(meta.get('smoke', {}))}",
-        "  explore         : make dagster   (Dagster UI on http://127.0.0.1:3000)",
+        f"  asset checks    : {checks_line(meta.get('checks', {}))}",
+        f"  explore         : make dagster   (Dagster UI on http://127.0.0.1:3000: this run, "
+        f"recorded in {dagster_home})",
         "                    make mlflow-ui (MLflow UI on http://127.0.0.1:5000)",
     ]
 
@@ -161,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", help="where every generated file goes (default: settings)")
     parser.add_argument("--no-generate", action="store_true", help="use the files in data/raw")
+    parser.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        help="the scoring date (daily partition); default the generator's end_date",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The summary below is the demo's output; library chatter goes to the log level WARNING.
@@ -171,10 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = load_settings(overrides={"paths.data_dir": args.data_dir} if args.data_dir else None)
     started = time.perf_counter()
-    ok, meta = run_demo(args.data_dir, generate=not args.no_generate)
+    ok, meta = run_demo(args.data_dir, generate=not args.no_generate, scoring_date=args.date)
     if ok:
         meta["smoke"] = smoke_traffic(settings)
-    for line in summary_lines(meta, time.perf_counter() - started, str(settings.paths.data_dir)):
+    seconds = time.perf_counter() - started
+    home = str(settings.paths.dagster_home)
+    for line in summary_lines(meta, seconds, str(settings.paths.data_dir), home):
         print(line)
     if not ok:
         print("the run FAILED: see the errors above (the previous good state is left in place)")

@@ -15,7 +15,8 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from ml.config import PROJECT_ROOT, Settings, load_settings
+from ml.config import Settings, load_settings
+from orchestration.project import dbt_project
 
 
 class SettingsResource(dg.ConfigurableResource):
@@ -90,8 +91,7 @@ def build_resources(data_dir: str | None = None, config_path: str | None = None)
     return {
         "settings": settings,
         "dbt": DbtCliResource(
-            project_dir=str(PROJECT_ROOT / "dbt_project"),
-            profiles_dir=str(PROJECT_ROOT / "dbt_project"),
+            project_dir=dbt_project,
             # The venv's dbt, whatever PATH says.
             dbt_executable=str(Path(sys.executable).parent / "dbt"),
         ),

@@ -16,12 +16,13 @@ def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
         execution_timezone=tz,
     )
     def nightly_scoring_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        """Every night: score the open leads as of the scheduled local date."""
+        """Every night: the partition of the scheduled local date (scores and monitoring of
+        that CRM date)."""
         scoring_date = context.scheduled_execution_time.date().isoformat()
         return dg.RunRequest(
             run_key=f"nightly:{scoring_date}",
-            run_config={"ops": {"crm_lead_scores": {"config": {"scoring_date": scoring_date}}}},
-            tags={"scoring_date": scoring_date, "trigger": "schedule"},
+            partition_key=scoring_date,
+            tags={"trigger": "schedule"},
         )
 
     @dg.schedule(

@@ -1,44 +1,25 @@
 """dbt models as assets: one `dbt build` streams each model and each test (as an asset check)."""
 
 import json
-from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets, get_asset_key_for_model
 
-from ml.config import PROJECT_ROOT, load_settings
+from orchestration.project import PREPARE_COMMAND, dbt_project
 from orchestration.resources import SettingsResource, environment
 
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 # Marts exported to Parquet for Feast and the ML steps.
 EXPORTED_MARTS = ("lead_features", "lead_features_latest", "lead_labels", "lead_conversions")
 
-
-def _sources_newer_than(path: Path) -> bool:
-    if not path.exists():
-        return True
-    built = path.stat().st_mtime
-    watched = [DBT_PROJECT_DIR / "dbt_project.yml"]
-    for folder in ("models", "macros", "tests"):
-        watched.extend((DBT_PROJECT_DIR / folder).rglob("*"))
-    return any(p.is_file() and p.stat().st_mtime > built for p in watched)
+if not dbt_project.manifest_path.is_file():
+    raise FileNotFoundError(
+        f"the dbt manifest {dbt_project.manifest_path} is missing: prepare the dbt project with "
+        f"`{PREPARE_COMMAND}` (dagster-dbt project prepare-and-package --file "
+        "orchestration/project.py); `make dagster` prepares it itself"
+    )
 
 
-def ensure_manifest() -> Path:
-    """Parse the dbt project when its manifest is missing or older than the project files.
-
-    Dagster reads the manifest when the code location loads, so this runs at import (as
-    dagster-dbt's own `prepare_if_dev` does); it needs no data and no warehouse.
-    """
-    if _sources_newer_than(MANIFEST_PATH):
-        from ml.warehouse import run_dbt
-
-        run_dbt(load_settings(), ["parse"], target_dir=MANIFEST_PATH.parent)
-    return MANIFEST_PATH
-
-
-@dbt_assets(manifest=ensure_manifest())
+@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project)
 def crm_dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: SettingsResource
 ):

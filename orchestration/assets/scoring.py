@@ -1,6 +1,5 @@
-"""Batch scores into the CRM table: the champion on every open lead's latest features."""
-
-from datetime import date
+"""Batch scores into the CRM table: the champion on every open lead's latest features, dated
+by the run's daily partition."""
 
 import dagster as dg
 
@@ -8,18 +7,20 @@ from ml import stores
 from orchestration.assets.dbt import mart_parquet
 from orchestration.assets.feast import online_store
 from orchestration.assets.model import champion_model
+from orchestration.partitions import SCORING_DATES, partition_date
 from orchestration.resources import CrmResource, SettingsResource
 
 
 class ScoringConfig(dg.Config):
-    scoring_date: str | None = None  # ISO date; default the date of the data's as-of instant
     backfill_weeks: int = 0  # also score the weekly snapshots of the N weeks before (history)
 
 
 @dg.asset(
     group_name="scoring",
     deps=[champion_model, mart_parquet, online_store],
-    description="lead_scores (current) and lead_score_history (append) in the CRM database.",
+    partitions_def=SCORING_DATES,
+    description="lead_scores (current) and lead_score_history (append) in the CRM database, "
+    "for the scoring date of the partition.",
 )
 def crm_lead_scores(
     context: dg.AssetExecutionContext,
@@ -30,7 +31,7 @@ def crm_lead_scores(
     from ml.batch import backfill_scores, score_open_leads
 
     s = settings.load()
-    scoring_date = date.fromisoformat(config.scoring_date) if config.scoring_date else None
+    scoring_date = partition_date(context)
     backfilled = backfill_scores(s, config.backfill_weeks, run_id=context.run.run_id)
     summary = score_open_leads(s, scoring_date, run_id=context.run.run_id)
     return dg.MaterializeResult(

@@ -1,15 +1,18 @@
 """The code location loads; schedules behave; dbt tests are asset checks (the retraining
 sensors are tested in test_sensors.py)."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
 
+from ml.config import load_settings
+from ml.errors import ConfigError
 from orchestration import sensors as sensor_module
 from orchestration.assets.dbt import crm_dbt_models
 from orchestration.definitions import ALL_ASSETS, build_definitions, defs
+from orchestration.partitions import SCORING_DATES, scoring_date_key
 from orchestration.resources import SettingsResource, build_resources
 
 
@@ -32,6 +35,32 @@ def test_definitions_load_with_every_domain():
         assert expected in keys
     assert {j.name for j in repo.get_all_jobs()} >= {"nightly_scoring", "weekly_retrain"}
     assert len(ALL_ASSETS) == 10
+    python_checks = {
+        (key.asset_key.to_user_string(), key.name)
+        for key in repo.asset_graph.asset_check_keys
+        if key.asset_key.to_user_string() in ("crm_lead_scores", "training_set", "challenger_model")
+    }
+    assert python_checks == {
+        ("crm_lead_scores", "one_score_per_open_lead"),
+        ("training_set", "training_positives_at_least_minimum"),
+        ("challenger_model", "challenger_auc_at_least_gate"),
+    }
+
+
+def test_scoring_and_monitoring_are_partitioned_by_the_configured_scoring_dates():
+    repo = defs.get_repository_def()
+    settings = load_settings()
+    for key in ("crm_lead_scores", "drift_report"):
+        partitions = repo.asset_graph.get(dg.AssetKey(key)).partitions_def
+        assert partitions == SCORING_DATES
+    assert SCORING_DATES.start.date() == settings.schedules.first_scoring_date
+    assert SCORING_DATES.timezone == settings.schedules.timezone
+    # the demo's date is a partition; a date before the first one is refused by name
+    assert scoring_date_key(settings.generator.end_date) == "2026-11-01"
+    with pytest.raises(ConfigError, match="schedules.first_scoring_date"):
+        scoring_date_key(settings.schedules.first_scoring_date - timedelta(days=1))
+    assert defs.resolve_job_def("nightly_scoring").partitions_def == SCORING_DATES
+    assert defs.resolve_job_def("weekly_retrain").partitions_def is None
 
 
 def test_dbt_tests_are_asset_checks():
@@ -49,11 +78,11 @@ def test_schedules_use_the_configured_times_and_pass_the_scoring_date():
     assert (weekly.cron_schedule, weekly.execution_timezone) == ("0 3 * * 0", "Asia/Dubai")
 
     at = datetime(2026, 11, 26, 2, 0, tzinfo=ZoneInfo("Asia/Dubai"))
-    request = nightly.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=at))
+    request = nightly.evaluate_tick(
+        dg.build_schedule_context(scheduled_execution_time=at, repository_def=repo)
+    )
     run = request.run_requests[0]
-    assert run.run_config == {
-        "ops": {"crm_lead_scores": {"config": {"scoring_date": "2026-11-26"}}}
-    }
+    assert run.partition_key == "2026-11-26" and not run.run_config
     assert run.run_key == "nightly:2026-11-26"
 
     sunday = datetime(2026, 11, 29, 3, 0, tzinfo=ZoneInfo("Asia/Dubai"))

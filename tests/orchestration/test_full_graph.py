@@ -1,17 +1,33 @@
-"""The whole asset graph in process on small generated data, then a broken raw file."""
+"""The whole asset graph in process on small generated data, recorded in a persistent Dagster
+instance with its checks; each Python check failing on a broken output; then a broken raw file."""
 
 import csv
+import shutil
+from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
 import pytest
 from pipeline_data import make_settings
+from sqlalchemy import delete, insert, select
 
-from ml.crm import crm_engine, read_current_scores
+from ml.batch import score_open_leads
+from ml.crm import crm_engine, lead_score_history, read_current_scores
 from ml.data.generator import generate_from_settings
+from ml.errors import DataError
+from ml.quality import challenger_auc, score_coverage, training_positives
+from ml.retrain import load_training_set, save_training_set
+from ml.training_set import LABEL
+from orchestration.checks import ALL_CHECKS
 from orchestration.definitions import ALL_ASSETS
 from orchestration.demo import run_demo
 from orchestration.resources import build_resources
+
+PYTHON_CHECKS = {
+    "crm_lead_scores:one_score_per_open_lead",
+    "training_set:training_positives_at_least_minimum",
+    "challenger_model:challenger_auc_at_least_gate",
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +51,116 @@ def test_full_graph_materializes_and_scores_every_open_lead(demo_run):
     assert meta["challenger_model"]["backtest_auc_mean"] >= 0.75
     assert meta["champion_model"]["champion_version"] is not None
     assert "max_psi" in meta["drift_report"]
+
+
+def test_the_run_is_recorded_with_its_partition_metadata_and_checks(demo_run):
+    """What `make dagster` shows: the run in the instance under paths.dagster_home, each
+    asset's materialization with its metadata, the dbt and Python check results."""
+    settings, ok, meta = demo_run
+    assert ok
+    failed = [name for name, check in meta["checks"].items() if not check["passed"]]
+    assert not failed
+    assert set(meta["checks"]) >= PYTHON_CHECKS
+    assert len(meta["checks"]) > 50  # the dbt tests too
+
+    day = settings.generator.end_date.isoformat()
+    assert meta["crm_lead_scores"]["scoring_date"] == day
+    assert meta["drift_report"]["run_date"] == day
+    with dg.DagsterInstance.from_config(str(settings.paths.dagster_home)) as instance:
+        (run,) = instance.get_runs()
+        assert run.is_success and run.tags["dagster/partition"] == day
+        scores = instance.get_latest_materialization_event(dg.AssetKey("crm_lead_scores"))
+        materialization = scores.asset_materialization
+        assert materialization.partition == day
+        assert (
+            materialization.metadata["scored_leads"].value
+            == meta["crm_lead_scores"]["scored_leads"]
+        )
+        model = instance.get_latest_materialization_event(dg.AssetKey("challenger_model"))
+        assert model.asset_materialization.metadata["backtest_auc_mean"].value >= 0.75
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("crm_lead_scores"), "one_score_per_open_lead"), limit=5
+        )
+        assert [r.status.value for r in records] == ["SUCCEEDED"]
+        assert records[0].run_id == run.run_id
+
+
+def test_a_partition_before_the_data_is_refused(demo_run):
+    settings, ok, _ = demo_run
+    assert ok
+    before = settings.generator.end_date - timedelta(days=1)
+    with pytest.raises(DataError, match="before the data's as-of date"):
+        score_open_leads(settings, before)
+
+
+def test_one_score_per_open_lead_fails_on_a_missing_or_foreign_score(demo_run, tmp_path):
+    settings, ok, _ = demo_run
+    assert ok
+    day = settings.generator.end_date
+    shutil.copy(settings.paths.data_dir / "crm" / "crm.db", tmp_path / "crm.db")
+    copy = make_settings(
+        settings.paths.data_dir, **{"paths.crm_url": f"sqlite:///{tmp_path}/crm.db"}
+    )
+    assert score_coverage(copy, day).passed
+
+    engine = crm_engine(copy)
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(lead_score_history).where(lead_score_history.c.scoring_date == day).limit(1)
+        ).one()
+        conn.execute(
+            delete(lead_score_history).where(
+                (lead_score_history.c.scoring_date == day)
+                & (lead_score_history.c.lead_id == row.lead_id)
+            )
+        )
+    outcome = score_coverage(copy, day)
+    assert (
+        not outcome.passed
+        and f"1 open lead(s) without a score ({row.lead_id})" in outcome.description
+    )
+    with engine.begin() as conn:
+        conn.execute(insert(lead_score_history).values({**row._asdict(), "lead_id": "NOT-OPEN-1"}))
+    engine.dispose()
+    outcome = score_coverage(copy, day)
+    assert (
+        not outcome.passed
+        and "1 score(s) of leads that are not open (NOT-OPEN-1)" in outcome.description
+    )
+    assert (
+        outcome.figures["unscored_open_leads"] == outcome.figures["scores_of_leads_not_open"] == 1
+    )
+
+
+def test_training_positives_check_fails_below_the_minimum(demo_run, tmp_path):
+    settings, ok, _ = demo_run
+    assert ok
+    frame = load_training_set(settings)
+    positives = int(frame[LABEL].sum())
+    assert training_positives(settings).passed
+    strict = make_settings(
+        settings.paths.data_dir, **{"training.min_positive_examples": positives + 1}
+    )
+    outcome = training_positives(strict)
+    assert not outcome.passed and f"{positives} converted examples" in outcome.description
+
+    # the check reads the saved training set, not the asset's report: a set with fewer
+    # positives written there fails with the default minimum
+    few = make_settings(tmp_path)
+    keep = frame[frame[LABEL] == 1].head(few.training.min_positive_examples - 1)
+    save_training_set(few, pd.concat([keep, frame[frame[LABEL] == 0].head(100)]))
+    assert not training_positives(few).passed
+
+
+def test_challenger_auc_check_fails_below_the_gate(demo_run):
+    settings, ok, meta = demo_run
+    assert ok
+    auc = meta["challenger_model"]["backtest_auc_mean"]
+    outcome = challenger_auc(settings)
+    assert outcome.passed and outcome.figures["auc"] == pytest.approx(auc, abs=1e-3)
+    strict = make_settings(settings.paths.data_dir, **{"registry.min_auc": min(1.0, auc + 0.01)})
+    outcome = challenger_auc(strict)
+    assert not outcome.passed and "registry.min_auc" in outcome.description
 
 
 def test_the_demo_champion_has_its_model_card_logged_with_it(demo_run):
@@ -82,8 +208,9 @@ def test_broken_raw_file_fails_the_quarantine_check_and_stops_scoring(demo_run):
 
     _break_created_at(settings.paths.raw_dir / "leads.csv", share=0.2)
     result = dg.materialize(
-        ALL_ASSETS,
+        [*ALL_ASSETS, *ALL_CHECKS],
         selection=dg.AssetSelection.all() - dg.AssetSelection.groups("model"),
+        partition_key=settings.generator.end_date.isoformat(),
         resources=build_resources(data_dir=str(settings.paths.data_dir)),
         run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
         raise_on_error=False,
