@@ -12,7 +12,7 @@ built once per distinct (feature, value) pair and then gathered, never per row.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -274,25 +274,38 @@ def _phrases_for(feature: str, values: np.ndarray) -> tuple[np.ndarray, list[str
     template = TEMPLATES.get(feature) or _generic(feature)
     if template.bucket is not None:
         values = template.bucket(values)
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    if len(values) <= _SMALL:  # a few leads (the service): no hash table per call
+        first: dict[object, int] = {}
+        codes = np.array([first.setdefault(_key(v), len(first)) for v in values], dtype=np.int64)
+        uniques = [values[i] for i in np.unique(codes, return_index=True)[1]]
+    else:
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
     words = [
         json.dumps(template.phrase(None if _missing(u) else u), ensure_ascii=False) for u in uniques
     ]
     return codes, words
 
 
+_SMALL = 64
+
+
+def _key(value: object) -> object:
+    # Every missing value (None, NaN, NA) is one bucket, as pd.factorize counts them.
+    return None if _missing(value) else value
+
+
 def explain(
     contributions: np.ndarray,
     feature_names: Sequence[str],
-    features: pd.DataFrame,
+    features: pd.DataFrame | Mapping[str, np.ndarray],
     n: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reasons for and against each lead as JSON strings of lists of phrases.
 
     Args:
         contributions: (rows, features) margin contributions, columns in `feature_names` order.
-        features: the leads' feature values (row-aligned with `contributions`); a feature the
-            frame lacks is phrased by name only.
+        features: the leads' feature values (row-aligned with `contributions`), a frame or a
+            mapping of column arrays; a feature it lacks is phrased by name only.
         n: reasons per side.
 
     Returns:
@@ -323,8 +336,8 @@ def explain(
         name = feature_names[feat[start]]
         r = row_pos[start:stop]
         values = (
-            features[name].to_numpy()[r]
-            if name in features.columns
+            np.asarray(features[name])[r]
+            if name in features
             else np.full(len(r), None, dtype=object)
         )
         codes, words = _phrases_for(name, values)
