@@ -1,9 +1,11 @@
 """Benchmark: our POST /predict by lead_id against Feast's own `feast serve`, same online store.
 
-Measured with `hey` (Debian package `hey`) on loopback. Starts `lead-scoring serve` and
-`feast serve` over the same Feast registry and online store, then drives each in turn:
+Measured with `hey` (Debian package `hey`, installed here when absent) on loopback. Starts
+`lead-scoring serve` and `feast serve` over the same Feast registry and online store, then drives each in turn:
 
 - serial: one connection, one request at a time (hey -c 1), --serial requests;
+- rows for a lead by id (full model over the online store), for a new lead the store does not
+  know (its fields in the body: the request model), and for `feast serve` alone;
 - 100 / 300 / 500 req/s (--rates): --ids hey processes in parallel, each one connection with
   its own lead id at rate/ids req/s (hey -q), for --seconds.
 
@@ -43,6 +45,18 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "serving"))
 BIN = Path(sys.executable).parent
+
+
+def ensure_hey() -> None:
+    """Install the Debian package `hey` when it is absent (idempotent; needs root and apt)."""
+    if shutil.which("hey") is not None:
+        return
+    print("hey is not installed: apt-get install -y hey", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "hey"], check=True, env=env)
+    if shutil.which("hey") is None:
+        sys.exit("hey could not be installed: apt-get install -y hey")
 
 
 def free_port() -> int:
@@ -119,8 +133,7 @@ def main() -> None:
     parser.add_argument("--serial", type=int, default=2000)
     parser.add_argument("--ids", type=int, default=10)
     args = parser.parse_args()
-    if shutil.which("hey") is None:
-        sys.exit("hey is not installed: apt-get install -y hey")
+    ensure_hey()
 
     from ml.config import load_settings
 
@@ -147,7 +160,7 @@ def main() -> None:
     ids_all = pd.read_parquet(settings.paths.marts_dir / "lead_features_latest.parquet",
                               columns=["lead_id"])["lead_id"].tolist()
     ids = random.Random(0).sample(ids_all, args.ids)
-    bodies: dict[str, list[Path]] = {"ours": [], "feast": []}
+    bodies: dict[str, list[Path]] = {"ours": [], "feast": [], "request": []}
     for k, lead in enumerate(ids):
         ours_body, feast_body = tmp / f"ours_{k}.json", tmp / f"feast_{k}.json"
         ours_body.write_text(json.dumps({"lead_id": lead}))
@@ -155,6 +168,13 @@ def main() -> None:
                                           "entities": {"lead_id": [lead]}}))
         bodies["ours"].append(ours_body)
         bodies["feast"].append(feast_body)
+        # A lead the online store does not know, as a web form sends it: the request model.
+        new_body = tmp / f"request_{k}.json"
+        new_body.write_text(json.dumps(
+            {"lead_id": f"new-{k}", "lead_source": ["Web", "Referral", "Event"][k % 3],
+             "industry": "Technology", "company_size": 10 + 20 * k,
+             "engagement_score": 5.0 * k, "website_visits": k, "email_opens": k // 2}))
+        bodies["request"].append(new_body)
 
     ours, feast = free_port(), free_port()
     env = {**os.environ, "PYTHONWARNINGS": "ignore",
@@ -170,6 +190,7 @@ def main() -> None:
                          stdout=subprocess.DEVNULL, stderr=open(tmp / "feast.log", "w")),  # noqa: SIM115
     ]
     targets = {"ours": f"http://127.0.0.1:{ours}/predict",
+               "request": f"http://127.0.0.1:{ours}/predict",
                "feast": f"http://127.0.0.1:{feast}/get-online-features"}
     rows: list[tuple[str, str, dict]] = []
     try:
@@ -192,11 +213,12 @@ def main() -> None:
           f"{os.cpu_count()} cores, load average {load:.1f} at the end; mode "
           f"{model['mode']}, champion v{model['champion']['version']}, challenger "
           f"{'v' + model['challenger']['version'] if model['challenger'] else 'none'}")
-    print(f"{'target':38} {'load':>10} {'sent':>6} {'err':>5} {'rps':>6} {'p50 ms':>8} "
+    print(f"{'target':40} {'load':>10} {'sent':>6} {'err':>5} {'rps':>6} {'p50 ms':>8} "
           f"{'p99 ms':>8}")
-    label = {"ours": "ours POST /predict", "feast": "feast serve POST /get-online-features"}
+    label = {"ours": "ours POST /predict (by id)", "request": "ours POST /predict (new lead)",
+             "feast": "feast serve POST /get-online-features"}
     for name, load_name, r in rows:
-        print(f"{label[name]:38} {load_name:>10} {r['requests']:6d} {r['errors']:5d} "
+        print(f"{label[name]:40} {load_name:>10} {r['requests']:6d} {r['errors']:5d} "
               f"{r['rps']:6.0f} {r['p50']:8.2f} {r['p99']:8.2f}")
     shutil.rmtree(tmp, ignore_errors=True)
 
