@@ -1,7 +1,8 @@
 """Benchmark: our POST /predict by lead_id against Feast's own `feast serve`, same online store.
 
 Measured with `hey` (Debian package `hey`, installed here when absent) on loopback. Starts
-`lead-scoring serve` and `feast serve` over the same Feast registry and online store, then drives each in turn:
+`lead-scoring serve` and `feast serve` over the same Feast registry and online store, then
+drives each in turn:
 
 - serial: one connection, one request at a time (hey -c 1), --serial requests;
 - rows for a lead by id (full model over the online store), for a new lead the store does not
