@@ -26,13 +26,12 @@ from scipy import stats
 from ml.config import Settings
 from ml.errors import DataError
 from ml.evaluate import Evaluation, evaluate
-from ml.model import FAMILIES, LABEL
+from ml.model import FAMILIES, LABEL, ORACLE
 from ml.request import ASSUMED_FOR_NEW
 from ml.train import FitResult, Split, backtest_origins, cut_at, fit_tuned, mask_optional_fields
 
 log = logging.getLogger(__name__)
 
-ORACLE = "oracle_probability"
 FULL, REQUEST = "full", "request"
 
 

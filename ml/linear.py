@@ -151,7 +151,8 @@ class LinearModel:
         Args:
             categorical: per input column, whether it holds category codes.
             n_levels: per input column, the number of training levels (categoricals only).
-            monotone: per input column, +1 if the score may only rise with it, else 0.
+            monotone: per input column, +1 if the score may only rise with it, -1 if it may
+                only fall, else 0.
             l2: ridge penalty on the standardised weights (the intercept is not penalised),
                 scaled by the number of rows so it means the same at any size.
         """
@@ -188,7 +189,9 @@ class LinearModel:
             return nll + 0.5 * penalty * float(w @ w), grad
 
         bounds = [
-            (0.0, None) if c.kind == "value" and monotone[c.feature] > 0 else (None, None)
+            (0.0, None) if c.kind == "value" and monotone[c.feature] > 0
+            else (None, 0.0) if c.kind == "value" and monotone[c.feature] < 0
+            else (None, None)
             for c in columns
         ] + [(None, None)]
         prior = float(np.clip(np.average(y, weights=w_rows), 1e-6, 1 - 1e-6))

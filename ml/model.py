@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # The feature columns themselves are listed in ml.contract; callers may import them from here.
 LABEL = "converted_within_window"
+# The generator's true conversion probability, in training sets made from generated data.
+ORACLE = "oracle_probability"
 ID_COLUMNS = ("lead_id",)
 SNAPSHOT_COLUMNS = ("snapshot_ts", "event_timestamp")  # mart name, Feast's name
 

@@ -1,9 +1,18 @@
 """Reasons for and against a lead's score, in words a sales agent understands.
 
 Input: the per-feature margin contributions of the model (`LeadScorer.contributions`) and the
-lead's feature values. The top N features with the largest positive contributions are the
-reasons *for*, the N most negative the reasons *against*; each is phrased from the feature's
-value ("visited the pricing page 4 times in the last 7 days").
+lead's feature values. Contributions are additive, so an activity's windowed counts (`n_X_7d`,
+`n_X_30d`, `n_X_90d`) are summed into one reason: the model's whole view of that activity, never
+"clicked no links in 7 days" for and "clicked 3 links in 90 days" against in one list. The top N
+reasons with the largest positive contributions are the reasons *for*, the N most negative the
+reasons *against*; each is phrased from a feature's value ("visited the pricing page 4 times in
+the last 7 days"); for a windowed activity, from the window that contributes most in that
+direction.
+
+An absence ("clicked no email links", "no activity for 60 days", 0 % click-through) is never a
+reason *for*: a model can give it a small positive weight against the average lead (window
+counts are correlated), but no sales agent accepts "has not booked a meeting" as a reason to
+call. Such a contribution is dropped from the reasons for, and the next one is shown.
 
 Vectorised for a million leads: `argpartition` picks the 2N features per lead, and phrases are
 built once per distinct (feature, value) pair and then gathered, never per row.
@@ -12,6 +21,7 @@ built once per distinct (feature, value) pair and then gathered, never per row.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -117,6 +127,18 @@ class Template:
 
     phrase: Callable[[object], str]
     bucket: Callable[[np.ndarray], np.ndarray] | None = None
+    # Where a (bucketed) value says that nothing happened: never a reason *for*.
+    absent: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+def _none_or_zero(values: np.ndarray) -> np.ndarray:
+    numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
+    return ~(numbers > 0)  # NaN (not recorded) counts as none
+
+
+def _long_idle(values: np.ndarray) -> np.ndarray:
+    numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
+    return ~(numbers < 14)  # "no activity for N days" (N >= 14) or none recorded yet
 
 
 def _round(values: np.ndarray) -> np.ndarray:
@@ -185,18 +207,21 @@ def _templates() -> dict[str, Template]:
                 " in total",
             ),
             _round,
+            _none_or_zero,
         ),
         "email_opens": Template(
             _count("never opened an email", "opened 1 email", "opened {n} emails", " in total"),
             _round,
+            _none_or_zero,
         ),
-        "days_since_last_activity": Template(_days_since_last_activity, _round),
+        "days_since_last_activity": Template(_days_since_last_activity, _round, _long_idle),
         "email_click_rate_90d": Template(
             _rate(
                 "clicked through {pct}% of opened emails in the last 90 days",
                 "opened no emails in the last 90 days",
             ),
             _percent,
+            _none_or_zero,
         ),
         "pricing_view_rate_90d": Template(
             _rate(
@@ -204,18 +229,20 @@ def _templates() -> dict[str, Template]:
                 "no website visits in the last 90 days",
             ),
             _percent,
+            _none_or_zero,
         ),
         "engagement_score": Template(
             lambda v: (
                 "engagement score unknown" if _missing(v) else f"engagement score {int(v)} of 100"
             ),
             _round,
+            _none_or_zero,
         ),
     }
     for activity, (none, one, many) in _ACTIVITY_PHRASES.items():
         for w in _WINDOWS:
             t[f"n_{activity}_{w}d"] = Template(
-                _count(none, one, many, f" in the last {w} days"), _round
+                _count(none, one, many, f" in the last {w} days"), _round, _none_or_zero
             )
     return t
 
@@ -286,6 +313,21 @@ def _phrases_for(feature: str, values: np.ndarray) -> tuple[np.ndarray, list[str
     return codes, words
 
 
+_WINDOWED = re.compile(r"^n_(?P<activity>.+)_(?P<days>\d+)d$")
+
+
+def reason_groups(feature_names: Sequence[str]) -> list[tuple[int, ...]]:
+    """Column indices that make one reason, in order of first appearance: an activity's windowed
+    counts (`n_X_7d`, `n_X_30d`, …) together, every other feature alone."""
+    groups: dict[str, list[int]] = {}
+    for j, name in enumerate(feature_names):
+        match = _WINDOWED.match(name)
+        groups.setdefault(f"n_{match['activity']}" if match else name, []).append(j)
+    return [tuple(g) for g in groups.values()]
+
+
+# The leads' feature values: a frame, or a mapping of column arrays (the service's records).
+Features = pd.DataFrame | Mapping[str, np.ndarray]
 _SMALL = 64
 
 
@@ -294,18 +336,85 @@ def _key(value: object) -> object:
     return None if _missing(value) else value
 
 
+def _values(features: Features, name: str, rows: np.ndarray | slice) -> np.ndarray:
+    if isinstance(features, pd.DataFrame):
+        if name in features.columns:
+            return features[name].to_numpy()[rows]
+    elif name in features:
+        return np.asarray(features[name])[rows]
+    if not isinstance(rows, slice):
+        n = len(rows)
+    elif isinstance(features, pd.DataFrame):
+        n = len(features)
+    else:
+        n = len(next(iter(features.values()), ()))
+    return np.full(n, None, dtype=object)
+
+
+def _absent(features: Features, name: str, rows: np.ndarray | slice) -> np.ndarray:
+    template = TEMPLATES.get(name) or _generic(name)
+    values = _values(features, name, rows)
+    if template.absent is None:
+        return np.zeros(len(values), dtype=bool)
+    if template.bucket is not None:
+        values = template.bucket(values)
+    return template.absent(values)
+
+
+def grouped_contributions(
+    contributions: np.ndarray,
+    feature_names: Sequence[str],
+    features: Features,
+) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """(rows, reasons) contributions, one column per `reason_groups` entry, with an absence's
+    positive contribution set to 0 (it can be no reason for)."""
+    groups = reason_groups(feature_names)
+    grouped = np.empty((contributions.shape[0], len(groups)), dtype=np.float64)
+    for gi, group in enumerate(groups):
+        grouped[:, gi] = contributions[:, list(group)].sum(axis=1)
+        positive = grouped[:, gi] > 0
+        if not positive.any():
+            continue
+        rows = np.flatnonzero(positive)
+        # a group is absent when every member is (no such activity in any window)
+        absent = np.ones(len(rows), dtype=bool)
+        for j in group:
+            absent &= _absent(features, feature_names[j], rows)
+        grouped[rows[absent], gi] = 0.0
+    return grouped, groups
+
+
+def _representatives(
+    contributions: np.ndarray,
+    group: tuple[int, ...],
+    feature_names: Sequence[str],
+    features: Features,
+    rows: np.ndarray,
+    favourable: np.ndarray,
+) -> np.ndarray:
+    """Per picked row, the member column that phrases the group's reason: the one contributing
+    most in the reason's direction, and for a reason *for* one that records some activity."""
+    if len(group) == 1:
+        return np.full(len(rows), group[0], dtype=np.int64)
+    sub = contributions[np.ix_(rows, list(group))] * np.where(favourable, 1.0, -1.0)[:, None]
+    for k, j in enumerate(group):
+        absent = _absent(features, feature_names[j], rows)
+        sub[favourable & absent, k] = -np.inf
+    return np.asarray(group, dtype=np.int64)[np.argmax(sub, axis=1)]
+
+
 def explain(
     contributions: np.ndarray,
     feature_names: Sequence[str],
-    features: pd.DataFrame | Mapping[str, np.ndarray],
+    features: Features,
     n: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reasons for and against each lead as JSON strings of lists of phrases.
 
     Args:
         contributions: (rows, features) margin contributions, columns in `feature_names` order.
-        features: the leads' feature values (row-aligned with `contributions`), a frame or a
-            mapping of column arrays; a feature it lacks is phrased by name only.
+        features: the leads' feature values (row-aligned with `contributions`); a feature the
+            frame lacks is phrased by name only.
         n: reasons per side.
 
     Returns:
@@ -315,33 +424,39 @@ def explain(
     if n <= 0 or rows == 0:
         empty = np.full(rows, "[]", dtype=object)
         return empty, empty.copy()
-    idx_for, ok_for, idx_against, ok_against = top_features(contributions, n)
+    grouped, groups = grouped_contributions(contributions, feature_names, features)
+    idx_for, ok_for, idx_against, ok_against = top_features(grouped, n)
     k = idx_for.shape[1]
-    idx = np.concatenate([idx_for, idx_against], axis=1)  # (rows, 2k)
+    idx = np.concatenate([idx_for, idx_against], axis=1)  # (rows, 2k) group indices
     ok = np.concatenate([ok_for, ok_against], axis=1)
     # Phrase ids instead of strings: table[0] is "no reason", the rest are JSON-quoted phrases.
     table: list[str] = [""]
     ids = np.zeros(idx.shape, dtype=np.int64)
     row_pos, slot = np.nonzero(ok)
-    feat = idx[row_pos, slot]
-    # Radix sort (numpy's stable sort on 16-bit ints) groups the picks by feature in O(n).
+    group_of = idx[row_pos, slot]
+    # Radix sort (numpy's stable sort on 16-bit ints) groups the picks by reason in O(n).
     order = np.argsort(
-        feat.astype(np.int16 if len(feature_names) < 2**15 else np.int64), kind="stable"
+        group_of.astype(np.int16 if len(groups) < 2**15 else np.int64), kind="stable"
     )
+    row_pos, slot, group_of = row_pos[order], slot[order], group_of[order]
+    feat = np.empty_like(group_of)
+    bounds = np.flatnonzero(np.diff(group_of)) + 1
+    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(group_of)], strict=True):
+        if start < stop:
+            feat[start:stop] = _representatives(
+                contributions, groups[group_of[start]], feature_names, features,
+                row_pos[start:stop], slot[start:stop] < k,
+            )
+    order = np.argsort(feat.astype(np.int16 if len(feature_names) < 2**15 else np.int64),
+                       kind="stable")
     row_pos, slot, feat = row_pos[order], slot[order], feat[order]
     bounds = np.flatnonzero(np.diff(feat)) + 1
     for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(feat)], strict=True):
         if start == stop:
             continue
         name = feature_names[feat[start]]
-        r = row_pos[start:stop]
-        values = (
-            np.asarray(features[name])[r]
-            if name in features
-            else np.full(len(r), None, dtype=object)
-        )
-        codes, words = _phrases_for(name, values)
-        ids[r, slot[start:stop]] = codes + len(table)
+        codes, words = _phrases_for(name, _values(features, name, row_pos[start:stop]))
+        ids[row_pos[start:stop], slot[start:stop]] = codes + len(table)
         table.extend(words)
     return _join(ids[:, :k], table), _join(ids[:, k:], table)
 

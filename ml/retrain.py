@@ -22,6 +22,7 @@ import pandas as pd
 from ml.backtest import FULL, REQUEST, BacktestReport, request_training_split, run_backtest
 from ml.config import Settings
 from ml.evaluate import Evaluation, evaluate_predictions
+from ml.model import ORACLE
 from ml.plots import plot_all, plot_backtest
 from ml.registry import (
     FOLD_AUCS_TAG,
@@ -37,7 +38,6 @@ from ml.train import FitResult, final_split, fit_tuned, snapshot_dates
 
 log = logging.getLogger(__name__)
 
-ORACLE = "oracle_probability"
 
 
 

@@ -99,7 +99,8 @@ def matured(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return labelled
 
 
-def cut_at(frame: pd.DataFrame, origin: date, settings: Settings) -> Split:
+def cut_at(frame: pd.DataFrame, origin: date, settings: Settings, *,
+           embargo_days: int | None = None) -> Split:
     """The fold whose test window starts at `origin`.
 
     Test: snapshots in [origin, origin + test_days). Validation: the `validation_days` of
@@ -107,13 +108,21 @@ def cut_at(frame: pd.DataFrame, origin: date, settings: Settings) -> Split:
     train or validation label (converted within `label_window_days` after its snapshot) can
     see a conversion on or after the origin.
 
+    `embargo_days` None takes the settings' embargo (validated: never below the label window).
+    A smaller value leaks test-window conversions into the labels; it exists only to measure
+    that inflation (tests/benchmarks/bench_backtest.py) and is logged as a warning.
+
     Raises:
         DataError: a part of the fold is empty (the message names the dates and the settings).
     """
     cfg = settings.training.split
     labelled = matured(frame, settings)
     day = snapshot_dates(labelled)
-    embargo = settings.embargo_days
+    embargo = settings.embargo_days if embargo_days is None else embargo_days
+    if embargo < settings.features.label_window_days:
+        log.warning("fold at %s cut with a %d-day embargo, shorter than the %d-day label window: "
+                    "its training labels see the test window (label leakage)", origin, embargo,
+                    settings.features.label_window_days)
     learn_end = pd.Timestamp(origin - timedelta(days=embargo))  # last learnable snapshot day
     validation_start = learn_end - pd.Timedelta(days=cfg.validation_days - 1)
     test_end = pd.Timestamp(origin + timedelta(days=cfg.test_days - 1))
@@ -193,12 +202,15 @@ def _brier(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def choose_calibration(margin: np.ndarray, y: np.ndarray, requested: str,
-                       seed: int) -> tuple[Calibrator | None, CalibrationReport]:
+                       seed: int, isotonic_min_gain: float = 0.0,
+                       ) -> tuple[Calibrator | None, CalibrationReport]:
     """Pick and fit the calibrator on validation (margin, label) pairs.
 
     Each candidate's Brier is measured out-of-fold (5-fold cross-fitting on validation), because
     an isotonic fit scored on its own data always looks better than it is. With `auto` the
-    candidate with the lowest Brier is kept if it beats the uncalibrated model; the final
+    candidate with the lowest Brier is kept if it beats the uncalibrated model, except that
+    isotonic (whose steps give many leads one score, so the top of the list cannot be ranked)
+    must beat the best tie-free option by `isotonic_min_gain` of its Brier; the final
     calibrator is then refitted on all of validation.
     """
     margin = np.asarray(margin, dtype=np.float64)
@@ -219,7 +231,10 @@ def choose_calibration(margin: np.ndarray, y: np.ndarray, requested: str,
         brier[method] = _brier(y, oof)
     if requested == "auto":
         scored = {m: b for m, b in brier.items() if not np.isnan(b)}
-        chosen = min(scored, key=lambda m: (scored[m], m != "none"))
+        smooth = {m: b for m, b in scored.items() if m != "isotonic"}
+        chosen = min(smooth, key=lambda m: (smooth[m], m != "none"))
+        if scored.get("isotonic", np.inf) < smooth[chosen] * (1 - isotonic_min_gain):
+            chosen = "isotonic"
     else:
         chosen = requested
     calibrator = None if chosen == "none" else Calibrator.fit(chosen, margin, y)  # type: ignore[arg-type]
@@ -297,11 +312,6 @@ class FitResult:
     split_summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _monotone(features: list[str], settings: Settings) -> list[int]:
-    increasing = set(settings.training.monotone_increasing)
-    return [1 if name in increasing else 0 for name in features]
-
-
 def _family_features(family: str, features: list[str]) -> list[str]:
     # The rules family is the sales team's engagement rule, recalibrated: one input.
     return [RULES_COLUMN] if family == "rules" else list(features)
@@ -366,7 +376,7 @@ def fit_scorer(split: Split, settings: Settings, *, family: str = "xgboost",
     train, weight = sample_negatives(split.train, cfg.negative_sampling, cfg.seed)
     y_train = train[LABEL].astype(int).to_numpy()
     y_val = split.validation[LABEL].astype(int).to_numpy()
-    monotone = _monotone(names, settings)
+    monotone = settings.training.monotone(names)
     best_iteration = None
     if family == "xgboost":
         params = {**xgboost_params(settings), **(xgboost_overrides or {})}
@@ -395,7 +405,7 @@ def fit_scorer(split: Split, settings: Settings, *, family: str = "xgboost",
         params = {"l2": cfg.logistic.l2}
     val_margin = scorer.margin(split.validation)
     scorer.calibrator, calibration = choose_calibration(val_margin, y_val, cfg.calibration,
-                                                        cfg.seed)
+                                                        cfg.seed, cfg.isotonic_min_gain)
     val_proba = scorer.probability(val_margin)
     scorer.decision_threshold = max_f1_threshold(y_val, val_proba)
     two = len(np.unique(y_val)) == 2

@@ -15,10 +15,10 @@ import pandas as pd
 
 from ml.config import Settings
 from ml.errors import DataError
+from ml.model import LABEL, ORACLE
 
 log = logging.getLogger(__name__)
 
-LABEL = "converted_within_window"
 TIMESTAMP = "event_timestamp"
 
 
@@ -69,7 +69,7 @@ def build_training_set(settings: Settings, with_truth: bool = True) -> pd.DataFr
     frame = frame.sort_values([TIMESTAMP, "lead_id"], kind="stable").reset_index(drop=True)
     truth_file = settings.paths.truth_dir / "lead_truth.parquet"
     if with_truth and truth_file.is_file():
-        frame["oracle_probability"] = oracle_for(settings, frame)
+        frame[ORACLE] = oracle_for(settings, frame)
     log.info("training set: %d rows, %d positives", len(frame), int(frame[LABEL].sum()))
     return frame
 
@@ -88,7 +88,7 @@ def oracle_for(settings: Settings, frame: pd.DataFrame) -> pd.Series:
             settings.features.label_window_days,
         ),
         index=frame.index,
-        name="oracle_probability",
+        name=ORACLE,
     )
 
 
@@ -100,7 +100,7 @@ def fingerprint(frame: pd.DataFrame) -> TrainingSetFingerprint:
     """
     from ml.registry import frame_fingerprint
 
-    digest = frame_fingerprint(frame.drop(columns=["oracle_probability"], errors="ignore"))
+    digest = frame_fingerprint(frame.drop(columns=[ORACLE], errors="ignore"))
     return TrainingSetFingerprint(
         rows=len(frame),
         positives=int(frame[LABEL].sum()),

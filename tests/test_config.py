@@ -33,6 +33,14 @@ def test_unknown_key_names_the_key(tmp_path):
         load_settings(path, env={})
 
 
+def test_monotone_patterns_expand_and_a_typo_is_refused(tmp_path):
+    monotone = load_settings(env={}).training.monotone
+    assert monotone(["n_email_click_7d", "engagement_score", "days_since_created"]) == [1, 1, 0]
+    path = _write(tmp_path, "training:\n  monotone_increasing: [engagment_score]\n")
+    with pytest.raises(ConfigError, match=r"monotone_increasing matches no feature.*engagment"):
+        load_settings(path, env={})
+
+
 def test_tiers_must_descend(tmp_path):
     path = _write(tmp_path, "scoring:\n  tiers: {A: 10, B: 20, C: 5}\n")
     with pytest.raises(ConfigError, match=r"scoring\.tiers"):

@@ -30,7 +30,7 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [ORIGINAL_EXAMPLE, {"lead_id": "L0000042"}]},
+        json_schema_extra={"examples": [ORIGINAL_EXAMPLE, {"lead_id": "L0017024"}]},
     )
 
     lead_id: str = Field(min_length=1, max_length=64, description="CRM lead id.")
@@ -55,7 +55,7 @@ class BatchRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"leads": [ORIGINAL_EXAMPLE, {"lead_id": "L0000042"}]}]},
+        json_schema_extra={"examples": [{"leads": [ORIGINAL_EXAMPLE, {"lead_id": "L0017024"}]}]},
     )
 
     leads: list[PredictRequest] = Field(min_length=1)

@@ -14,8 +14,9 @@ from orchestration.resources import MlflowResource, SettingsResource
     description="Matured labels joined point-in-time to the lead_scoring feature service (Feast).",
 )
 def training_set(settings: SettingsResource) -> dg.MaterializeResult:
+    from ml.model import LABEL
     from ml.retrain import save_training_set
-    from ml.training_set import LABEL, build_training_set, fingerprint
+    from ml.training_set import build_training_set, fingerprint
 
     s = settings.load()
     frame = build_training_set(s)

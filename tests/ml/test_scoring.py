@@ -47,6 +47,49 @@ def test_every_contract_feature_has_its_own_phrase() -> None:
         assert reasons.phrase(feature, value) == words
 
 
+def _says_nothing_happened(name: str, value: object) -> bool:
+    """Reference for "an absence": no such activity, no clicks, idle for two weeks or more."""
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    if name == "days_since_last_activity":
+        return bool(np.isnan(number) or np.floor(number) >= 14)
+    if name.startswith("n_") or name in {"website_visits", "email_opens", "engagement_score"}:
+        return bool(np.isnan(number) or np.floor(number) <= 0)
+    if name.endswith("_rate_90d"):
+        return bool(np.isnan(number) or np.round(min(max(number, 0.0), 1.0) * 100) <= 0)
+    return False
+
+
+def _reference_reasons(
+    row: np.ndarray, names: list[str], values: pd.Series, n: int
+) -> tuple[list[str], list[str]]:
+    """One lead's reasons computed the slow way: sum each activity's windows, drop positive
+    absences, take the top n each way, phrase with the member contributing most that way."""
+    groups: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        key = name.rsplit("_", 1)[0] if name.startswith("n_") else name
+        groups.setdefault(key, []).append(j)
+    totals = {}
+    for key, members in groups.items():
+        total = float(sum(row[j] for j in members))
+        if total > 0 and all(_says_nothing_happened(names[j], values[names[j]]) for j in members):
+            total = 0.0
+        totals[key] = total
+    out = []
+    for sign in (1.0, -1.0):
+        picked = sorted((k for k in totals if sign * totals[k] > reasons.MIN_CONTRIBUTION),
+                        key=lambda k: -sign * totals[k])[:n]
+        words = []
+        for key in picked:
+            members = groups[key]
+            if sign > 0:
+                members = [j for j in members
+                           if not _says_nothing_happened(names[j], values[names[j]])]
+            best = max(members, key=lambda j: sign * row[j])
+            words.append(reasons.phrase(names[best], values[names[best]]))
+        out.append(words)
+    return out[0], out[1]
+
+
 def test_reasons_are_the_largest_contributions_and_add_up_to_the_margin() -> None:
     scorer, _ = make_scorer()
     features = make_features(300, seed=5)
@@ -54,19 +97,38 @@ def test_reasons_are_the_largest_contributions_and_add_up_to_the_margin() -> Non
     np.testing.assert_allclose(contribs.sum(1) + bias, scorer.margin(features), atol=1e-4)
     n = 3
     got_for, got_against = reasons.explain(contribs, scorer.feature_names, features, n)
-    names = scorer.feature_names
+    names = list(scorer.feature_names)
     for i in range(len(features)):
-        row = contribs[i]
-        order = np.argsort(-row, kind="stable")
-        top_pos = [j for j in order[:n] if row[j] > reasons.MIN_CONTRIBUTION]
-        top_neg = [j for j in order[::-1][:n] if row[j] < -reasons.MIN_CONTRIBUTION]
-        want_for = [reasons.phrase(names[j], features[names[j]].iloc[i]) for j in top_pos]
-        want_against = [reasons.phrase(names[j], features[names[j]].iloc[i]) for j in top_neg]
-        # Ties among contributions may order differently; the set of features must agree.
+        want_for, want_against = _reference_reasons(contribs[i], names, features.iloc[i], n)
+        # Ties among contributions may order differently; the set of reasons must agree.
         assert sorted(json.loads(got_for[i])) == sorted(want_for)
         assert sorted(json.loads(got_against[i])) == sorted(want_against)
         if want_for:  # the strongest reason comes first
             assert json.loads(got_for[i])[0] == want_for[0]
+
+
+def test_an_absence_is_never_a_reason_for_and_an_activity_is_one_reason() -> None:
+    """Correlated window counts can give "clicked no email links" a positive weight against the
+    average lead; it must not be offered to a sales agent as a reason to call."""
+    scorer, _ = make_scorer()
+    features = make_features(400, seed=8)
+    contribs, _ = scorer.contributions(features)
+    names = list(scorer.feature_names)
+    windowed = [j for j, name in enumerate(names) if name.startswith("n_")]
+    # Make every activity window pull the score up for every lead, present or not.
+    contribs[:, windowed] = np.abs(contribs[:, windowed]) + 0.5
+    got_for, got_against = reasons.explain(contribs, names, features, 3)
+    absences = {"no ", "never", "has not", "opened no", "clicked no", "submitted no",
+                "attended no", "uploaded no"}
+    seen_activity = 0
+    for i in range(len(features)):
+        words = json.loads(got_for[i])
+        assert not [w for w in words if any(w.startswith(a) for a in absences)], words
+        activities = [w.split(" in the last ")[0] for w in words if " in the last " in w]
+        seen_activity += bool(activities)
+        stems = [a.split()[0] for a in activities]
+        assert len(stems) == len(set(stems)), words  # one reason per activity
+    assert seen_activity > 100  # the inflated activities do show up, phrased as presence
 
 
 def test_score_frame_is_the_same_for_one_lead_and_for_a_batch(settings: Settings) -> None:

@@ -128,7 +128,14 @@ def test_more_engagement_never_lowers_the_score(split, ml_settings, family, trai
     fit = trained if family == "xgboost" else fit_scorer(split, ml_settings, family=family)
     rows = split.test.head(400).reset_index(drop=True)
     base = fit.scorer.predict_proba(rows)
-    for name in ml_settings.training.monotone_increasing:
+    names = [n for n, up in zip(fit.scorer.feature_names,
+                                ml_settings.training.monotone(fit.scorer.feature_names),
+                                strict=True) if up > 0]
+    assert {"engagement_score", "website_visits", "n_meeting_booked_30d"} <= set(names)
+    idle = rows.copy()
+    idle["days_since_last_activity"] = idle["days_since_last_activity"] + 10
+    assert (fit.scorer.predict_proba(idle) <= base + 1e-12).all(), "idle for longer"
+    for name in names:
         more = rows.copy()
         more[name] = more[name] + (10 if name == "engagement_score" else 5)
         assert (fit.scorer.predict_proba(more) >= base - 1e-12).all(), name
@@ -188,6 +195,9 @@ def test_calibration_keeps_what_lowers_brier():
     # Already calibrated margins: every candidate is judged out-of-fold against "none".
     _, report = choose_calibration(true_logit, y, "auto", seed=0)
     assert report.brier[report.method] == min(report.brier.values())
+    # Isotonic must buy a clear gain over the tie-free options to be chosen.
+    _, strict = choose_calibration(3 * true_logit + 1.0, y, "auto", seed=0, isotonic_min_gain=0.5)
+    assert strict.method in {"sigmoid", "none"}
     # An explicit choice is honoured; "none" fits nothing.
     assert choose_calibration(true_logit, y, "none", seed=0)[0] is None
 
