@@ -66,7 +66,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(url: str, ok: str | None = None, timeout: float = 180) -> None:
+def wait_for(url: str, ok: str | None = None, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
