@@ -208,7 +208,11 @@ def main() -> None:
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait(10)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:  # feast serve's workers can outlive a TERM
+                p.kill()
+                p.wait(10)
     load = os.getloadavg()[0]
     print(f"\nhey on loopback, {args.ids} lead ids rotating, {args.seconds:g} s per rate, "
           f"{os.cpu_count()} cores, load average {load:.1f} at the end; mode "
