@@ -19,8 +19,8 @@ UV_SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: setup lock services demo test test-backends lint serve dashboard screenshots dagster \
-	check-defs mlflow-ui docs clean
+.PHONY: setup lock services demo demo-prod test test-backends lint serve dashboard screenshots \
+	dagster check-defs mlflow-ui docs docs-figures clean
 
 setup: $(VENV)/.installed
 
@@ -50,6 +50,12 @@ services:
 
 demo: setup
 	$(BIN)/python -m orchestration.demo
+
+# The same demo on PostgreSQL (CRM tables, monitoring, prediction log, alias history, MLflow,
+# Feast's registry) and Redis (Feast's online store), started by the project (.ci/services);
+# prints where the scores landed and checks `lead-scoring serve` on Redis. Configuration only.
+demo-prod: setup
+	@bash .ci/demo-prod
 
 # The whole suite. The PostgreSQL/Redis variants of the store tests run when
 # LEAD_SCORING_TEST_POSTGRES_URL / LEAD_SCORING_TEST_REDIS_URL are set (eval "$$(make -s services)")
@@ -97,6 +103,16 @@ mlflow-ui: setup
 docs: setup
 	@$(BIN)/python -c "import mkdocs, material" 2>/dev/null || $(UV_SYNC) --extra docs -q
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The case-study pages' figures (docs/_gen/figures/*.md) and screenshots (docs/case-study/img/:
+# MLflow, Evidently, dashboard, Dagster lineage) from the stores of a finished `make demo`, in
+# Debian's headless Chromium (installed when missing; never `playwright install`).
+# FIGURES_ARGS=--no-screenshots rewrites only the figures.
+docs-figures: setup
+	@command -v chromium >/dev/null || bash .ci/apt-install chromium
+	@$(BIN)/python -c "import playwright, mkdocs" 2>/dev/null || \
+		$(UV_SYNC) --extra screenshots --extra docs -q
+	$(BIN)/python docs/_gen/demo_figures.py $(FIGURES_ARGS)
 
 clean:
 	rm -rf data/raw data/truth data/warehouse data/marts data/feast data/mlflow data/crm data/reports data/dagster \

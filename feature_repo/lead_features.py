@@ -1,9 +1,9 @@
 """Feast declarations of the `lead_features` mart: entity, source, feature views, feature service.
 
 The features are defined once, in dbt SQL (dbt_project/models/marts/lead_features.sql); this file
-only declares them. The Parquet path comes from the settings file, so `feast -c feature_repo
-apply` works from any working directory; `ml.feature_store.apply_feature_repo` re-points the
-source at the marts folder of the `Settings` it is given (tests use a temporary data dir).
+only declares them. The Parquet path comes from the settings: `ml.feature_store` declares with
+the `Settings` it is given (tests use a temporary data dir, production its own); the Feast CLI
+(`feast -c feature_repo apply`), which imports this file alone, gets the settings file's own.
 """
 
 from datetime import timedelta
@@ -13,10 +13,10 @@ from feast.data_format import ParquetFormat
 from feast.types import Float64, Int32, String
 from feast.value_type import ValueType
 
-from ml.config import load_settings
 from ml.contract import ACTIVITY_TYPES, ACTIVITY_WINDOWS_DAYS
+from ml.feature_store import definition_settings
 
-_settings = load_settings()
+_settings = definition_settings()
 
 OWNER = "lead-scoring"
 SOURCE_MODEL = "lead_features"

@@ -310,6 +310,33 @@ def alias_history_cmd(config: ConfigOption = None, as_json: JsonOption = False) 
         typer.echo(frame.drop(columns=["id"]).to_string(index=False))
 
 
+@app.command("model-card")
+@user_errors
+def model_card_cmd(
+    model: Annotated[str, typer.Option("--model", help="Alias or version.")] = "champion",
+    log_it: Annotated[
+        bool, typer.Option("--log", help="Also write it and log it to the version's run.")
+    ] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the model card of a registered version (training registers one with each)."""
+    from ml.errors import ConfigError
+    from ml.model_card import log_model_card, model_card
+    from ml.registry import current_version
+
+    settings = _settings(config)
+    version = int(model) if model.isdigit() else current_version(settings, model)
+    if version is None:
+        raise ConfigError(f"no @{model} in the registry; pass --model with a version number")
+    if log_it:
+        path = log_model_card(settings, version)
+        typer.echo(f"model card of v{version} logged to its run; written to {path}")
+        return
+    card = model_card(settings, version)
+    typer.echo(json.dumps(card.to_dict(), indent=2, default=str) if as_json else card.markdown())
+
+
 @app.command("score")
 @user_errors
 def score_leads(
@@ -364,10 +391,11 @@ app.add_typer(features_app, name="features")
 def features_apply(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Register feature_repo/ in the Feast registry (like `feast apply`)."""
     from ml.feature_store import apply_feature_repo
+    from ml.registry import safe_uri
 
     settings = _settings(config)
     names = apply_feature_repo(settings)
-    summary = {"objects": names, "registry": settings.paths.feast_dir / "registry.db"}
+    summary = {"objects": names, "registry": safe_uri(str(settings.paths.feast_registry_url))}
     echo_summary(summary, as_json, f"applied {len(names)} Feast objects")
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -41,6 +42,8 @@ ENV_OVERRIDES = {
     "MLFLOW_TRACKING_URI": "paths.mlflow_tracking_uri",
     "LEAD_SCORING_PREDICTION_LOG_URL": "serving.prediction_log_url",
     "LEAD_SCORING_ALIAS_HISTORY_URL": "registry.alias_history_url",
+    "LEAD_SCORING_ONLINE_STORE_URL": "paths.online_store_url",
+    "LEAD_SCORING_FEAST_REGISTRY_URL": "paths.feast_registry_url",
 }
 
 
@@ -55,12 +58,36 @@ class PathSettings(_Section):
     warehouse: Path = Path("warehouse/warehouse.duckdb")
     marts_dir: Path = Path("marts")
     feast_dir: Path = Path("feast")
+    # Feast's online store: sqlite:///file.db or redis://[:password@]host:port/db
+    online_store_url: str | None = None
+    # Feast's registry: a protobuf file (a path) or a SQL registry (postgresql+psycopg://...)
+    feast_registry_url: str | None = None
     mlflow_tracking_uri: str | None = None
     mlflow_artifacts: Path = Path("mlflow/artifacts")
     crm_url: str | None = None
     monitoring_url: str | None = None
     reports_dir: Path = Path("reports")
     dagster_home: Path = Path("dagster")
+
+    @field_validator("online_store_url")
+    @classmethod
+    def _online_store_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("sqlite:///", "redis://", "rediss://")):
+            raise ValueError(
+                f"{url!r} is not an online store Feast can serve from here; use "
+                "sqlite:///path/online_store.db or redis://host:6379/0"
+            )
+        return url
+
+    @field_validator("feast_registry_url")
+    @classmethod
+    def _registry_scheme(cls, url: str | None) -> str | None:
+        if url is not None and "://" in url and not url.startswith(("postgresql", "postgres://")):
+            raise ValueError(
+                f"{url!r}: the Feast registry is a file path or a PostgreSQL URL "
+                "(postgresql+psycopg://user:pw@host/db)"
+            )
+        return url
 
 
 class GeneratorSettings(_Section):
@@ -454,6 +481,11 @@ class Settings(_Section):
         resolved["mlflow_tracking_uri"] = (
             p.mlflow_tracking_uri or f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
         )
+        feast_dir = resolved["feast_dir"]
+        resolved["online_store_url"] = (
+            p.online_store_url or f"sqlite:///{feast_dir / 'online_store.db'}"
+        )
+        resolved["feast_registry_url"] = p.feast_registry_url or str(feast_dir / "registry.db")
         resolved["crm_url"] = p.crm_url or f"sqlite:///{data_dir / 'crm' / 'crm.db'}"
         resolved["monitoring_url"] = (
             p.monitoring_url or f"sqlite:///{data_dir / 'monitoring' / 'monitoring.db'}"

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from ml.config import Settings
@@ -39,6 +40,19 @@ log = logging.getLogger(__name__)
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
     """ROC AUC, NaN when only one class is present."""
     return float(roc_auc_score(y, score)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def auc_interval(auc: float, n_pos: int, n_neg: int, alpha: float = 0.05
+                 ) -> tuple[float | None, float | None]:
+    """(1 - alpha) confidence interval of an AUC by Hanley & McNeil (1982), from the AUC and the
+    class counts alone; (None, None) when a class is empty."""
+    if n_pos <= 0 or n_neg <= 0 or math.isnan(auc):
+        return None, None
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (
+        n_pos * n_neg)
+    half = float(norm.ppf(1 - alpha / 2) * math.sqrt(max(var, 0.0)))
+    return max(0.0, auc - half), min(1.0, auc + half)
 
 
 def top_k(y: np.ndarray, score: np.ndarray, k: int) -> tuple[float, float]:

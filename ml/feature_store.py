@@ -1,45 +1,104 @@
-"""The Feast feature store, configured from `Settings` rather than from the working directory.
+"""The Feast feature store, configured once from `Settings` rather than from the working directory.
 
-`feature_repo/feature_store.yaml` holds the store's shape (project, offline and online store
-types); this module reads it and points the registry, the online store and the mart sources at
-the folders the settings name, so the same code serves the default data dir and a temporary one.
+`feature_repo/feature_store.yaml` holds the store's shape (project, provider, offline store, key
+serialization); the settings name the registry (`paths.feast_registry_url`: a file, or Feast's SQL
+registry on PostgreSQL) and the online store (`paths.online_store_url`: SQLite or Redis), and the
+definitions in feature_repo/*.py are executed with the same settings, so their sources read the
+marts folder the settings name. The same code serves the default data dir, a temporary one and
+production servers; moving to a server is a setting, never code.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 import yaml
-from feast import Entity, FeatureService, FeatureStore, FeatureView, FileSource, RepoConfig
+from feast import Entity, FeatureService, FeatureStore, FeatureView, RepoConfig
 from feast.data_source import DataSource
 from feast.repo_contents import RepoContents
 from feast.repo_operations import extract_objects_for_apply_delete
 
-from ml.config import Settings
+from ml import stores
+from ml.config import Settings, load_settings
 from ml.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
-REGISTRY_FILE = "registry.db"
-ONLINE_STORE_FILE = "online_store.db"
+ONLINE_STORE_FILE = "online_store.db"  # the default online store's file in feast_dir (ml.config)
+REDIS_TIMEOUT_S = 2  # socket timeouts of Feast's Redis client
+
+
+def online_store_config(url: str) -> dict[str, Any]:
+    """Feast's `online_store` section for `paths.online_store_url`.
+
+    `sqlite:///path` is Feast's SQLite store; `redis://[user:password@]host:port/db` (`rediss://`
+    for TLS) is its Redis store, whose connection string is `host:port,db=N,...`.
+    """
+    if url.startswith("sqlite:///"):
+        return {"type": "sqlite", "path": url.removeprefix("sqlite:///")}
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigError(
+            f"paths.online_store_url {url!r}: use sqlite:///path/online_store.db or "
+            "redis://host:6379/0"
+        )
+    db = parts.path.strip("/") or "0"
+    if not db.isdigit():
+        raise ConfigError(f"paths.online_store_url {url!r}: the Redis database must be a number")
+    # A server that stops answering fails a read in seconds rather than hanging the service
+    # (which then scores from the request and retries with a backoff, ml/serving/features.py).
+    connection = [
+        f"{parts.hostname}:{parts.port or 6379}",
+        f"db={db}",
+        f"socket_timeout={REDIS_TIMEOUT_S}",
+        f"socket_connect_timeout={REDIS_TIMEOUT_S}",
+    ]
+    if parts.username:
+        connection.append(f"username={unquote(parts.username)}")
+    if parts.password:
+        connection.append(f"password={unquote(parts.password)}")
+    if parts.scheme == "rediss":
+        connection.append("ssl=true")
+    return {"type": "redis", "connection_string": ",".join(connection)}
+
+
+def registry_config(url: str, cache_ttl_seconds: int) -> dict[str, Any]:
+    """Feast's `registry` section for `paths.feast_registry_url`: a protobuf file, or Feast's
+    SQL registry on PostgreSQL (its tables are created on first use)."""
+    if "://" not in url:
+        return {"registry_type": "file", "path": url, "cache_ttl_seconds": cache_ttl_seconds}
+    sa_url = stores.parse_url(url)
+    if sa_url.get_backend_name() != "postgresql":
+        raise ConfigError(
+            f"paths.feast_registry_url {url!r}: a file path or postgresql+psycopg://... only"
+        )
+    return {
+        "registry_type": "sql",
+        "path": sa_url.render_as_string(hide_password=False),
+        "cache_ttl_seconds": cache_ttl_seconds,
+        "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True},
+    }
 
 
 def repo_config(settings: Settings) -> RepoConfig:
-    """Feast's RepoConfig: feature_store.yaml with its paths replaced by the settings' ones."""
+    """Feast's RepoConfig: the shape of feature_store.yaml (project, provider, offline store,
+    key serialization) with the registry and online store the settings name
+    (`paths.feast_registry_url`, `paths.online_store_url`)."""
     yaml_path = settings.feature_repo / "feature_store.yaml"
     if not yaml_path.is_file():
         raise ConfigError(f"Feast repo config not found: {yaml_path}")
     raw: dict[str, Any] = yaml.safe_load(yaml_path.read_text()) or {}
-    feast_dir = settings.paths.feast_dir
-    raw["registry"] = {**raw.get("registry", {}), "path": str(feast_dir / REGISTRY_FILE)}
-    online = {**raw.get("online_store", {}), "path": str(feast_dir / ONLINE_STORE_FILE)}
-    raw["online_store"] = online
+    ttl = int(raw.get("registry", {}).get("cache_ttl_seconds", 60))
+    raw["registry"] = registry_config(str(settings.paths.feast_registry_url), ttl)
+    raw["online_store"] = online_store_config(str(settings.paths.online_store_url))
     config = RepoConfig(**raw)
     config.repo_path = settings.feature_repo
     return config
@@ -51,9 +110,19 @@ def get_store(settings: Settings) -> FeatureStore:
     return FeatureStore(config=repo_config(settings))
 
 
+# The settings of the apply in progress, which feature_repo/*.py declares its objects from.
+_DEFINING: ContextVar[Settings | None] = ContextVar("feature_repo_settings", default=None)
+
+
+def definition_settings() -> Settings:
+    """The settings feature_repo/*.py reads (its vocabulary, TTL, service name): those given to
+    `load_repo_contents`, or `load_settings()` when the `feast` CLI imports the repo itself."""
+    return _DEFINING.get() or load_settings()
+
+
 def _load_module(path: Path) -> ModuleType:
-    # A fresh module per call (not cached in sys.modules): apply_feature_repo re-points the
-    # sources it defines, and a later call with other settings must not see the old paths.
+    # A fresh module per call (not cached in sys.modules): the objects it defines are built from
+    # the settings of this call (definition_settings), and another call must get its own.
     spec = importlib.util.spec_from_file_location(f"_feature_repo_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise ConfigError(f"cannot import Feast definitions from {path}")
@@ -63,11 +132,8 @@ def _load_module(path: Path) -> ModuleType:
 
 
 def load_repo_contents(settings: Settings) -> RepoContents:
-    """Collect the Feast objects defined in feature_repo/*.py, like `feast apply` does.
-
-    File sources are re-pointed at `settings.paths.marts_dir` (same file name), so definitions
-    made with the default settings serve any data dir.
-    """
+    """Collect the Feast objects defined in feature_repo/*.py, like `feast apply` does, built
+    from `settings` (so their sources read `settings.paths.marts_dir`)."""
     entities: list[Entity] = []
     sources: list[DataSource] = []
     views: list[FeatureView] = []
@@ -80,7 +146,11 @@ def load_repo_contents(settings: Settings) -> RepoContents:
     for path in sorted(settings.feature_repo.glob("*.py")):
         if path.name == "__init__.py":
             continue
-        module = _load_module(path)
+        token = _DEFINING.set(settings)
+        try:
+            module = _load_module(path)
+        finally:
+            _DEFINING.reset(token)
         for name in dir(module):
             obj = getattr(module, name)
             if isinstance(obj, Entity):
@@ -93,11 +163,6 @@ def load_repo_contents(settings: Settings) -> RepoContents:
                 add(sources, obj)
             elif isinstance(obj, FeatureService):
                 add(services, obj)
-
-    # Views hold the very source objects collected above, so re-pointing these re-points them.
-    for source in sources:
-        if isinstance(source, FileSource):
-            source.file_options.uri = str(settings.paths.marts_dir / Path(source.path).name)
 
     return RepoContents(
         projects=[],

@@ -1,5 +1,9 @@
 """Nightly refresh of the online store: write only the feature values that changed.
 
+The online store is the one `paths.online_store_url` names: Feast's SQLite store (below) or its
+Redis store (the same diff, written by ml/online_redis.py). Either way what Feast's public API
+reads back equals what stock `feast materialize` of the same latest rows serves.
+
 Stock `feast materialize` into SQLite builds one ValueProto per value and issues one SQL statement
 per value (about 1,400-1,900 leads/s at 41 features). This module writes into Feast's own SQLite
 tables, byte for byte as Feast would (entity keys, serialized ValueProtos, value_text, event_ts),
@@ -242,13 +246,43 @@ def _ensure_state_tables(conn: sqlite3.Connection) -> None:
         conn.execute(f"DROP TABLE IF EXISTS {legacy}")
 
 
-def _fingerprint(tables: dict[str, FeatureView], serialization_version: int) -> str:
+def views_fingerprint(tables: dict[str, FeatureView], serialization_version: int) -> str:
     # Any change to a table name, a feature or a type invalidates the snapshot.
     spec = [serialization_version] + [
         (table, sorted((f.name, str(f.dtype)) for f in view.features))
         for table, view in sorted(tables.items())
     ]
     return hashlib.sha256(repr(spec).encode()).hexdigest()[:16]
+
+
+def snapshot_blobs(frame: pa.Table, generation: int) -> list[bytes]:
+    """The frame of a refresh as Arrow IPC chunks (lz4 when available), tagged with its
+    generation, to be stored in the same transaction as the online values it describes."""
+    frame = frame.replace_schema_metadata({"generation": str(generation)})
+    options = pa.ipc.IpcWriteOptions(compression="lz4" if pa.Codec.is_available("lz4") else None)
+    blobs = []
+    for start in range(0, max(frame.num_rows, 1), _CHUNK_ROWS):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, frame.schema, options=options) as writer:
+            writer.write_table(frame.slice(start, _CHUNK_ROWS))
+        blobs.append(sink.getvalue().to_pybytes())
+    return blobs
+
+
+def read_snapshot(
+    blobs: list[bytes], generation: int, n_leads: int
+) -> tuple[pa.Table | None, str | None]:
+    """The frame stored by `snapshot_blobs`, or None and why it cannot be used."""
+    try:
+        parts = [pa.ipc.open_stream(blob).read_all() for blob in blobs]
+        snapshot = pa.concat_tables(parts).combine_chunks()
+        meta = snapshot.schema.metadata or {}
+        ok = int(meta.get(b"generation", -1)) == generation and snapshot.num_rows == n_leads
+    except (pa.ArrowException, ValueError) as exc:
+        return None, f"the snapshot is unreadable ({exc})"
+    if not ok:
+        return None, "the snapshot does not match its generation"
+    return snapshot, None
 
 
 def _load_snapshot(
@@ -266,16 +300,8 @@ def _load_snapshot(
     blobs = conn.execute(
         f"SELECT arrow FROM {SNAPSHOT_TABLE} WHERE project = ? ORDER BY chunk", (project,)
     ).fetchall()
-    try:
-        parts = [pa.ipc.open_stream(blob).read_all() for (blob,) in blobs]
-        snapshot = pa.concat_tables(parts).combine_chunks()
-        meta = snapshot.schema.metadata or {}
-        ok = int(meta.get(b"generation", -1)) == generation and snapshot.num_rows == n_leads
-    except (pa.ArrowException, ValueError) as exc:
-        return None, generation, f"the snapshot is unreadable ({exc})"
-    if not ok:
-        return None, generation, "the snapshot does not match its generation"
-    return snapshot, generation, None
+    snapshot, reason = read_snapshot([blob for (blob,) in blobs], generation, n_leads)
+    return snapshot, generation, reason
 
 
 def _save_snapshot(
@@ -286,17 +312,9 @@ def _save_snapshot(
     fingerprint: str,
     as_of: datetime,
 ) -> None:
-    frame = frame.replace_schema_metadata({"generation": str(generation)})
-    options = pa.ipc.IpcWriteOptions(compression="lz4" if pa.Codec.is_available("lz4") else None)
     conn.execute(f"DELETE FROM {SNAPSHOT_TABLE} WHERE project = ?", (project,))
-    for chunk, start in enumerate(range(0, max(frame.num_rows, 1), _CHUNK_ROWS)):
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, frame.schema, options=options) as writer:
-            writer.write_table(frame.slice(start, _CHUNK_ROWS))
-        conn.execute(
-            f"INSERT INTO {SNAPSHOT_TABLE} VALUES (?, ?, ?)",
-            (project, chunk, sink.getvalue().to_pybytes()),
-        )
+    for chunk, blob in enumerate(snapshot_blobs(frame, generation)):
+        conn.execute(f"INSERT INTO {SNAPSHOT_TABLE} VALUES (?, ?, ?)", (project, chunk, blob))
     conn.execute(
         f"INSERT OR REPLACE INTO {RUN_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
         (
@@ -365,6 +383,23 @@ def _read_latest(source: Path, features: list[str]) -> pa.Table:
     return table
 
 
+def cell_values(
+    fields: list[Any], frame: pa.Table, rows: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Serialized ValueProtos and value_text of the cells (frame row, field index), encoded
+    per field (fields sorted by name, as in the masks)."""
+    blobs = np.empty(len(rows), dtype=object)
+    texts = np.empty(len(rows), dtype=object)
+    by_field = np.argsort(cols, kind="stable")  # each field's cells, in lead order
+    bounds = np.searchsorted(cols[by_field], np.arange(len(fields) + 1))
+    for j, field in enumerate(fields):
+        cells = by_field[bounds[j] : bounds[j + 1]]
+        if len(cells):
+            column = frame[field.name].take(pa.array(rows[cells]))
+            blobs[cells], texts[cells] = encode_column(column, field.dtype)
+    return blobs, texts
+
+
 def _write_cells(
     conn: sqlite3.Connection,
     table: str,
@@ -378,15 +413,7 @@ def _write_cells(
     rows, cols = np.nonzero(mask)  # row-major: (entity_key, feature_name), the primary-key order
     if not len(rows):
         return 0
-    blobs = np.empty(len(rows), dtype=object)
-    texts = np.empty(len(rows), dtype=object)
-    by_field = np.argsort(cols, kind="stable")  # each field's cells, in lead order
-    bounds = np.searchsorted(cols[by_field], np.arange(len(fields) + 1))
-    for j, field in enumerate(fields):
-        cells = by_field[bounds[j] : bounds[j + 1]]
-        if len(cells):
-            column = frame[field.name].take(pa.array(rows[cells]))
-            blobs[cells], texts[cells] = encode_column(column, field.dtype)
+    blobs, texts = cell_values(fields, frame, rows, cols)
     names = np.array([f.name for f in fields], dtype=object)
     conn.executemany(
         f"INSERT INTO {_quote(table)} "
@@ -406,7 +433,7 @@ def _write_cells(
     return len(rows)
 
 
-def _cell_mask(
+def cell_mask(
     frame: pa.Table, fields: list[Any], previous: pa.Table | None, position: np.ndarray
 ) -> np.ndarray:
     """mask[lead, feature]: the cell differs from the previous frame (new leads: every cell)."""
@@ -433,57 +460,25 @@ def _record_materialization(store: FeatureStore, views: list[FeatureView], as_of
         store.registry.apply_materialization(view, store.project, start, as_of, commit=True)
 
 
-def refresh_online_store(
-    settings: Settings, source: Path | None = None, full: bool = False
-) -> RefreshStats:
-    """Write the latest features of every open lead into Feast's SQLite online store.
+def _refresh_sqlite(
+    config: Any,
+    tables: dict[str, FeatureView],
+    frame: pa.Table,
+    keys: np.ndarray,
+    event_ts: np.ndarray,
+    fingerprint: str,
+    as_of: datetime,
+    full: bool,
+) -> tuple[int, int, np.ndarray, str | None]:
+    """Write the changed cells into Feast's SQLite tables, in one transaction.
 
-    Only cells that changed since the last refresh are written (see the module docstring);
-    unchanged cells keep their value and the event_ts of the refresh that wrote them.
-
-    Args:
-        source: the latest-features Parquet (default `<marts_dir>/lead_features_latest.parquet`).
-        full: rewrite every cell, ignoring the snapshot of the previous refresh.
-
-    Raises:
-        DataError: the mart is missing, empty or malformed, or `features apply` was not run.
-    """
-    started = time.perf_counter()
-    source = source or settings.paths.marts_dir / "lead_features_latest.parquet"
-    store = get_store(settings)
-    config = store.config
-    if config.online_store.type != "sqlite":
-        raise DataError(
-            f"the fast refresh writes SQLite only (online store is {config.online_store.type}); "
-            "use stock `feast materialize` for other online stores"
-        )
-    service = feature_service(store, settings)
-    # The whole views, as stock materialize writes them (a service may project a subset).
-    views = [store.get_feature_view(p.name) for p in service.feature_view_projections]
-    versioning = config.registry.enable_online_feature_view_versioning
-    tables = {compute_table_id(config.project, v, versioning): v for v in views}
-    dtypes = {f.name: f.dtype for v in views for f in v.features}
+    Returns (cells written, leads deleted, written[lead], why every cell was rewritten)."""
     version = config.entity_key_serialization_version
-    latest = _read_latest(source, list(dtypes))
-    keys = np.array(entity_keys(latest[JOIN_KEY].to_pylist(), version), dtype=object)
-    # Entity-key order is the online tables' primary-key order (see _write_cells).
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    latest = latest.take(pa.array(order))
-    event_ts = _epoch_seconds(latest[TIMESTAMP])
-    frame = pa.table(
-        {JOIN_KEY: latest[JOIN_KEY].combine_chunks()}
-        | {name: normalize_column(latest[name], dtype) for name, dtype in dtypes.items()}
-    )
-    as_of = pc.max(latest[TIMESTAMP]).as_py()
-    as_of = as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of
-    fingerprint = _fingerprint(tables, version)
-
     db_path = Path(config.online_store.path)
     if not db_path.is_absolute():
         db_path = Path(config.repo_path) / db_path
     written = np.zeros(frame.num_rows, dtype=bool)
-    cells = deleted = 0
+    cells = 0
     conn = sqlite3.connect(db_path, isolation_level=None, timeout=60)
     try:
         # WAL: readers keep the previous snapshot while this transaction writes.
@@ -524,24 +519,19 @@ def refresh_online_store(
                         for (k,) in conn.execute(f"SELECT DISTINCT entity_key FROM {_quote(table)}")
                     )
                 closed_keys = sorted(stored - set(keys.tolist()))
-                position = np.full(frame.num_rows, -1)
             else:
-                position = pc.index_in(frame[JOIN_KEY], value_set=previous[JOIN_KEY])
-                position = position.fill_null(-1).to_numpy()
-                gone = pc.invert(pc.is_in(previous[JOIN_KEY], value_set=frame[JOIN_KEY]))
-                closed_ids = previous[JOIN_KEY].filter(gone).to_pylist()
-                closed_keys = entity_keys(closed_ids, version) if closed_ids else []
+                closed_keys = closed_since(previous, frame, version)
+            position = previous_position(previous, frame)
 
             for table, view in tables.items():
                 fields = sorted(view.features, key=lambda f: f.name)
-                mask = _cell_mask(frame, fields, previous, position)
+                mask = cell_mask(frame, fields, previous, position)
                 cells += _write_cells(conn, table, fields, frame, keys, event_ts, mask)
                 written |= mask.any(axis=1)
                 conn.executemany(
                     f"DELETE FROM {_quote(table)} WHERE entity_key = ?", ((k,) for k in closed_keys)
                 )
-            deleted = len(closed_keys)
-            if cells or deleted or previous is None:
+            if cells or closed_keys or previous is None:
                 _save_snapshot(conn, config.project, frame, generation + 1, fingerprint, as_of)
             conn.execute("COMMIT")
         except BaseException:
@@ -549,6 +539,82 @@ def refresh_online_store(
             raise
     finally:
         conn.close()
+    return cells, len(closed_keys), written, reason
+
+
+def previous_position(previous: pa.Table | None, frame: pa.Table) -> np.ndarray:
+    """Each lead's row in the previous frame (-1: new, or no previous frame)."""
+    if previous is None:
+        return np.full(frame.num_rows, -1)
+    position = pc.index_in(frame[JOIN_KEY], value_set=previous[JOIN_KEY])
+    return position.fill_null(-1).to_numpy()
+
+
+def closed_since(previous: pa.Table, frame: pa.Table, serialization_version: int) -> list[bytes]:
+    """Entity keys of the leads of the previous frame that are not in this one."""
+    gone = pc.invert(pc.is_in(previous[JOIN_KEY], value_set=frame[JOIN_KEY]))
+    closed_ids = previous[JOIN_KEY].filter(gone).to_pylist()
+    return entity_keys(closed_ids, serialization_version) if closed_ids else []
+
+
+def refresh_online_store(
+    settings: Settings, source: Path | None = None, full: bool = False
+) -> RefreshStats:
+    """Write the latest features of every open lead into Feast's online store (SQLite or Redis,
+    as `paths.online_store_url` names it).
+
+    Only cells that changed since the last refresh are written (see the module docstring);
+    unchanged cells keep their value and the event timestamp of the refresh that wrote them.
+
+    Args:
+        source: the latest-features Parquet (default `<marts_dir>/lead_features_latest.parquet`).
+        full: rewrite every cell, ignoring the snapshot of the previous refresh.
+
+    Raises:
+        DataError: the mart is missing, empty or malformed, or `features apply` was not run.
+    """
+    started = time.perf_counter()
+    source = source or settings.paths.marts_dir / "lead_features_latest.parquet"
+    store = get_store(settings)
+    config = store.config
+    kind = config.online_store.type
+    if kind not in ("sqlite", "redis"):
+        raise DataError(
+            f"the online refresh writes SQLite or Redis (the online store is {kind}); "
+            "use stock `feast materialize` for other online stores"
+        )
+    service = feature_service(store, settings)
+    # The whole views, as stock materialize writes them (a service may project a subset).
+    views = [store.get_feature_view(p.name) for p in service.feature_view_projections]
+    versioning = config.registry.enable_online_feature_view_versioning
+    tables = {compute_table_id(config.project, v, versioning): v for v in views}
+    dtypes = {f.name: f.dtype for v in views for f in v.features}
+    version = config.entity_key_serialization_version
+    latest = _read_latest(source, list(dtypes))
+    keys = np.array(entity_keys(latest[JOIN_KEY].to_pylist(), version), dtype=object)
+    # Entity-key order is the online tables' primary-key order (see _write_cells).
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    latest = latest.take(pa.array(order))
+    frame = pa.table(
+        {JOIN_KEY: latest[JOIN_KEY].combine_chunks()}
+        | {name: normalize_column(latest[name], dtype) for name, dtype in dtypes.items()}
+    )
+    as_of = pc.max(latest[TIMESTAMP]).as_py()
+    as_of = as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of
+    fingerprint = views_fingerprint(tables, version)
+
+    if kind == "sqlite":
+        event_ts = _epoch_seconds(latest[TIMESTAMP])
+        cells, deleted, written, reason = _refresh_sqlite(
+            config, tables, frame, keys, event_ts, fingerprint, as_of, full
+        )
+    else:
+        from ml.online_redis import refresh_redis
+
+        cells, deleted, written, reason = refresh_redis(
+            config, views, frame, keys, latest[TIMESTAMP], fingerprint, as_of, full
+        )
 
     _record_materialization(store, views, as_of)
     if service.precompute_online:

@@ -23,6 +23,7 @@ from ml.backtest import FULL, REQUEST, BacktestReport, request_training_split, r
 from ml.config import Settings
 from ml.evaluate import Evaluation, evaluate_predictions
 from ml.model import ORACLE
+from ml.model_card import log_model_card
 from ml.plots import plot_all, plot_backtest
 from ml.registry import (
     FOLD_AUCS_TAG,
@@ -212,6 +213,7 @@ def train_challenger(
         settings=settings,
         actor=actor,
     )
+    log_model_card(settings, info.version)  # the version's card, logged to its run (ml/model_card)
     log.info("registered v%s (%s) as @challenger: backtest AUC %.4f", info.version, family,
              summary["auc_mean"])
     return ChallengerReport(info, evaluation, final, backtest, metrics, report_dir, plots)

@@ -69,6 +69,14 @@ def parse_url(url: str) -> URL:
     )
 
 
+def display_url(url: str) -> str:
+    """The URL with its password masked, for logs, metadata and summaries."""
+    try:
+        return parse_url(url).render_as_string(hide_password=True)
+    except ConfigError:
+        return url.split("@")[-1] if "@" in url else url
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 

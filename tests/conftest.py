@@ -8,6 +8,11 @@ Store backends: a test that asks for `store_url` runs once on SQLite and once on
 LEAD_SCORING_TEST_POSTGRES_URL (`eval "$(make -s services)"` starts one); each test gets a schema
 of its own, dropped afterwards, so runs are isolated and re-runnable. Without the URL the
 PostgreSQL variant is skipped, or fails when CI is set (CI must run it).
+
+Online stores: a test that asks for `online_store_url` runs on Feast's SQLite store and on Redis
+(marked `redis`; LEAD_SCORING_TEST_REDIS_URL). Each Redis store is a database (1-15) of that
+server claimed by the test with an atomic SET NX (so concurrent runs never share one), emptied
+before and after.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from pipeline_data import make_settings
@@ -91,6 +97,8 @@ def _mlflow_global_uris_untouched() -> Iterator[None]:
         )
 
 POSTGRES_URL_ENV = "LEAD_SCORING_TEST_POSTGRES_URL"
+REDIS_URL_ENV = "LEAD_SCORING_TEST_REDIS_URL"
+REDIS_CLAIM_KEY = "lead_scoring_test:claimed_by"
 
 
 def _server_url(env: str) -> str:
@@ -136,6 +144,51 @@ def store_url(store_backend: str, tmp_path: Path) -> Iterator[Callable[[str], st
         for url in made.values():
             schema = stores.parse_url(url).query["options"].removeprefix("-csearch_path=")
             conn.execute(text(f'drop schema if exists "{schema}" cascade'))
+
+
+def _empty_redis_db(client) -> None:
+    """Delete every key but the claim (FLUSHDB would drop the claim with them)."""
+    for key in client.scan_iter(count=10_000):
+        if key != REDIS_CLAIM_KEY.encode():
+            client.delete(key)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def online_backend(request: pytest.FixtureRequest) -> str:
+    """The Feast online store a test runs on: sqlite, then redis."""
+    return request.param
+
+
+@pytest.fixture
+def online_store_url(online_backend: str) -> Iterator[Callable[[], str | None]]:
+    """`online_store_url()`: a fresh, empty online store for this test on `online_backend`, as
+    the value of `paths.online_store_url` (None: SQLite, the default file under the data dir;
+    each call claims another Redis database)."""
+    if online_backend == "sqlite":
+        yield lambda: None
+        return
+    import redis
+
+    base = _server_url(REDIS_URL_ENV)
+    token = f"{os.getpid()}:{uuid.uuid4().hex}"
+    claimed = []
+
+    def claim() -> str:
+        for db in range(1, 16):
+            url = urlsplit(base)._replace(path=f"/{db}").geturl()
+            client = redis.Redis.from_url(url)
+            if client.set(REDIS_CLAIM_KEY, token, nx=True, ex=3600):
+                _empty_redis_db(client)
+                claimed.append(client)
+                return url
+            client.close()
+        pytest.fail(f"every Redis database 1-15 of {base} is claimed by another test run")
+
+    yield claim
+    for client in claimed:
+        _empty_redis_db(client)
+        client.delete(REDIS_CLAIM_KEY)
+        client.close()
 
 
 @pytest.fixture(scope="session")

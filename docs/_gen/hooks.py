@@ -7,7 +7,9 @@
 - `on_page_markdown` fills the markers pages use instead of hand-copied values:
   `{{ setting:<dotted.key> }}` (the value in config/training_config.yaml), `<!-- rule-facts -->`
   (a runbook's severity, channels and condition), `<!-- runbook-index -->` and
-  `<!-- dashboard-pages -->` (the dashboard's pages from ml/dashboard/pages).
+  `<!-- dashboard-pages -->` (the dashboard's pages from ml/dashboard/pages), and
+  `<!-- figures -->` (a case-study page's figures from a demo run: docs/_gen/figures/<page>.md,
+  written by docs/_gen/demo_figures.py, never by hand; the build fails if one is missing).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from dbt_docs import dbt_static_docs  # noqa: E402
 log = logging.getLogger("mkdocs.hooks.lead_scoring")
 
 RUNBOOKS = "runbooks"
+FIGURES_MARKER = "<!-- figures -->"
+FIGURES_DIR = Path(__file__).resolve().parent / "figures"
 
 
 def expected_runbooks() -> set[str]:
@@ -97,4 +101,15 @@ def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ANN001
         here = posixpath.dirname(page.file.src_uri) or "."
         prefix = "" if here == RUNBOOKS else posixpath.relpath(RUNBOOKS, here) + "/"
         markdown = markdown.replace("<!-- runbook-index -->", ref.runbook_index(prefix))
+    if FIGURES_MARKER in markdown:
+        markdown = markdown.replace(FIGURES_MARKER, _figures(Path(page.file.src_uri).stem))
     return markdown
+
+
+def _figures(stem: str) -> str:
+    path = FIGURES_DIR / f"{stem}.md"
+    if not path.is_file():
+        raise PluginError(
+            f"docs/_gen/figures/{stem}.md is missing: run `make docs-figures` after `make demo`"
+        )
+    return path.read_text()

@@ -19,6 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from ml import stores
 from ml.config import Settings
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,11 @@ def sqlite_path(url: str) -> Path | None:
 
 def read_only_engine(url: str) -> sa.Engine | None:
     """An engine that cannot write: SQLite opened `mode=ro` (None if the file does not exist);
-    other databases as given (grant the dashboard a read-only role there)."""
+    PostgreSQL from ml/stores.py with READ ONLY transactions (grant the dashboard a read-only
+    role there too)."""
     path = sqlite_path(url)
     if path is None:
-        return sa.create_engine(url, poolclass=NullPool, pool_pre_ping=True)
+        return stores.engine(url, read_only=True)
     if not path.is_file():
         return None
     engine = sa.create_engine(
@@ -65,7 +67,9 @@ def read_sql(url: str, query: Any, params: dict[str, Any] | None = None) -> pd.D
         with engine.connect() as conn:
             result = conn.execute(sa.text(query) if isinstance(query, str) else query, params or {})
             return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    except sa.exc.OperationalError as exc:  # no such table (store not initialised yet)
+    # no such table (store not initialised yet): OperationalError on SQLite, ProgrammingError
+    # (UndefinedTable) on PostgreSQL
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
         log.info("reading %s: %s", url, exc.orig)
         return pd.DataFrame()
     finally:
@@ -301,6 +305,15 @@ def backtest_table(settings: Settings, alias: str = "champion") -> pd.DataFrame:
     except (MlflowException, OSError) as exc:
         log.info("no backtest table for @%s: %s", alias, type(exc).__name__)
         return pd.DataFrame()
+
+
+def model_card_text(settings: Settings, run_id: str) -> str | None:
+    """The Markdown model card logged on a version's run (`ml/model_card.py`), None if none."""
+    if not registry_exists(settings):
+        return None
+    from ml.model_card import read_logged_card
+
+    return read_logged_card(settings, run_id)
 
 
 def alias_moves(settings: Settings) -> pd.DataFrame:

@@ -2,15 +2,16 @@
 
 MLflow keeps no alias history, so the registry appends a row here for every move it makes
 (challenger, promote, rollback) and replays the rows to find the champion before the current
-one. The table lives in the database `registry.alias_history_url` names (any SQLAlchemy URL;
-by default a SQLite file beside the MLflow store, <data_dir>/mlflow/alias_history.db).
+one. The table lives in the database `registry.alias_history_url` names (engines from
+ml/stores.py: by default an SQLite file beside the MLflow store,
+<data_dir>/mlflow/alias_history.db; PostgreSQL in production, so a rollback from another machine
+sees the same history).
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,9 +24,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
 )
 
+from ml import stores
 from ml.config import Settings
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,8 @@ def alias_history_url(settings: Settings) -> str:
 
 
 def _history_engine(settings: Settings) -> Engine:
-    url = alias_history_url(settings)
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///").split("?", 1)[0]).parent.mkdir(
-            parents=True, exist_ok=True
-        )
-    engine = create_engine(url)
+    """The store's engine (ml/stores.py: an SQLite file in WAL mode or PostgreSQL), table made."""
+    engine = stores.engine(alias_history_url(settings))
     _history_meta.create_all(engine, checkfirst=True)
     return engine
 
@@ -68,12 +65,9 @@ def alias_history(settings: Settings) -> pd.DataFrame:
     """Every alias move, oldest first: changed_at, model_name, alias, from_version, to_version,
     action, reason, actor."""
     engine = _history_engine(settings)
-    try:
-        with engine.connect() as conn:
-            result = conn.execute(alias_history_table.select().order_by(alias_history_table.c.id))
-            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    finally:
-        engine.dispose()
+    with engine.connect() as conn:
+        result = conn.execute(alias_history_table.select().order_by(alias_history_table.c.id))
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
 def move_alias(
@@ -89,23 +83,20 @@ def move_alias(
     """Set the alias in MLflow and append the history row as one unit as far as possible: the
     row is inserted first and committed only after MLflow accepted the move."""
     engine = _history_engine(settings)
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                alias_history_table.insert().values(
-                    changed_at=datetime.now(UTC),
-                    model_name=settings.registry.model_name,
-                    alias=alias,
-                    from_version=from_version,
-                    to_version=to_version,
-                    action=action,
-                    reason=reason,
-                    actor=actor,
-                )
+    with engine.begin() as conn:
+        conn.execute(
+            alias_history_table.insert().values(
+                changed_at=datetime.now(UTC),
+                model_name=settings.registry.model_name,
+                alias=alias,
+                from_version=from_version,
+                to_version=to_version,
+                action=action,
+                reason=reason,
+                actor=actor,
             )
-            client.set_registered_model_alias(settings.registry.model_name, alias, str(to_version))
-    finally:
-        engine.dispose()
+        )
+        client.set_registered_model_alias(settings.registry.model_name, alias, str(to_version))
     log.info("%s: @%s %s -> %s (%s; by %s)", action, alias, from_version, to_version, reason, actor)
 
 

@@ -24,6 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from ml.config import Settings
 from ml.errors import DataError
+from ml.evaluate import auc_interval
 from ml.serving.routing import CHALLENGER, CHAMPION
 
 
@@ -83,11 +84,8 @@ def auc_with_ci(y: np.ndarray, score: np.ndarray, alpha: float = 0.05
     if n_pos == 0 or n_neg == 0:
         return None, None
     auc = float(roc_auc_score(y, score))
-    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
-    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (
-        n_pos * n_neg)
-    half = float(norm.ppf(1 - alpha / 2) * math.sqrt(max(var, 0.0)))
-    return auc, (max(0.0, auc - half), min(1.0, auc + half))
+    low, high = auc_interval(auc, n_pos, n_neg, alpha)
+    return auc, (low, high)
 
 
 def two_proportion_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:

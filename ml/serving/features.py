@@ -2,9 +2,12 @@
 
 `FeatureStore.get_online_features` resolves the feature service, its views and their entities
 on every call (about 0.3 ms); the service cannot afford that per request. `OnlineFeatureReader`
-resolves them once at start-up and then calls the online store's `online_read` per view, the
-same method Feast's lookup ends in, so the features still come from the Feast online store
-(SQLite here, Redis in production) and are decoded from Feast's own ValueProtos.
+resolves them once at start-up, builds the online store the settings name with Feast's own
+factory (`get_online_store_from_config`) and then calls its `online_read` per view (the
+`OnlineStore` interface every Feast store implements, and the method Feast's lookup ends in), so
+the features come from the Feast online store (SQLite by default, Redis in production) and are
+decoded from Feast's own ValueProtos. Feast's Redis store answers an unknown entity with empty
+values and no timestamp rather than None; that is read as "not in the store" too.
 
 Surviving the store. Reads run on the event loop, so a store that hangs would stall every
 request: an SQLite store waits at most `SQLITE_BUSY_TIMEOUT_MS` for a lock (Feast's default is
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from feast import FeatureView
+from feast.infra.online_stores.helpers import get_online_store_from_config
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
@@ -40,6 +44,14 @@ def _python_value(proto: ValueProto) -> Any:
     return None if kind is None or kind == "null_val" else getattr(proto, kind)
 
 
+def _has_value(proto: ValueProto) -> bool:
+    return proto.WhichOneof("val") not in (None, "null_val")
+
+
+def _unset(ts: Any) -> bool:
+    return ts is None or ts.timestamp() == 0
+
+
 @dataclass(frozen=True)
 class _View:
     view: FeatureView
@@ -53,7 +65,7 @@ class OnlineFeatureReader:
         store = get_store(settings)
         service = feature_service(store, settings)
         self._config = store.config
-        self._online_store = store._get_provider().online_store  # Feast's own read path
+        self._online_store = get_online_store_from_config(store.config.online_store)
         self._views = [
             _View(store.get_feature_view(p.name), [f.name for f in p.features])
             for p in service.feature_view_projections
@@ -113,8 +125,8 @@ class OnlineFeatureReader:
         out: list[dict[str, Any] | None] = [None] * len(lead_ids)
         for v in self._views:
             rows = self._online_store.online_read(self._config, v.view, keys, v.features)
-            for i, (_ts, values) in enumerate(rows):
-                if values is None:
+            for i, (ts, values) in enumerate(rows):
+                if values is None or (_unset(ts) and not any(map(_has_value, values.values()))):
                     continue
                 found = out[i]
                 if found is None:

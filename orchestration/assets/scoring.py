@@ -4,6 +4,7 @@ from datetime import date
 
 import dagster as dg
 
+from ml import stores
 from orchestration.assets.dbt import mart_parquet
 from orchestration.assets.feast import online_store
 from orchestration.assets.model import champion_model
@@ -40,7 +41,7 @@ def crm_lead_scores(
             "backfilled_dates": dg.MetadataValue.int(len(backfilled)),
             "model_version": summary.model_version,
             "scoring_date": str(summary.scoring_date),
-            "crm_database": crm.url,
+            "crm_database": stores.display_url(crm.url),
             "extract": dg.MetadataValue.path(summary.extract_path or ""),
             "seconds": dg.MetadataValue.json(summary.seconds),
         }

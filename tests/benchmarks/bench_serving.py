@@ -20,6 +20,12 @@ reads each lead from the online store on every request. Prints p50/p99 and error
 
 The demo's stores have champion == challenger after the demo (nothing to shadow); --build
 registers v2 @challenger, so the shadow challenger scores every request too.
+
+--online-store redis (the Redis of --redis-url, default $LEAD_SCORING_TEST_REDIS_URL; `make
+services` starts one): both servers read Feast's Redis store instead, filled by our refresh;
+first a table of our refresh (full, then unchanged) against stock `feast materialize` into
+another database of the same Redis, with a check that both read back identical.
+
 Goals (issue 11): serial p50 <= 2 ms; at 500 req/s p99 <= 5 ms with 0 errors.
 """
 
@@ -133,6 +139,9 @@ def main() -> None:
     parser.add_argument("--rates", default="100,300,500")
     parser.add_argument("--serial", type=int, default=2000)
     parser.add_argument("--ids", type=int, default=10)
+    parser.add_argument("--online-store", choices=("sqlite", "redis"), default="sqlite")
+    parser.add_argument("--redis-url", default=os.environ.get("LEAD_SCORING_TEST_REDIS_URL"),
+                        help="Redis server for --online-store redis (databases 1-15 claimed).")
     args = parser.parse_args()
     ensure_hey()
 
@@ -148,15 +157,28 @@ def main() -> None:
     else:
         settings = load_settings(args.config)
         config = args.config
-    feast_dir = settings.paths.feast_dir
+    redis_env: dict[str, str] = {}
+    if args.online_store == "redis":
+        from bench_redis import claim_redis_db, refresh_vs_stock
+
+        if not args.redis_url:
+            sys.exit('--online-store redis needs --redis-url (or eval "$(make -s services)")')
+        ours_url, stock_url = claim_redis_db(args.redis_url), claim_redis_db(args.redis_url)
+        settings = refresh_vs_stock(settings, ours_url, stock_url)
+        redis_env = {"LEAD_SCORING_ONLINE_STORE_URL": ours_url}
     repo = tmp / "feast_repo"
     repo.mkdir()
-    (repo / "feature_store.yaml").write_text(
-        "project: lead_scoring\nprovider: local\n"
-        f"registry:\n  registry_type: file\n  path: {feast_dir / 'registry.db'}\n"
-        "  cache_ttl_seconds: 60\noffline_store:\n  type: duckdb\n"
-        f"online_store:\n  type: sqlite\n  path: {feast_dir / 'online_store.db'}\n"
-        "entity_key_serialization_version: 3\nauth:\n  type: no_auth\n")
+    import yaml
+
+    from ml.feature_store import online_store_config, registry_config
+
+    (repo / "feature_store.yaml").write_text(yaml.safe_dump({
+        "project": "lead_scoring", "provider": "local",
+        "registry": registry_config(str(settings.paths.feast_registry_url), 60),
+        "offline_store": {"type": "duckdb"},
+        "online_store": online_store_config(settings.paths.online_store_url),
+        "entity_key_serialization_version": 3, "auth": {"type": "no_auth"},
+    }))
 
     ids_all = pd.read_parquet(settings.paths.marts_dir / "lead_features_latest.parquet",
                               columns=["lead_id"])["lead_id"].tolist()
@@ -179,7 +201,8 @@ def main() -> None:
 
     ours, feast = free_port(), free_port()
     env = {**os.environ, "PYTHONWARNINGS": "ignore",
-           "LEAD_SCORING_PREDICTION_LOG_URL": f"sqlite:///{tmp / 'predictions.db'}"}
+           "LEAD_SCORING_PREDICTION_LOG_URL": f"sqlite:///{tmp / 'predictions.db'}",
+           **redis_env}
     serve = [str(BIN / "lead-scoring"), "serve", "--port", str(ours)]
     if config is not None:
         serve += ["--config", str(config)]
@@ -214,7 +237,8 @@ def main() -> None:
                 p.kill()
                 p.wait(10)
     load = os.getloadavg()[0]
-    print(f"\nhey on loopback, {args.ids} lead ids rotating, {args.seconds:g} s per rate, "
+    print(f"\nonline store: {args.online_store}")
+    print(f"hey on loopback, {args.ids} lead ids rotating, {args.seconds:g} s per rate, "
           f"{os.cpu_count()} cores, load average {load:.1f} at the end; mode "
           f"{model['mode']}, champion v{model['champion']['version']}, challenger "
           f"{'v' + model['challenger']['version'] if model['challenger'] else 'none'}")

@@ -59,7 +59,7 @@ def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 60) -> No
     raise SystemExit(f"the dashboard did not answer on {url} within {timeout:.0f} s")
 
 
-def _settle(page, timeout_ms: int = 60_000) -> None:  # noqa: ANN001
+def _settle(page, timeout_ms: int = 240_000) -> None:  # noqa: ANN001
     """Wait until the page's title is drawn and Streamlit's run has finished."""
     page.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout_ms)
     # The status widget shows while the script runs; charts draw after it.

@@ -73,3 +73,19 @@ def test_latest_per_cohort_keeps_the_last_measurement() -> None:
         }
     )
     assert data.latest_per_cohort(rows)["value"].tolist() == [0.81]
+
+
+def test_read_sql_on_each_store_reads_rows_and_an_absent_table_as_empty(store_url):
+    url = store_url("dashboard")
+    assert data.read_sql(url, "select * from lead_scores").empty  # no store, or no table yet
+    from ml import stores
+
+    with stores.engine(url).begin() as conn:
+        conn.execute(sa.text("create table scores (lead_id varchar(10), score float)"))
+        conn.execute(sa.text("insert into scores values ('L1', 42.5)"))
+    assert data.read_sql(url, "select * from lead_scores").empty
+    rows = data.read_sql(url, "select lead_id, score from scores")
+    assert rows.to_dict("records") == [{"lead_id": "L1", "score": 42.5}]
+    engine = data.read_only_engine(url)
+    with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:  # it cannot write
+        conn.execute(sa.text("insert into scores values ('L2', 1.0)"))

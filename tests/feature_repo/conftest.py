@@ -22,9 +22,10 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[st
 
 
 @pytest.fixture()
-def fresh(tmp_path: Path) -> tuple[Settings, dict[str, Any]]:
-    """Like `applied`, but private to one test (for tests that write)."""
-    settings = make_settings(tmp_path / "data")
+def fresh(tmp_path: Path, online_store_url) -> tuple[Settings, dict[str, Any]]:
+    """Like `applied`, but private to one test (for tests that write), on each online store
+    (SQLite, Redis)."""
+    settings = make_settings(tmp_path / "data", online_store_url())
     info = write_marts(settings.paths.marts_dir)
     apply_feature_repo(settings)
     return settings, info

@@ -90,6 +90,10 @@ def write_marts(
     return {"snapshots": snapshots, "as_of": snapshots[-1], "closed": sorted(closed)}
 
 
-def make_settings(data_dir: Path) -> Settings:
-    """Settings whose generated files all live under `data_dir`."""
-    return load_settings(overrides={"paths.data_dir": str(data_dir)})
+def make_settings(data_dir: Path, online_store_url: str | None = None) -> Settings:
+    """Settings whose generated files all live under `data_dir` (the online store too, unless
+    `online_store_url` names another, e.g. a Redis database)."""
+    overrides = {"paths.data_dir": str(data_dir)}
+    if online_store_url:
+        overrides["paths.online_store_url"] = online_store_url
+    return load_settings(overrides=overrides)

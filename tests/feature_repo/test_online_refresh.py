@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import redis
 from fabricate_marts import make_settings, write_marts
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.sqlite import adapt_datetime_epoch
@@ -19,20 +20,56 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 from feast.type_map import python_values_to_proto_values
 from feast.types import Float64, Int32, Int64, String
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from ml import feature_store
 from ml.errors import ConfigError, DataError
+from ml.online_redis import STATE_PREFIX, feature_field, stored_lead_keys
 from ml.online_refresh import changed_cells, encode_column, entity_keys, refresh_online_store
 
 TABLES = ("lead_scoring_lead_profile", "lead_scoring_lead_engagement")
+VIEWS = {table: table.removeprefix("lead_scoring_") for table in TABLES}
+
+
+def is_redis(settings) -> bool:
+    return settings.paths.online_store_url.startswith("redis")
+
+
+def redis_of(settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.paths.online_store_url)
 
 
 def table_rows(settings, table: str) -> list[tuple]:
+    """What the online store holds for one view, in a form to compare: SQLite's rows
+    (entity_key, feature_name, value, value_text, event_ts, ...), or per lead hash in Redis
+    (entity_key, feature_name, value, None, the view's _ts field) for each feature of the view."""
+    if is_redis(settings):
+        return redis_rows(settings, VIEWS[table])
     with sqlite3.connect(settings.paths.feast_dir / "online_store.db") as conn:
         return conn.execute(
             f"SELECT entity_key, feature_name, value, value_text, event_ts, created_ts, "
             f"vector_value FROM {table} ORDER BY entity_key, feature_name"
         ).fetchall()
+
+
+def redis_rows(settings, view: str) -> list[tuple]:
+    client = redis_of(settings)
+    project = b"lead_scoring"
+    names = {feature_field(view, f): f for f in view_features(settings, view)}
+    rows = []
+    for key in stored_lead_keys(client, "lead_scoring", 3):
+        fields = client.hgetall(key + project)
+        ts = fields.get(f"_ts:{view}".encode())
+        if ts is None:
+            continue
+        seconds = Timestamp.FromString(ts).seconds
+        rows += [(key, names[f], v, None, seconds) for f, v in fields.items() if f in names]
+    return sorted(rows)
+
+
+def view_features(settings, view: str) -> list[str]:
+    store = feature_store.get_store(settings)
+    return [f.name for f in store.get_feature_view(view).features]
 
 
 def latest_ids(settings) -> list[str]:
@@ -46,8 +83,11 @@ def rewrite_latest(settings, change) -> None:
 
 
 @pytest.mark.parametrize("tz_aware", [False, True], ids=["naive-ts", "utc-ts"])
-def test_refresh_reads_back_identical_to_stock_materialize(tmp_path: Path, tz_aware: bool):
-    stock, ours = make_settings(tmp_path / "stock"), make_settings(tmp_path / "ours")
+def test_refresh_reads_back_identical_to_stock_materialize(
+    tmp_path: Path, tz_aware: bool, online_store_url
+):
+    stock = make_settings(tmp_path / "stock", online_store_url())
+    ours = make_settings(tmp_path / "ours", online_store_url())
     info = write_marts(stock.paths.marts_dir, tz_aware=tz_aware)
     write_marts(ours.paths.marts_dir, tz_aware=tz_aware)
     feature_store.apply_feature_repo(stock)
@@ -64,7 +104,7 @@ def test_refresh_reads_back_identical_to_stock_materialize(tmp_path: Path, tz_aw
     b = feature_store.online_features(ours, requested)
     pd.testing.assert_frame_equal(a, b)
     assert b.isna().any().any() and b.notna().any().any()
-    # and byte for byte the same SQLite rows (entity keys, ValueProtos, value_text, event_ts)
+    # and byte for byte the same rows or hash fields (entity keys, ValueProtos, event_ts)
     for table in TABLES:
         assert table_rows(stock, table) == table_rows(ours, table)
 
@@ -123,7 +163,8 @@ def test_one_changed_cell_rewrites_only_that_cell(fresh):
     assert len(differ) == 1
     (old, new), key = differ[0], entity_keys([lead], 3)[0]
     assert new[:2] == old[:2] == (key, "engagement_score")
-    assert new[2:4] == (Value(double_val=99.5).SerializeToString(), "99.5")
+    assert new[2] == Value(double_val=99.5).SerializeToString()
+    assert new[3] == (None if is_redis(settings) else "99.5")
     assert feature_store.online_features(settings, [lead])["engagement_score"].item() == 99.5
 
 
@@ -138,8 +179,11 @@ def test_unchanged_cells_keep_the_event_ts_of_their_last_write(fresh):
     day1 = adapt_datetime_epoch(info["as_of"])
     day2 = adapt_datetime_epoch(info["as_of"] + timedelta(days=1))
     for table in TABLES:
-        for _, name, *_, event_ts, _, _ in table_rows(settings, table):
-            assert event_ts == (day2 if name == "days_since_created" else day1), name
+        for _, name, _, _, event_ts, *_ in table_rows(settings, table):
+            # SQLite keeps a timestamp per cell, Redis one per (lead, view): the profile view
+            # holds days_since_created, so its timestamp moved; engagement's did not
+            moved = table == TABLES[0] if is_redis(settings) else name == "days_since_created"
+            assert event_ts == (day2 if moved else day1), name
 
 
 def test_a_new_lead_is_written_whole_and_a_closed_lead_deleted(fresh):
@@ -172,6 +216,15 @@ def corrupt(settings, how: str) -> None:
         store.teardown()
         feature_store.apply_feature_repo(settings)
         return
+    if is_redis(settings):
+        client = redis_of(settings)
+        if how == "snapshot missing":
+            client.delete(*client.keys(f"{STATE_PREFIX}*"))
+        elif how == "values overwritten":
+            field = feature_field("lead_engagement", "engagement_score")
+            for key in stored_lead_keys(client, "lead_scoring", 3):
+                client.hset(key + b"lead_scoring", field, b"\x29" + bytes(8))
+        return
     with sqlite3.connect(settings.paths.feast_dir / "online_store.db") as conn:
         if how == "snapshot missing":
             conn.execute("DELETE FROM online_refresh_snapshot")
@@ -194,8 +247,9 @@ def test_refresh_falls_back_to_a_full_rewrite(fresh, how: str):
     assert refresh_online_store(settings).cells_written == 0  # and the snapshot is back
 
 
-def test_a_multi_day_sequence_reads_back_identical_to_stock(tmp_path: Path):
-    stock, ours = make_settings(tmp_path / "stock"), make_settings(tmp_path / "ours")
+def test_a_multi_day_sequence_reads_back_identical_to_stock(tmp_path: Path, online_store_url):
+    stock = make_settings(tmp_path / "stock", online_store_url())
+    ours = make_settings(tmp_path / "ours", online_store_url())
     info = write_marts(ours.paths.marts_dir)
     feature_store.apply_feature_repo(ours)
     refresh_online_store(ours)
@@ -294,8 +348,8 @@ def test_refresh_records_the_materialization_in_the_registry(fresh):
         assert view.most_recent_end_time.replace(tzinfo=None) == info["as_of"]
 
 
-def test_refresh_refuses_without_apply_or_with_an_empty_mart(tmp_path: Path):
-    settings = make_settings(tmp_path)
+def test_refresh_refuses_without_apply_or_with_an_empty_mart(tmp_path: Path, online_store_url):
+    settings = make_settings(tmp_path, online_store_url())
     write_marts(settings.paths.marts_dir)
     with pytest.raises((ConfigError, DataError), match="features apply"):
         refresh_online_store(settings)

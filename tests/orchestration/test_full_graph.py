@@ -37,6 +37,30 @@ def test_full_graph_materializes_and_scores_every_open_lead(demo_run):
     assert "max_psi" in meta["drift_report"]
 
 
+def test_the_demo_champion_has_its_model_card_logged_with_it(demo_run):
+    """Training logs a model card with every registered version; the champion's is on its run,
+    and its backtest figure is the one the graph reported."""
+    from ml.model_card import card_paths, model_card, read_logged_card
+    from ml.registry import mlflow_client
+
+    settings, ok, meta = demo_run
+    assert ok
+    version = int(meta["champion_model"]["champion_version"])
+    run_id = mlflow_client(settings, create=False).get_model_version(
+        settings.registry.model_name, str(version)).run_id
+    logged = read_logged_card(settings, run_id)
+    assert logged is not None, f"no model card on the run of v{version}"
+    assert logged.splitlines()[0] == f"# Model card: {settings.registry.model_name} v{version}"
+    card = model_card(settings, version)
+    assert logged == card.markdown()
+    assert all(path.is_file() for path in card_paths(settings, version))
+    auc = next(b for b in card.backtest if b["metric"] == "auc")
+    assert auc["mean"] == pytest.approx(meta["challenger_model"]["backtest_auc_mean"], abs=1e-4)
+    assert auc["ci95_low"] < auc["mean"] < auc["ci95_high"]
+    assert {s["segment"] for s in card.segments} == set(settings.evaluation.segments)
+    assert card.calibration and card.features and card.limits
+
+
 def _break_created_at(path, share: float) -> None:
     """Rewrite created_at of the first `share` of leads in a format nobody exports."""
     rows = list(csv.DictReader(path.open(newline="")))

@@ -13,7 +13,7 @@ from ml.dashboard.charts import empty_state
 SEVERITIES = ("critical", "warning", "info")
 
 
-def _model_column(card: data.ModelCard | None, alias: str) -> None:
+def _model_column(settings: Settings, card: data.ModelCard | None, alias: str) -> None:
     label = alias.capitalize()
     if card is None:
         st.metric(label, "none")
@@ -41,6 +41,13 @@ def _model_column(card: data.ModelCard | None, alias: str) -> None:
         f"**Trained** {created}  \n**On** {card.trained_on}  \n"
         f"**Backtest windows** {card.test_window}  \n**Run** `{card.run_id}`"
     )
+    text = cached(data.model_card_text)(settings, card.run_id) if card.run_id else None
+    with st.expander(f"Model card of v{card.version}"):
+        if text:
+            st.markdown(text.split("\n", 1)[1])  # the title is the expander's label
+        else:
+            st.caption(f"No card logged with v{card.version}: "
+                       f"`lead-scoring model-card --model {card.version} --log`.")
 
 
 def render(settings: Settings) -> None:
@@ -55,9 +62,9 @@ def render(settings: Settings) -> None:
     st.subheader("Models")
     left, right = st.columns(2)
     with left:
-        _model_column(cards.get("champion"), "champion")
+        _model_column(settings, cards.get("champion"), "champion")
     with right:
-        _model_column(cards.get("challenger"), "challenger")
+        _model_column(settings, cards.get("challenger"), "challenger")
 
     st.subheader("Last nightly run")
     if runs.empty:
