@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import mlflow
 import numpy as np
@@ -25,9 +25,6 @@ from scipy.special import expit
 from ml.contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from ml.errors import DataError
 from ml.linear import LinearModel
-
-if TYPE_CHECKING:
-    from ml.treewalk import TreeWalk
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +41,6 @@ REQUEST_SUBDIR = "request"
 METADATA_FILE = "scorer.json"
 FORMAT_VERSION = 2  # 2: `family` (xgboost | logistic | rules); 1 was XGBoost only
 FAMILIES = ("xgboost", "logistic", "rules")
-# From this many rows on, XGBoost's approximate contributions come from the compiled tree walk
-# (ml/treewalk.py, bit-identical); below, XGBoost's own call is as fast and needs no compiler.
-WALK_MIN_ROWS = 4096
 
 
 def feature_columns(categorical: list[str] | tuple[str, ...] = CATEGORICAL_FEATURES) -> list[str]:
@@ -153,9 +147,6 @@ class LeadScorer:
         default=None, init=False, repr=False, compare=False
     )
     _feature_types: list[str] | None = field(default=None, init=False, repr=False, compare=False)
-    _tree_walk: TreeWalk | bool | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
 
     def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's input: columns in training order, categoricals with the training levels
@@ -300,28 +291,12 @@ class LeadScorer:
     def margin_and_contributions_of(
         self, x: np.ndarray, approximate: bool = True, *, mask_missing: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`margin_and_contributions` of an input matrix (`matrix` or `matrix_records`).
-
-        Large XGBoost inputs take the compiled tree walk (ml/treewalk.py) for the approximate
-        contributions: the same float32 values as XGBoost's, at a fraction of the cost; the
-        margin is still the booster's own `inplace_predict`.
-        """
+        """`margin_and_contributions` of an input matrix (`matrix` or `matrix_records`)."""
         if len(x) == 0:
             f = len(self.feature_names)
             return np.zeros(0), np.zeros((0, f), dtype=np.float32), np.zeros(0, dtype=np.float32)
         if self.linear is not None:  # exact: a linear model's terms are its contributions
             margin, contribs, bias = self.linear.contributions(x)
-        elif approximate and len(x) >= WALK_MIN_ROWS and self._walk() is not None:
-            margin = np.asarray(
-                self.booster.inplace_predict(x, predict_type="margin"), dtype=np.float64
-            )
-            contribs = self._walk().contributions(x)
-            # The bias (expected value) is the same for every row: XGBoost's own, from one row.
-            one = self.booster.predict(
-                self._dmatrix(x[:1]), pred_contribs=True, approx_contribs=True,
-                validate_features=False,
-            )
-            bias = np.full(len(x), one[0, -1], dtype=np.float32)
         else:
             matrix = self._dmatrix(x)
             # The matrix carries the booster's own feature names: re-checking them per call
@@ -334,14 +309,6 @@ class LeadScorer:
         if mask_missing:
             contribs[np.isnan(x)] = 0
         return margin, contribs, bias
-
-    def _walk(self) -> TreeWalk | None:
-        # Built once per scorer from the booster (trees never change after training).
-        if self._tree_walk is None:
-            from ml.treewalk import TreeWalk  # numba: imported only where a large run needs it
-
-            self._tree_walk = TreeWalk.of(self.booster) or False
-        return self._tree_walk or None
 
     def feature_importance(self, kind: str = "total_gain") -> dict[str, float]:
         """Importance per feature (0 for features never split on), largest first. Linear

@@ -180,17 +180,11 @@ def main() -> None:
             del frame
             runs.append((total, read_s, summary))
 
-        # The reasons' contributions alone, both ways, on the first 100k rows: XGBoost's own
-        # approximate contributions against the compiled tree walk that batch scoring uses.
+        # The reasons' contributions alone (XGBoost approximate), on the first 100k rows.
         sample = scorer.matrix(features.head(100_000))
         t0 = time.perf_counter()
         scorer.booster.predict(scorer._dmatrix(sample), pred_contribs=True, approx_contribs=True)
         xgb_contribs = (time.perf_counter() - t0) * len(features) / len(sample)
-        walk = scorer._walk()
-        t0 = time.perf_counter()
-        if walk is not None:
-            walk.contributions(sample)
-        walk_contribs = (time.perf_counter() - t0) * len(features) / len(sample)
 
         peak = gib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         print(f"load average before the runs: {load_before:.1f} ({os.cpu_count()} cores)")
@@ -203,8 +197,8 @@ def main() -> None:
         best = min(r[0] for r in runs)
         print("\n(predict = margin by inplace_predict + contributions; write = previous scores, "
               "score changes, the CRM transaction)")
-        print(f"contributions per {len(features):,} rows, from 100k: XGBoost approx "
-              f"{xgb_contribs:.2f} s, tree walk {walk_contribs:.2f} s")
+        print(f"XGBoost approx contributions per {len(features):,} rows (from 100k): "
+              f"{xgb_contribs:.2f} s")
         print(f"bare XGBoost inplace_predict (best of 3): {bare_s:.2f} s")
         print(f"whole run / bare predict (best run):      {best / bare_s:.1f}x")
         print(f"peak memory (ru_maxrss):                   {peak:.2f} GiB")

@@ -1,8 +1,5 @@
 """The fast scoring paths give exactly what the plain ones give.
 
-- Batch: large XGBoost frames take the compiled tree walk (ml/treewalk.py) for the reasons'
-  contributions; its values must be XGBoost's approximate contributions bit for bit, and a
-  scoring run through it must equal the reference scorer (scores and reasons).
 - Real time: `score_records` (no DataFrame) must equal `score_frame` of the same rows for every
   family: XGBoost, the own logistic regression, calibrated or not.
 """
@@ -15,15 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import xgboost as xgb
-from _scoring_fixtures import LEVELS, awkward_features, make_features, make_scorer, reference_scores
+from _scoring_fixtures import LEVELS, awkward_features, make_features, make_scorer
 
 from ml.config import Settings, load_settings
 from ml.errors import DataError
 from ml.linear import LinearModel
-from ml.model import CATEGORICAL_FEATURES, WALK_MIN_ROWS, Calibrator, LeadScorer, feature_columns
+from ml.model import CATEGORICAL_FEATURES, Calibrator, LeadScorer, feature_columns
 from ml.scoring import score_frame, score_records
-from ml.treewalk import TreeWalk
 
 
 @pytest.fixture
@@ -53,22 +48,6 @@ def _blank(**kwargs: object) -> LeadScorer:
     )
 
 
-def _xgboost(max_cat_to_onehot: int, seed: int = 5) -> LeadScorer:
-    """Depth-4 trees with missing values in training; `max_cat_to_onehot=1` makes categorical
-    splits partitions (sets of levels), a larger value one-hot splits."""
-    frame = awkward_features(1500, seed=seed)
-    scorer = _blank(booster=xgb.Booster())
-    dtrain = xgb.DMatrix(scorer.matrix(frame), label=_labels(make_features(1500, seed), seed),
-                         feature_names=scorer.feature_names,
-                         feature_types=["c" if n in scorer.categories else "q"
-                                        for n in scorer.feature_names],
-                         enable_categorical=True)
-    params = {"objective": "binary:logistic", "max_depth": 4, "eta": 0.2, "nthread": 1,
-              "max_cat_to_onehot": max_cat_to_onehot, "seed": seed, "subsample": 0.8}
-    scorer.booster = xgb.train(params, dtrain, num_boost_round=40)
-    return scorer
-
-
 def _logistic(seed: int = 6) -> LeadScorer:
     frame = make_features(1500, seed)
     scorer = _blank()
@@ -80,40 +59,6 @@ def _logistic(seed: int = 6) -> LeadScorer:
         monotone=[1 if n.startswith("n_") else 0 for n in names], l2=1.0)
     scorer.family = "logistic"
     return scorer
-
-
-@pytest.mark.parametrize("max_cat_to_onehot", [1, 8])
-def test_tree_walk_gives_xgboosts_approximate_contributions_bit_for_bit(
-    max_cat_to_onehot: int,
-) -> None:
-    scorer = _xgboost(max_cat_to_onehot)
-    walk = TreeWalk.of(scorer.booster)
-    assert walk is not None and (walk.cat_start >= 0).any()  # categorical splits are walked
-    x = scorer.matrix(awkward_features(3000, seed=31))
-    assert np.isnan(x).any()
-    expected = scorer.booster.predict(
-        scorer._dmatrix(x), pred_contribs=True, approx_contribs=True)[:, :-1]
-    got = walk.contributions(x)
-    assert got.dtype == np.float32 and got.shape == expected.shape
-    assert np.array_equal(got.view(np.int32), expected.view(np.int32))
-    with pytest.raises(ValueError, match="features"):
-        walk.contributions(x[:, :-1])
-
-
-def test_a_large_run_through_the_tree_walk_equals_the_reference_scorer(
-    settings: Settings,
-) -> None:
-    """A frame large enough for the walk: every score and every reason as the reference."""
-    scorer = copy.copy(_xgboost(1))
-    train = awkward_features(1500, seed=5)
-    scorer.calibrator = Calibrator.fit(
-        "isotonic", scorer.margin(train), _labels(make_features(1500, 5), 5))
-    features = awkward_features(WALK_MIN_ROWS + 500, seed=41)
-    expected = reference_scores(scorer, features, settings.scoring.tiers.model_dump())
-    got = score_frame(scorer, features, settings)
-    assert scorer._walk() is not None  # the walk answered, not XGBoost
-    pd.testing.assert_frame_equal(got, expected, check_exact=True)
-    assert (expected["reasons_against"] != "[]").mean() > 0.5
 
 
 def _records(features: pd.DataFrame) -> list[dict[str, object]]:
