@@ -21,6 +21,11 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
+# Up to this many rows (the service's requests) `design` builds every column at once.
+_FEW_ROWS = 64
+_CHUNK_ROWS = 65_536  # rows per step of the margin's row sums (bounds the temporary)
+_KINDS = {"level": 0, "value": 1, "missing": 2}
+
 
 @dataclass
 class _Column:
@@ -42,12 +47,17 @@ class LinearModel:
     weights: np.ndarray
     intercept: float
     design_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    _columns_arrays: tuple[np.ndarray, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     # ------------------------------------------------------------------ design
 
     def design(self, x: np.ndarray) -> np.ndarray:
         """The standardised design matrix (rows, columns) of an input matrix."""
         x = np.asarray(x, dtype=np.float64)
+        if x.shape[0] <= _FEW_ROWS:
+            return self._design_few(x)
         out = np.empty((x.shape[0], len(self.columns)), dtype=np.float64)
         for i, col in enumerate(self.columns):
             v = x[:, col.feature]
@@ -64,8 +74,46 @@ class LinearModel:
             out[:, i] = (v - col.mean) / col.scale
         return out
 
+    def _design_few(self, x: np.ndarray) -> np.ndarray:
+        """`design` of a few rows, every column at once: the same float64 operations per value
+        (so the same values), without a Python step per design column."""
+        kind, feature, level, log, fill, mean, scale = self._arrays()
+        v = x[:, feature]
+        missing = np.isnan(v)
+        with np.errstate(invalid="ignore"):
+            logged = np.where(log, np.log1p(np.maximum(v, 0.0)), v)
+        value = (np.where(missing, fill, logged) - mean) / scale
+        return np.where(
+            kind == 0, (v == level).astype(np.float64), np.where(kind == 1, value, missing)
+        )
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        if self._columns_arrays is None:
+            c = self.columns
+            self._columns_arrays = (
+                np.array([_KINDS[col.kind] for col in c]),
+                np.array([col.feature for col in c], dtype=np.int64),
+                np.array([col.level for col in c], dtype=np.float64),
+                np.array([col.log for col in c], dtype=bool),
+                np.array([col.fill for col in c], dtype=np.float64),
+                np.array([col.mean if col.kind == "value" else 0.0 for col in c]),
+                np.array([col.scale if col.kind == "value" else 1.0 for col in c]),
+            )
+        return self._columns_arrays
+
     def margin(self, x: np.ndarray) -> np.ndarray:
-        return self.design(x) @ self.weights + self.intercept
+        return self._margin(self.design(x))
+
+    def _margin(self, z: np.ndarray) -> np.ndarray:
+        # Row by row, never a matrix product: BLAS sums a row's terms in an order that depends
+        # on how many rows are multiplied, so one lead scored alone and the same lead in a
+        # nightly batch would differ in the last bits (and could round to another score).
+        out = np.empty(z.shape[0], dtype=np.float64)
+        for start in range(0, z.shape[0], _CHUNK_ROWS):
+            # C order: each row's terms contiguous, so each row is summed the same way.
+            part = np.ascontiguousarray(z[start : start + _CHUNK_ROWS])
+            out[start : start + len(part)] = (part * self.weights).sum(axis=1)
+        return out + self.intercept
 
     def contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(margin, contributions (rows, n_features), bias (rows,)): exact, summing to margin."""
@@ -75,8 +123,7 @@ class LinearModel:
         for i, col in enumerate(self.columns):
             contribs[:, col.feature] += terms[:, i]
         bias = self.intercept + float(self.design_mean @ self.weights)
-        margin = z @ self.weights + self.intercept
-        return margin, contribs, np.full(z.shape[0], bias)
+        return self._margin(z), contribs, np.full(z.shape[0], bias)
 
     def importance(self, feature_names: list[str]) -> dict[str, float]:
         """Mean |contribution| per feature on the training design (standardised weights)."""

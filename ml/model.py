@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -204,6 +205,23 @@ class LeadScorer:
                 out[:, j] = _numeric(values)
         return out
 
+    def matrix_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """`matrix` of leads given as mappings of feature values (a missing key is null):
+        the same float32 values as `matrix` of a frame of them, without building the frame.
+
+        The real-time path: a DataFrame of one lead and its per-column Series cost far more
+        than the prediction itself.
+        """
+        out = np.empty((len(records), len(self.feature_names)), dtype=np.float32)
+        lookups = self._lookups()
+        for j, name in enumerate(self.feature_names):
+            items = [r.get(name) for r in records]
+            if name in lookups:
+                out[:, j] = _codes_of(items, lookups[name][0])
+            else:
+                out[:, j] = _numbers_of(items)
+        return out
+
     def _lookups(self) -> dict[str, tuple[dict[Any, int], pd.Index]]:
         # Built once per scorer (levels never change after training): level → training code.
         if self._level_lookups is None:
@@ -270,10 +288,17 @@ class LeadScorer:
         category the model never saw): what a lead did not tell us is never a reason for or
         against it, whatever branch the model took for it.
         """
-        if len(frame) == 0:
+        return self.margin_and_contributions_of(
+            self.matrix(frame), approximate, mask_missing=mask_missing
+        )
+
+    def margin_and_contributions_of(
+        self, x: np.ndarray, approximate: bool = True, *, mask_missing: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`margin_and_contributions` of an input matrix (`matrix` or `matrix_records`)."""
+        if len(x) == 0:
             f = len(self.feature_names)
             return np.zeros(0), np.zeros((0, f), dtype=np.float32), np.zeros(0, dtype=np.float32)
-        x = self.matrix(frame)
         if self.linear is not None:  # exact: a linear model's terms are its contributions
             margin, contribs, bias = self.linear.contributions(x)
         else:
@@ -384,6 +409,22 @@ _SMALL = 64
 _NUMERIC_TYPES = (int, float, np.integer, np.floating, type(None))
 
 
+def _codes_of(items: list[Any], lookup: dict[Any, int]) -> np.ndarray:
+    """Training codes of a few categorical values as float (NaN for unseen levels and nulls)."""
+    out = np.array([lookup.get(v, -1) if isinstance(v, str) else _lookup(lookup, v)
+                    for v in items], dtype=np.int64)
+    return np.where(out >= 0, out, np.nan)
+
+
+def _numbers_of(items: list[Any]) -> np.ndarray:
+    """A few values as float64, as pd.to_numeric(errors="coerce") gives them."""
+    # Plain numbers and None: numpy's conversion equals to_numeric's (None → NaN).
+    if all(isinstance(v, _NUMERIC_TYPES) and not isinstance(v, bool) for v in items):
+        return np.array(items, dtype=np.float64)
+    return pd.to_numeric(pd.Series(items, dtype=object), errors="coerce").astype(
+        np.float64).to_numpy()
+
+
 def _category_codes(values: pd.Series, lookup: dict[Any, int], levels: pd.Index) -> np.ndarray:
     """Training codes of a categorical column as float (NaN for unseen levels and nulls), the
     same codes `prepare`'s pd.Categorical(values, categories=levels) gives."""
@@ -393,8 +434,7 @@ def _category_codes(values: pd.Series, lookup: dict[Any, int], levels: pd.Index)
         codes = values.cat.codes.to_numpy()
         out = np.where(codes >= 0, recode[codes], -1)
     elif len(values) <= _SMALL:
-        out = np.array([lookup.get(v, -1) if isinstance(v, str) else _lookup(lookup, v)
-                        for v in values.tolist()], dtype=np.int64)
+        return _codes_of(values.tolist(), lookup)
     else:
         out = levels.get_indexer(values.to_numpy(dtype=object))
     return np.where(out >= 0, out, np.nan)
@@ -412,10 +452,7 @@ def _numeric(values: pd.Series) -> np.ndarray:
     if values.dtype.kind in "fiu" and isinstance(values.dtype, np.dtype):
         return values.to_numpy()
     if values.dtype == object and len(values) <= _SMALL:
-        items = values.tolist()
-        # Plain numbers and None: numpy's conversion equals to_numeric's (None → NaN).
-        if all(isinstance(v, _NUMERIC_TYPES) and not isinstance(v, bool) for v in items):
-            return np.array(items, dtype=np.float64)
+        return _numbers_of(values.tolist())
     return pd.to_numeric(values, errors="coerce").astype(np.float64).to_numpy()
 
 

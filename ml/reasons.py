@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -286,7 +286,12 @@ def _phrases_for(
     template = wording.get(feature) or _generic(feature)
     if template.bucket is not None:
         values = template.bucket(values)
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    if len(values) <= _SMALL:  # a few leads (the service): no hash table per call
+        first: dict[object, int] = {}
+        codes = np.array([first.setdefault(_key(v), len(first)) for v in values], dtype=np.int64)
+        uniques = [values[i] for i in np.unique(codes, return_index=True)[1]]
+    else:
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
     words = [
         json.dumps(template.phrase(None if _missing(u) else u), ensure_ascii=False) for u in uniques
     ]
@@ -306,15 +311,33 @@ def reason_groups(feature_names: Sequence[str]) -> list[tuple[int, ...]]:
     return [tuple(g) for g in groups.values()]
 
 
-def _values(features: pd.DataFrame, name: str, rows: np.ndarray | slice) -> np.ndarray:
-    if name in features.columns:
-        return features[name].to_numpy()[rows]
-    n = len(features) if isinstance(rows, slice) else len(rows)
+# The leads' feature values: a frame, or a mapping of column arrays (the service's records).
+Features = pd.DataFrame | Mapping[str, np.ndarray]
+_SMALL = 64
+
+
+def _key(value: object) -> object:
+    # Every missing value (None, NaN, NA) is one bucket, as pd.factorize counts them.
+    return None if _missing(value) else value
+
+
+def _values(features: Features, name: str, rows: np.ndarray | slice) -> np.ndarray:
+    if isinstance(features, pd.DataFrame):
+        if name in features.columns:
+            return features[name].to_numpy()[rows]
+    elif name in features:
+        return np.asarray(features[name])[rows]
+    if not isinstance(rows, slice):
+        n = len(rows)
+    elif isinstance(features, pd.DataFrame):
+        n = len(features)
+    else:
+        n = len(next(iter(features.values()), ()))
     return np.full(n, None, dtype=object)
 
 
 def _absent(
-    features: pd.DataFrame, name: str, rows: np.ndarray | slice, wording: dict[str, Template]
+    features: Features, name: str, rows: np.ndarray | slice, wording: dict[str, Template]
 ) -> np.ndarray:
     template = wording.get(name) or _generic(name)
     values = _values(features, name, rows)
@@ -328,7 +351,7 @@ def _absent(
 def grouped_contributions(
     contributions: np.ndarray,
     feature_names: Sequence[str],
-    features: pd.DataFrame,
+    features: Features,
     vocabulary: VocabularySettings | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, ...]]]:
     """(rows, reasons) contributions, one column per `reason_groups` entry, with an absence's
@@ -354,7 +377,7 @@ def _representatives(
     contributions: np.ndarray,
     group: tuple[int, ...],
     feature_names: Sequence[str],
-    features: pd.DataFrame,
+    features: Features,
     rows: np.ndarray,
     favourable: np.ndarray,
     wording: dict[str, Template],
@@ -373,7 +396,7 @@ def _representatives(
 def explain(
     contributions: np.ndarray,
     feature_names: Sequence[str],
-    features: pd.DataFrame,
+    features: Features,
     n: int,
     vocabulary: VocabularySettings | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:

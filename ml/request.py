@@ -50,6 +50,15 @@ def request_frame(
     Returns:
         (frame with `lead_id` when given plus the scorer's features, assumed feature names).
     """
+    rows, assumed = request_records(scorer, payloads)
+    return pd.DataFrame(rows, columns=[*(["lead_id"] if rows and "lead_id" in rows[0] else []),
+                                       *scorer.feature_names]), assumed
+
+
+def request_records(
+    scorer: LeadScorer, payloads: Sequence[Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """`request_frame` as one mapping per lead (the service's path, no DataFrame)."""
     rows: list[dict[str, Any]] = []
     assumed: list[list[str]] = []
     for payload in payloads:
@@ -65,5 +74,4 @@ def request_frame(
             row["lead_id"] = payload["lead_id"]
         rows.append(row)
         assumed.append(guessed)
-    return pd.DataFrame(rows, columns=[*(["lead_id"] if rows and "lead_id" in rows[0] else []),
-                                       *scorer.feature_names]), assumed
+    return rows, assumed

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -48,6 +49,44 @@ def assign_tiers(score: np.ndarray, settings: Settings) -> np.ndarray:
     return np.select([score >= t.A, score >= t.B, score >= t.C], ["A", "B", "C"], default="D")
 
 
+def _score_matrix(
+    scorer: LeadScorer,
+    x: np.ndarray,
+    values: pd.DataFrame | Mapping[str, np.ndarray],
+    settings: Settings,
+    n_reasons: int | None,
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Probability, score, tier and reasons of the leads of input matrix `x` (`values`: their
+    raw feature values, which the reasons quote). Every entry point below ends here."""
+    n = settings.scoring.n_reasons if n_reasons is None else n_reasons
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if n > 0:
+        # One input matrix for both: the margin and the contributions behind the reasons.
+        margin, contribs, _bias = scorer.margin_and_contributions_of(x, mask_missing=True)
+    else:
+        margin, contribs = scorer.margin_and_contributions_of(x)[0], None
+    probability = scorer.probability(margin)
+    score = np.round(probability * 100.0, 1)
+    timings["predict"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if contribs is not None:
+        reasons_for, reasons_against = reasons.explain(
+            contribs, scorer.feature_names, values, n, settings.vocabulary
+        )
+    else:
+        reasons_for = reasons_against = np.full(len(x), "[]", dtype=object)
+    timings["reasons"] = time.perf_counter() - t0
+    out = {
+        "probability": probability,
+        "score": score,
+        "tier": assign_tiers(score, settings),
+        "reasons_for": reasons_for,
+        "reasons_against": reasons_against,
+    }
+    return out, timings
+
+
 def _score(
     scorer: LeadScorer, features: pd.DataFrame, settings: Settings, n_reasons: int | None
 ) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -56,36 +95,13 @@ def _score(
             "the features frame has no lead_id column; score the feature-service "
             "output, which carries the entity key"
         )
-    n = settings.scoring.n_reasons if n_reasons is None else n_reasons
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    if n > 0:
-        # One input matrix for both: the margin and the contributions behind the reasons.
-        margin, contribs, _bias = scorer.margin_and_contributions(features, mask_missing=True)
-    else:
-        margin, contribs = scorer.margin(features), None
-    probability = scorer.probability(margin)
-    score = np.round(probability * 100.0, 1)
-    timings["predict"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if contribs is not None:
-        reasons_for, reasons_against = reasons.explain(
-            contribs, scorer.feature_names, features, n, settings.vocabulary
-        )
-    else:
-        reasons_for = reasons_against = np.full(len(features), "[]", dtype=object)
-    timings["reasons"] = time.perf_counter() - t0
-    out = pd.DataFrame(
-        {
-            "lead_id": features["lead_id"].astype(str).to_numpy(),
-            "probability": probability,
-            "score": score,
-            "tier": assign_tiers(score, settings),
-            "reasons_for": reasons_for,
-            "reasons_against": reasons_against,
-        }
-    )
-    return out, timings
+    x = scorer.matrix(features)
+    matrix_s = time.perf_counter() - t0
+    out, timings = _score_matrix(scorer, x, features, settings, n_reasons)
+    timings = {"matrix": matrix_s, **timings}
+    frame = pd.DataFrame({"lead_id": features["lead_id"].astype(str).to_numpy(), **out})
+    return frame[SCORE_COLUMNS], timings
 
 
 def score_frame(
@@ -98,6 +114,40 @@ def score_frame(
     per side, default settings.scoring.n_reasons).
     """
     return _score(scorer, features, settings, n_reasons)[0]
+
+
+def score_records(
+    scorer: LeadScorer,
+    records: Sequence[Mapping[str, Any]],
+    settings: Settings,
+    *,
+    n_reasons: int | None = None,
+) -> list[dict[str, Any]]:
+    """`score_frame` of a few leads given as mappings (lead_id and every feature of the model,
+    None for null), without a DataFrame: the real-time service's path. Same values as
+    `score_frame` of a frame of the same rows; one dict per lead with its SCORE_COLUMNS
+    (numbers as Python floats).
+
+    Raises:
+        DataError: a lead lacks features the model needs (named in the message).
+    """
+    lacking = sorted({n for r in records for n in scorer.feature_names if n not in r})
+    if lacking:
+        raise DataError(
+            f"the leads lack {len(lacking)} feature(s) the model needs: {', '.join(lacking)}; "
+            "retrieve features through the `lead_scoring` feature service"
+        )
+    x = scorer.matrix_records(records)
+    values = {
+        name: np.array([r.get(name) for r in records], dtype=object)
+        for name in scorer.feature_names
+    }
+    out, _ = _score_matrix(scorer, x, values, settings, n_reasons)
+    columns = [out[c].tolist() for c in SCORE_COLUMNS[1:]]
+    return [
+        dict(zip(SCORE_COLUMNS, (str(r["lead_id"]), *row), strict=True))
+        for r, row in zip(records, zip(*columns, strict=True), strict=True)
+    ]
 
 
 @dataclass

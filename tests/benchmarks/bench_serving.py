@@ -1,9 +1,12 @@
 """Benchmark: our POST /predict by lead_id against Feast's own `feast serve`, same online store.
 
-Measured with `hey` (Debian package `hey`) on loopback. Starts `lead-scoring serve` and
-`feast serve` over the same Feast registry and online store, then drives each in turn:
+Measured with `hey` (Debian package `hey`, installed here when absent) on loopback. Starts
+`lead-scoring serve` and `feast serve` over the same Feast registry and online store, then
+drives each in turn:
 
 - serial: one connection, one request at a time (hey -c 1), --serial requests;
+- rows for a lead by id (full model over the online store), for a new lead the store does not
+  know (its fields in the body: the request model), and for `feast serve` alone;
 - 100 / 300 / 500 req/s (--rates): --ids hey processes in parallel, each one connection with
   its own lead id at rate/ids req/s (hey -q), for --seconds.
 
@@ -51,13 +54,25 @@ sys.path.insert(0, str(ROOT / "tests" / "serving"))
 BIN = Path(sys.executable).parent
 
 
+def ensure_hey() -> None:
+    """Install the Debian package `hey` when it is absent (idempotent; needs root and apt)."""
+    if shutil.which("hey") is not None:
+        return
+    print("hey is not installed: apt-get install -y hey", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "hey"], check=True, env=env)
+    if shutil.which("hey") is None:
+        sys.exit("hey could not be installed: apt-get install -y hey")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def wait_for(url: str, ok: str | None = None, timeout: float = 180) -> None:
+def wait_for(url: str, ok: str | None = None, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -128,8 +143,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default=os.environ.get("LEAD_SCORING_TEST_REDIS_URL"),
                         help="Redis server for --online-store redis (databases 1-15 claimed).")
     args = parser.parse_args()
-    if shutil.which("hey") is None:
-        sys.exit("hey is not installed: apt-get install -y hey")
+    ensure_hey()
 
     from ml.config import load_settings
 
@@ -169,7 +183,7 @@ def main() -> None:
     ids_all = pd.read_parquet(settings.paths.marts_dir / "lead_features_latest.parquet",
                               columns=["lead_id"])["lead_id"].tolist()
     ids = random.Random(0).sample(ids_all, args.ids)
-    bodies: dict[str, list[Path]] = {"ours": [], "feast": []}
+    bodies: dict[str, list[Path]] = {"ours": [], "feast": [], "request": []}
     for k, lead in enumerate(ids):
         ours_body, feast_body = tmp / f"ours_{k}.json", tmp / f"feast_{k}.json"
         ours_body.write_text(json.dumps({"lead_id": lead}))
@@ -177,6 +191,13 @@ def main() -> None:
                                           "entities": {"lead_id": [lead]}}))
         bodies["ours"].append(ours_body)
         bodies["feast"].append(feast_body)
+        # A lead the online store does not know, as a web form sends it: the request model.
+        new_body = tmp / f"request_{k}.json"
+        new_body.write_text(json.dumps(
+            {"lead_id": f"new-{k}", "lead_source": ["Web", "Referral", "Event"][k % 3],
+             "industry": "Technology", "company_size": 10 + 20 * k,
+             "engagement_score": 5.0 * k, "website_visits": k, "email_opens": k // 2}))
+        bodies["request"].append(new_body)
 
     ours, feast = free_port(), free_port()
     env = {**os.environ, "PYTHONWARNINGS": "ignore",
@@ -193,6 +214,7 @@ def main() -> None:
                          stdout=subprocess.DEVNULL, stderr=open(tmp / "feast.log", "w")),  # noqa: SIM115
     ]
     targets = {"ours": f"http://127.0.0.1:{ours}/predict",
+               "request": f"http://127.0.0.1:{ours}/predict",
                "feast": f"http://127.0.0.1:{feast}/get-online-features"}
     rows: list[tuple[str, str, dict]] = []
     try:
@@ -209,18 +231,23 @@ def main() -> None:
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait(10)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:  # feast serve's workers can outlive a TERM
+                p.kill()
+                p.wait(10)
     load = os.getloadavg()[0]
     print(f"\nonline store: {args.online_store}")
     print(f"hey on loopback, {args.ids} lead ids rotating, {args.seconds:g} s per rate, "
           f"{os.cpu_count()} cores, load average {load:.1f} at the end; mode "
           f"{model['mode']}, champion v{model['champion']['version']}, challenger "
           f"{'v' + model['challenger']['version'] if model['challenger'] else 'none'}")
-    print(f"{'target':38} {'load':>10} {'sent':>6} {'err':>5} {'rps':>6} {'p50 ms':>8} "
+    print(f"{'target':40} {'load':>10} {'sent':>6} {'err':>5} {'rps':>6} {'p50 ms':>8} "
           f"{'p99 ms':>8}")
-    label = {"ours": "ours POST /predict", "feast": "feast serve POST /get-online-features"}
+    label = {"ours": "ours POST /predict (by id)", "request": "ours POST /predict (new lead)",
+             "feast": "feast serve POST /get-online-features"}
     for name, load_name, r in rows:
-        print(f"{label[name]:38} {load_name:>10} {r['requests']:6d} {r['errors']:5d} "
+        print(f"{label[name]:40} {load_name:>10} {r['requests']:6d} {r['errors']:5d} "
               f"{r['rps']:6.0f} {r['p50']:8.2f} {r['p99']:8.2f}")
     shutil.rmtree(tmp, ignore_errors=True)
 
