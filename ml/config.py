@@ -297,6 +297,11 @@ class LogisticParams(_Section):
 Family = Literal["xgboost", "logistic", "rules"]
 
 
+def _matches(name: str, patterns: list[str]) -> bool:
+    """Whether a feature name matches one of the shell-style patterns."""
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
 class TrainingSettings(_Section):
     seed: int = 42
     split: SplitSettings = SplitSettings()
@@ -319,11 +324,8 @@ class TrainingSettings(_Section):
 
     def monotone(self, features: list[str]) -> list[int]:
         """Per feature, +1 when the score may only rise with it, -1 only fall, else 0."""
-        def hit(name: str, patterns: list[str]) -> bool:
-            return any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-        return [1 if hit(n, self.monotone_increasing) else -1 if hit(n, self.monotone_decreasing)
-                else 0 for n in features]
+        return [1 if _matches(n, self.monotone_increasing)
+                else -1 if _matches(n, self.monotone_decreasing) else 0 for n in features]
     # The request model (cold start): the features a web form or an agent gives about a new
     # lead, plus its age; trained on the same point-in-time rows as the full model.
     request_features: list[str] = [
@@ -613,9 +615,8 @@ class Settings(_Section):
                          if not any(fnmatch.fnmatchcase(f, p) for f in features)]
             if unmatched:
                 raise ValueError(f"training.{key} matches no feature: {unmatched}")
-        both = [f for f, up in zip(features, self.training.monotone(features), strict=True)
-                if up > 0 and any(fnmatch.fnmatchcase(f, p)
-                                  for p in self.training.monotone_decreasing)]
+        both = [f for f in features if _matches(f, self.training.monotone_increasing)
+                and _matches(f, self.training.monotone_decreasing)]
         if both:
             raise ValueError(
                 f"training.monotone_increasing and monotone_decreasing both name {both}")
