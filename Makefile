@@ -55,7 +55,7 @@ manifest: $(MANIFEST)
 
 # PYTHONPATH: this checkout's packages, whichever checkout the venv installed editable.
 $(MANIFEST): $(DBT_SOURCES) | $(VENV)/.installed
-	PYTHONPATH=$(CURDIR) $(BIN)/dagster-dbt project prepare-and-package --file orchestration/project.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m orchestration.project
 
 # PostgreSQL and Redis on 127.0.0.1 (Debian packages installed when absent; idempotent).
 # Prints the URLs the backend tests read: eval "$$(make -s services)".

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
-from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
+from scipy.stats import norm, rankdata
+from sklearn.metrics import average_precision_score, log_loss
 
 from ml.config import Settings
 from ml.errors import DataError
@@ -38,8 +38,22 @@ log = logging.getLogger(__name__)
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC, NaN when only one class is present."""
-    return float(roc_auc_score(y, score)) if len(np.unique(y)) == 2 else float("nan")
+    """ROC AUC, NaN when only one class is present.
+
+    The Mann-Whitney form on average ranks: the same value as scikit-learn's `roc_auc_score`
+    (ties count one half), at a fraction of its cost on the backtest's ~500 AUCs per run
+    (folds × families × segments), where the input validation dominated.
+    """
+    positive = np.asarray(y) == 1
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    score = np.asarray(score, dtype=float)
+    if np.isnan(score).any():
+        raise DataError("cannot compute an AUC: the scores contain NaN")
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def auc_interval(auc: float, n_pos: int, n_neg: int, alpha: float = 0.05

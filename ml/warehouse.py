@@ -14,12 +14,14 @@ files stay in place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -118,6 +120,27 @@ def dbt_env(settings: Settings) -> dict[str, str]:
             "LEAD_SCORING_SPARK_SHUFFLE_PARTITIONS": str(spark.shuffle_partitions),
         }
     return env
+
+
+@contextlib.contextmanager
+def dbt_environment(settings: Settings) -> Iterator[None]:
+    """`dbt_env(settings)` set in this process for the block, for a dbt started inside it
+    (Dagster's DbtCliResource passes the current environment on), then restored.
+
+    Parsing the manifest and building under the same variables also keeps dbt's partial parse
+    valid: the profile and the sources read them, and a change in either reparses everything.
+    """
+    values = dbt_env(settings)
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _utc_naive(as_of: datetime | date) -> datetime:

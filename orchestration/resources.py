@@ -6,17 +6,10 @@ point every store at a temporary folder by setting `data_dir`.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from ml.config import Settings, load_settings
-from orchestration.project import dbt_project
+from orchestration.project import dbt_cli
 
 
 class SettingsResource(dg.ConfigurableResource):
@@ -66,35 +59,12 @@ class CrmResource(dg.ConfigurableResource):
         return self.settings.load().paths.crm_url
 
 
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for a child process started inside the block.
-
-    DbtCliResource passes the current environment to dbt; this is how the warehouse and raw
-    paths of the settings reach the dbt profile.
-    """
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def build_resources(data_dir: str | None = None, config_path: str | None = None) -> dict:
     """All resources, wired to one settings resource."""
     settings = SettingsResource(config_path=config_path, data_dir=data_dir)
     return {
         "settings": settings,
-        "dbt": DbtCliResource(
-            project_dir=dbt_project,
-            # The venv's dbt, whatever PATH says.
-            dbt_executable=str(Path(sys.executable).parent / "dbt"),
-        ),
+        "dbt": dbt_cli(),
         "feast": FeastResource(settings=settings),
         "mlflow": MlflowResource(settings=settings),
         "crm": CrmResource(settings=settings),

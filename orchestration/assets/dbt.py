@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets, get_asset_key_for_model
 
 from orchestration.project import PREPARE_COMMAND, dbt_project
-from orchestration.resources import SettingsResource, environment
+from orchestration.resources import SettingsResource
 
 # Marts exported to Parquet for Feast and the ML steps.
 EXPORTED_MARTS = ("lead_features", "lead_features_latest", "lead_labels", "lead_conversions")
@@ -14,8 +14,7 @@ EXPORTED_MARTS = ("lead_features", "lead_features_latest", "lead_labels", "lead_
 if not dbt_project.manifest_path.is_file():
     raise FileNotFoundError(
         f"the dbt manifest {dbt_project.manifest_path} is missing: prepare the dbt project with "
-        f"`{PREPARE_COMMAND}` (dagster-dbt project prepare-and-package --file "
-        "orchestration/project.py); `make dagster` prepares it itself"
+        f"`{PREPARE_COMMAND}` (python -m orchestration.project); `make dagster` prepares it itself"
     )
 
 
@@ -25,11 +24,11 @@ def crm_dbt_models(
 ):
     """Staging, intermediate and mart models; a failing dbt test fails this step and so
     stops everything downstream (the exported marts keep their previous good version)."""
-    from ml.warehouse import dbt_env, dbt_vars
+    from ml.warehouse import dbt_environment, dbt_vars
 
     s = settings.load()
     s.paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    with environment(dbt_env(s)):
+    with dbt_environment(s):
         invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars(s))], context=context)
         yield from invocation.stream()
 

@@ -155,3 +155,17 @@ def test_plots_are_written(trained, split, ml_settings, tmp_path):
     assert set(paths) == {"roc", "pr", "calibration", "gains", "importance"}
     for path in paths.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rank_auc_equals_scikit_learn_with_ties(seed):
+    from sklearn.metrics import roc_auc_score
+
+    from ml.evaluate import _auc
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 2_000)
+    # rounded scores: many ties, which both must count one half
+    score = np.round(rng.random(2_000) + 0.3 * y, 1)
+    assert _auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    assert np.isnan(_auc(np.zeros(10), rng.random(10)))
