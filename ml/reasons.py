@@ -92,6 +92,10 @@ class Template:
     bucket: Callable[[np.ndarray], np.ndarray] | None = None
     # Where a (bucketed) value says that nothing happened: never a reason *for*.
     absent: Callable[[np.ndarray], np.ndarray] | None = None
+    # Where it says something good happened ("active today"): never a reason *against*. A
+    # linear model's missing-value indicator can pull such a lead below the average one, but
+    # "active today" is no reason a sales agent would accept for a low score.
+    favourable: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def _none_or_zero(values: np.ndarray) -> np.ndarray:
@@ -102,6 +106,11 @@ def _none_or_zero(values: np.ndarray) -> np.ndarray:
 def _long_idle(values: np.ndarray) -> np.ndarray:
     numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
     return ~(numbers < 14)  # "no activity for N days" (N >= 14) or none recorded yet
+
+
+def _recently_active(values: np.ndarray) -> np.ndarray:
+    numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
+    return numbers < 14  # "active today", "last active yesterday", "last active N days ago"
 
 
 def _round(values: np.ndarray) -> np.ndarray:
@@ -186,7 +195,9 @@ def _templates(vocabulary: VocabularySettings) -> dict[str, Template]:
             _round,
             _none_or_zero,
         ),
-        "days_since_last_activity": Template(_days_since_last_activity, _round, _long_idle),
+        "days_since_last_activity": Template(
+            _days_since_last_activity, _round, _long_idle, _recently_active
+        ),
         "email_click_rate_90d": Template(
             _rate(
                 "clicked through {pct}% of opened emails in the last 90 days",
@@ -339,13 +350,31 @@ def _values(features: Features, name: str, rows: np.ndarray | slice) -> np.ndarr
 def _absent(
     features: Features, name: str, rows: np.ndarray | slice, wording: dict[str, Template]
 ) -> np.ndarray:
+    return _says(features, name, rows, wording, "absent")
+
+
+def _favourable(
+    features: Features, name: str, rows: np.ndarray | slice, wording: dict[str, Template]
+) -> np.ndarray:
+    return _says(features, name, rows, wording, "favourable")
+
+
+def _says(
+    features: Features,
+    name: str,
+    rows: np.ndarray | slice,
+    wording: dict[str, Template],
+    what: str,
+) -> np.ndarray:
+    """Where the feature's (bucketed) value is `absent` or `favourable` by its template."""
     template = wording.get(name) or _generic(name)
     values = _values(features, name, rows)
-    if template.absent is None:
+    test = getattr(template, what)
+    if test is None:
         return np.zeros(len(values), dtype=bool)
     if template.bucket is not None:
         values = template.bucket(values)
-    return template.absent(values)
+    return test(values)
 
 
 def grouped_contributions(
@@ -355,21 +384,22 @@ def grouped_contributions(
     vocabulary: VocabularySettings | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, ...]]]:
     """(rows, reasons) contributions, one column per `reason_groups` entry, with an absence's
-    positive contribution set to 0 (it can be no reason for)."""
+    positive contribution set to 0 (it can be no reason for), and a favourable value's negative
+    one (no reason against)."""
     wording = templates(vocabulary)
     groups = reason_groups(feature_names)
     grouped = np.empty((contributions.shape[0], len(groups)), dtype=np.float64)
     for gi, group in enumerate(groups):
         grouped[:, gi] = contributions[:, list(group)].sum(axis=1)
-        positive = grouped[:, gi] > 0
-        if not positive.any():
-            continue
-        rows = np.flatnonzero(positive)
-        # a group is absent when every member is (no such activity in any window)
-        absent = np.ones(len(rows), dtype=bool)
-        for j in group:
-            absent &= _absent(features, feature_names[j], rows, wording)
-        grouped[rows[absent], gi] = 0.0
+        for sign, says in ((1.0, _absent), (-1.0, _favourable)):
+            rows = np.flatnonzero(sign * grouped[:, gi] > 0)
+            if not len(rows):
+                continue
+            # a group says it when every member does (e.g. no such activity in any window)
+            hit = np.ones(len(rows), dtype=bool)
+            for j in group:
+                hit &= says(features, feature_names[j], rows, wording)
+            grouped[rows[hit], gi] = 0.0
     return grouped, groups
 
 
@@ -383,13 +413,16 @@ def _representatives(
     wording: dict[str, Template],
 ) -> np.ndarray:
     """Per picked row, the member column that phrases the group's reason: the one contributing
-    most in the reason's direction, and for a reason *for* one that records some activity."""
+    most in the reason's direction, for a reason *for* one that records some activity, and for
+    a reason *against* none that states something favourable."""
     if len(group) == 1:
         return np.full(len(rows), group[0], dtype=np.int64)
     sub = contributions[np.ix_(rows, list(group))] * np.where(favourable, 1.0, -1.0)[:, None]
     for k, j in enumerate(group):
         absent = _absent(features, feature_names[j], rows, wording)
         sub[favourable & absent, k] = -np.inf
+        good = _favourable(features, feature_names[j], rows, wording)
+        sub[~favourable & good, k] = -np.inf
     return np.asarray(group, dtype=np.int64)[np.argmax(sub, axis=1)]
 
 

@@ -59,11 +59,18 @@ def _says_nothing_happened(name: str, value: object) -> bool:
     return False
 
 
+def _says_something_good(name: str, value: object) -> bool:
+    """Reference for "a favourable value": active within the last two weeks."""
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    return name == "days_since_last_activity" and bool(np.floor(number) < 14)
+
+
 def _reference_reasons(
     row: np.ndarray, names: list[str], values: pd.Series, n: int
 ) -> tuple[list[str], list[str]]:
     """One lead's reasons computed the slow way: sum each activity's windows, drop positive
-    absences, take the top n each way, phrase with the member contributing most that way."""
+    absences and negative favourable values, take the top n each way, phrase with the member
+    contributing most that way."""
     groups: dict[str, list[int]] = {}
     for j, name in enumerate(names):
         key = name.rsplit("_", 1)[0] if name.startswith("n_") else name
@@ -72,6 +79,8 @@ def _reference_reasons(
     for key, members in groups.items():
         total = float(sum(row[j] for j in members))
         if total > 0 and all(_says_nothing_happened(names[j], values[names[j]]) for j in members):
+            total = 0.0
+        if total < 0 and all(_says_something_good(names[j], values[names[j]]) for j in members):
             total = 0.0
         totals[key] = total
     out = []
@@ -84,6 +93,9 @@ def _reference_reasons(
             if sign > 0:
                 members = [j for j in members
                            if not _says_nothing_happened(names[j], values[names[j]])]
+            else:
+                members = [j for j in members
+                           if not _says_something_good(names[j], values[names[j]])]
             best = max(members, key=lambda j: sign * row[j])
             words.append(reasons.phrase(names[best], values[names[best]]))
         out.append(words)
@@ -129,6 +141,29 @@ def test_an_absence_is_never_a_reason_for_and_an_activity_is_one_reason() -> Non
         stems = [a.split()[0] for a in activities]
         assert len(stems) == len(set(stems)), words  # one reason per activity
     assert seen_activity > 100  # the inflated activities do show up, phrased as presence
+
+
+def test_recent_activity_is_never_a_reason_against() -> None:
+    """A linear model's missing-value indicator can give "active today" a negative contribution
+    against the average lead (measured: 26 of the demo's open leads); a sales agent would not
+    accept it as a reason for a low score."""
+    scorer, _ = make_scorer()
+    features = make_features(400, seed=9)
+    contribs, _ = scorer.contributions(features)
+    names = list(scorer.feature_names)
+    j = names.index("days_since_last_activity")
+    contribs[:, j] = -np.abs(contribs[:, j]) - 5.0  # the strongest pull down for every lead
+    _, got_against = reasons.explain(contribs, names, features, 3)
+    days = pd.to_numeric(features["days_since_last_activity"], errors="coerce").to_numpy()
+    recent = days < 14
+    assert recent.sum() > 50 and (~recent).sum() > 50
+    for i in range(len(features)):
+        words = json.loads(got_against[i])
+        idle = [w for w in words if w.startswith(("active today", "last active", "no activity"))]
+        if recent[i]:
+            assert not idle, words
+        else:  # idle for two weeks or more (or never active): still a reason against
+            assert idle, words
 
 
 def test_score_frame_is_the_same_for_one_lead_and_for_a_batch(settings: Settings) -> None:
