@@ -149,8 +149,11 @@ def _limits(card: dict[str, Any], settings: Settings) -> list[str]:
     if request and auc is not None:
         limits.append(
             f"A lead the online store does not know is scored by the request model "
-            f"({request['family']}, backtest AUC {_fmt(request.get('auc_mean'))}) against "
-            f"{_fmt(auc['mean'])} for the full model: it has less to go on."
+            f"({request['family']}, backtest AUC {_fmt(request.get('auc_mean'))} on leads in "
+            f"their first {request.get('new_lead_days', '?')} days, against "
+            f"{_fmt(request.get('baseline_rules_auc_mean'))} for the engagement score alone on "
+            f"the same rows; the full model's {_fmt(auc['mean'])} is on every open lead): it "
+            "has less to go on."
         )
     if card["data"].get("oracle_auc_mean") is not None:
         limits.append(
@@ -288,8 +291,10 @@ def render_markdown(card: ModelCard) -> str:
     if card.request_model:
         r = card.request_model
         ci = r.get("auc_ci95") or [None, None]
-        lines += ["", f"Request model ({r['family']}): mean AUC {_fmt(r.get('auc_mean'))}, "
-                  f"95 % interval {_interval(ci[0], ci[1])}."]
+        lines += ["", f"Request model ({r['family']}), on leads in their first "
+                  f"{r.get('new_lead_days', '?')} days: mean AUC {_fmt(r.get('auc_mean'))}, "
+                  f"95 % interval {_interval(ci[0], ci[1])}; the engagement score alone on the "
+                  f"same rows {_fmt(r.get('baseline_rules_auc_mean'))}."]
     lines += [
         "",
         "Per fold:",

@@ -1,10 +1,10 @@
 """What a request says about a lead the online store does not know, as the request model's input.
 
 A web form or an agent gives some of the original payload's fields. What follows from "new" is
-assumed, and said so in the response: the lead was created today (`days_since_created` 0) and
-has no recorded activity, so counts and the engagement score not given are 0. Attributes not
-given (country, licence, budget, size …) stay missing: the request model learned from rows with
-those fields blanked what "not given" means (`training.request_mask_share`).
+assumed, and said so in the response: the lead has no recorded activity, so counts and the
+engagement score not given are 0 (and its age is 0 if a configured request model takes age).
+Attributes not given (country, licence, budget, size …) stay missing: the request model learned
+from rows with those fields blanked what "not given" means (`training.request_mask_share`).
 
 A categorical value the model never saw (`lead_source: "Carrier pigeon"`) is scored as not given
 and named in a warning; it is never quoted as a reason (reasons skip missing inputs).

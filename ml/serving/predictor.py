@@ -205,7 +205,7 @@ class Predictor:
     def _sources(given: dict[str, Any], stored: dict[str, Any] | None, features: list[str],
                  assumed: list[str]) -> dict[str, Any]:
         """Which of the answering model's features were given, read from the store, assumed
-        (a new lead's age 0 and empty activity) or missing."""
+        (a new lead's empty activity) or missing."""
         if stored is None:
             return {"in_online_store": False, "from_request": sorted(given),
                     "from_online_store": [], "assumed": list(assumed),

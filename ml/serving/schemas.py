@@ -69,7 +69,7 @@ class FeatureSources(BaseModel):
     from_online_store: list[str]
     assumed: list[str] = Field(
         default_factory=list,
-        description="Not given, and what a new lead has by definition: age 0, no activity.")
+        description="Not given, and what a new lead has by definition: no activity.")
     missing: list[str] = Field(description="Neither given, stored nor assumed: scored as not "
                                "given (never a reason).")
 

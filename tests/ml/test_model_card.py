@@ -39,7 +39,8 @@ def _evaluation(segments: list[dict], calibration: list[dict] | None = None) -> 
             "folds": FOLDS, "embargo_days": 60, "champion_family": "logistic",
             "families": {"xgboost": {"auc_mean": 0.865, "auc_ci95": [0.85, 0.88]},
                          "logistic": {"auc_mean": 0.875, "auc_ci95": [0.86, 0.89]}},
-            "request_model": {"family": "logistic", "auc_mean": 0.80, "auc_ci95": [0.78, 0.82]},
+            "request_model": {"family": "logistic", "auc_mean": 0.80, "auc_ci95": [0.78, 0.82],
+                              "baseline_rules_auc_mean": 0.72, "new_lead_days": 7},
             "oracle_auc_mean": 0.90,
         },
         "out_of_fold": {
@@ -112,7 +113,8 @@ def test_limits_are_stated_from_the_figures():
     assert "lead_source = Web" not in text  # enough conversions, above the floor
     # the worst calibration bin: 9 % predicted, 15 % observed
     assert "bin 2 of 2" in text and "under-confident by 6.0%" in text
-    assert "request model (logistic, backtest AUC 0.8000)" in text
+    assert "request model (logistic, backtest AUC 0.8000 on leads in their first 7 days" in text
+    assert "0.7200 for the engagement score alone" in text
     assert "snapshots 2025-06-01 → 2026-08-29" in text
 
 

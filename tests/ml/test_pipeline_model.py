@@ -74,8 +74,10 @@ def test_backtest_structure_and_the_best_family_wins(pipeline_settings, challeng
     assert b["lift_share_of_oracle_mean"] >= 0.80, b
     for fold in b["folds"]:
         assert 0.5 < fold["auc"] <= fold["oracle_auc"] + 0.02, fold
+    # the request model on the test windows' new leads, against the rules on the same rows
     request = b["request_model"]
-    assert request["auc_mean"] > b["baseline_rules_auc_mean"], b
+    assert request["new_lead_days"] == pipeline_settings.training.request_new_lead_days
+    assert request["auc_mean"] > request["baseline_rules_auc_mean"] + 0.01, request
     assert challenger.training.scorer.request_scorer is not None
     assert challenger.training.scorer.family == b["champion_family"]
 
@@ -199,6 +201,7 @@ def test_the_service_scores_new_and_known_leads_sensibly(pipeline_settings, chal
     from fastapi.testclient import TestClient
 
     from ml.registry import current_version, promote
+    from ml.scoring import score_frame
     from ml.serving.app import create_app
     from ml.serving.schemas import ORIGINAL_EXAMPLE
 
@@ -211,8 +214,17 @@ def test_the_service_scores_new_and_known_leads_sensibly(pipeline_settings, chal
         while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.1)
         new = client.post("/predict", json=ORIGINAL_EXAMPLE).json()
-        assert new["scored_by"] == "request" and new["score"] < 99, new
-        assert "days_since_created" in new["feature_sources"]["assumed"]
+        # plausible: below the best stored lead's score (on the default data it lies in the
+        # stored leads' top 2 %, as the oracle says such a first-week lead should; see the note
+        # in docs/case-study/deployment.md)
+        stored = score_frame(challenger.training.scorer, latest, pipeline_settings)["score"]
+        assert new["scored_by"] == "request", new
+        assert new["score"] < min(99, stored.max()), (new, stored.max())
+        assert new["feature_sources"]["assumed"] == []
+        bare = client.post("/predict", json={"lead_id": "form-2", "lead_source": "Web"}).json()
+        assert set(bare["feature_sources"]["assumed"]) == {
+            "engagement_score", "website_visits", "email_opens"}
+        assert bare["score"] < new["score"]
         words = new["reasons"] + new["reasons_against"]
         assert not [w for w in words if "not given" in w], new
         pigeon = client.post("/predict", json={**ORIGINAL_EXAMPLE,
