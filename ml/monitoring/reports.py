@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,21 @@ def _save(snapshot: Any, path: Path, banner: str) -> tuple[Path, Path]:
     at = page.find("<body")
     at = page.find(">", at) + 1 if at >= 0 else 0
     html_path, json_path = path.with_suffix(".html"), path.with_suffix(".json")
-    html_path.write_text(page[:at] + note + page[at:], encoding="utf-8")
-    snapshot.save_json(str(json_path))
+    # Each file is written beside its final name and renamed over it: a run killed while
+    # writing leaves the previous report whole, never a truncated page or JSON.
+    for final in (html_path, json_path):  # what a run killed while writing left
+        for stale in final.parent.glob(f".{final.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+    tmp_html = html_path.with_name(f".{html_path.name}.{os.getpid()}.tmp")
+    tmp_json = json_path.with_name(f".{json_path.name}.{os.getpid()}.tmp")
+    try:
+        tmp_html.write_text(page[:at] + note + page[at:], encoding="utf-8")
+        snapshot.save_json(str(tmp_json))
+        os.replace(tmp_html, html_path)
+        os.replace(tmp_json, json_path)
+    finally:
+        tmp_html.unlink(missing_ok=True)
+        tmp_json.unlink(missing_ok=True)
     return html_path, json_path
 
 

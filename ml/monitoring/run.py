@@ -23,7 +23,7 @@ from ml.model import LeadScorer
 from ml.monitoring import drift
 from ml.monitoring.performance import matured_performance
 from ml.monitoring.reference import Reference, load_current, load_reference
-from ml.monitoring.store import record_metrics
+from ml.monitoring.store import record_run
 
 log = logging.getLogger(__name__)
 
@@ -422,16 +422,20 @@ def run_monitoring(
             population_drift=populations,
         )
         report.mlflow_run_id = log_to_champion_run(settings, version, report.report_paths, run_date)
-    for scope, rows in (
-        ("data_drift", _data_drift_rows(drift_frame, populations.populations, settings)),
-        ("prediction_drift", pred_rows),
-        ("performance", perf),
-        ("business", business),
-        ("serving", serving),
-    ):
-        record_metrics(
-            settings, rows, run_date=run_date, run_id=run_id, scope=scope, model_version=version
-        )
+    # one transaction: a run killed here leaves the date's previous figures whole
+    record_run(
+        settings,
+        {
+            "data_drift": _data_drift_rows(drift_frame, populations.populations, settings),
+            "prediction_drift": pred_rows,
+            "performance": perf,
+            "business": business,
+            "serving": serving,
+        },
+        run_date=run_date,
+        run_id=run_id,
+        model_version=version,
+    )
     report.seconds = time.perf_counter() - started
     log.info(
         "monitoring %s: %s; prediction PSI %.3f, %s (%.1f s)",

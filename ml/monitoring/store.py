@@ -8,7 +8,8 @@ rate, lift, lead-to-close days and share per tier per cohort), serving (latency_
 error_rate, written by the prediction-log writer). `alert_log` keeps every alert delivery. Both
 live in an SQLite file of its own by default (WAL mode, so readers never block the writer) or in
 PostgreSQL (`paths.monitoring_url`; engines from ml/stores.py). Re-recording the same
-(run_id, scope) replaces it, in one transaction.
+(run_id, scope) replaces it; a monitoring run records all its scopes in one transaction
+(`record_run`).
 """
 
 from __future__ import annotations
@@ -76,21 +77,11 @@ def _text(value: object) -> str | None:
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
-def record_metrics(
-    settings: Settings,
-    rows: pd.DataFrame,
-    *,
-    run_date: date,
-    run_id: str,
-    scope: str,
-    model_version: str | None,
-) -> int:
-    """Replace the (run_id, scope) figures with `rows` (columns metric, value, status and
-    optionally feature, cohort, threshold, and model_version where a row's figure belongs to
-    another version than the run's, e.g. a matured cohort scored by an earlier champion).
-    Returns the number of rows written."""
-    now = datetime.now(UTC).replace(tzinfo=None)
-    records = [
+def _records(
+    rows: pd.DataFrame, *, run_date: date, run_id: str, scope: str, model_version: str | None,
+    now: datetime,
+) -> list[dict]:
+    return [
         {
             "run_date": run_date,
             "run_id": run_id,
@@ -106,16 +97,60 @@ def record_metrics(
         }
         for row in rows.to_dict("records")
     ]
+
+
+def _replace_scope(conn: sa.Connection, run_id: str, scope: str, records: list[dict]) -> None:
+    """Within the caller's transaction: the (run_id, scope) figures become `records`."""
+    conn.execute(
+        monitoring_metrics.delete().where(
+            (monitoring_metrics.c.run_id == run_id) & (monitoring_metrics.c.scope == scope)
+        )
+    )
+    if records:
+        conn.execute(monitoring_metrics.insert(), records)
+
+
+def record_run(
+    settings: Settings,
+    scopes: dict[str, pd.DataFrame],
+    *,
+    run_date: date,
+    run_id: str,
+    model_version: str | None,
+) -> dict[str, int]:
+    """Replace the figures of every scope in `scopes` for `run_id` in ONE transaction, so a run
+    killed while recording leaves the previous figures of that run whole (never some scopes
+    old and some new). Rows as in `record_metrics`. Returns the rows written per scope."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    records = {
+        scope: _records(rows, run_date=run_date, run_id=run_id, scope=scope,
+                        model_version=model_version, now=now)
+        for scope, rows in scopes.items()
+    }
     engine = monitoring_engine(settings)
     with engine.begin() as conn:
-        conn.execute(
-            monitoring_metrics.delete().where(
-                (monitoring_metrics.c.run_id == run_id) & (monitoring_metrics.c.scope == scope)
-            )
-        )
-        if records:
-            conn.execute(monitoring_metrics.insert(), records)
-    return len(records)
+        for scope, rows in records.items():
+            _replace_scope(conn, run_id, scope, rows)
+    return {scope: len(rows) for scope, rows in records.items()}
+
+
+def record_metrics(
+    settings: Settings,
+    rows: pd.DataFrame,
+    *,
+    run_date: date,
+    run_id: str,
+    scope: str,
+    model_version: str | None,
+) -> int:
+    """Replace the (run_id, scope) figures with `rows` (columns metric, value, status and
+    optionally feature, cohort, threshold, and model_version where a row's figure belongs to
+    another version than the run's, e.g. a matured cohort scored by an earlier champion).
+    Returns the number of rows written."""
+    written = record_run(
+        settings, {scope: rows}, run_date=run_date, run_id=run_id, model_version=model_version
+    )
+    return written[scope]
 
 
 def read_metrics(settings: Settings, scope: str | None = None) -> pd.DataFrame:

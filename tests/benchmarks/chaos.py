@@ -1,20 +1,29 @@
 """Chaos run: kill -9 every step of the nightly pipeline at random moments, then re-run it.
 
 For each step (landing, dbt build + mart export, Feast apply, online refresh, training with
-registration, promotion, batch scoring with its extract, monitoring) the script:
+registration, promotion, batch scoring with its extract, monitoring with its report files) the
+script:
 
 1. runs the step once to completion through the `lead-scoring` CLI and records a fingerprint of
    what it owns (row counts and checksums of its outputs: raw files, marts, Feast registry,
-   online store, registry aliases and versions, CRM tables and extract, monitoring store);
-2. `--kills` times: starts the step again, sends SIGKILL to its process group after a random
-   fraction of the measured duration, then checks the invariants: every store the step owns
-   is still readable and equals the last good fingerprint (the inputs did not change, so a
-   complete re-run yields the same outputs: anything else is a torn, duplicated or lost write);
+   online store, registry aliases and versions, CRM tables and extract, monitoring store and
+   report files);
+2. `--kills` times: starts the step again, sends SIGKILL to its process group at a random
+   moment (even rounds: anywhere in the measured duration; odd rounds: in its second half,
+   past the CLI's imports), then checks the invariants: every store the step owns is still
+   readable and equals the last good fingerprint (the inputs did not change, so a complete
+   re-run yields the same outputs: anything else is a torn, duplicated or lost write);
 3. re-runs the step to completion and checks the fingerprint again (the re-run completes and
    nothing was duplicated or lost).
 
+Promotion is different, since promoting the champion again moves nothing: a copy of the
+champion is registered once as a second version, and every round moves @champion to the other
+version (`promote --version V --force`), killed, then re-run. After the kill @champion is the old
+or the new version and loads (hash checked); after the re-run it is the new one and the alias
+history holds exactly one more champion move, to it.
+
 It prints one row per step: kills, kills that landed while the step was running, invariant
-failures after the kills, re-run failures. Goal: 0 failures.
+failures after the kills, re-runs completed, re-run failures. Goal: 0 failures.
 
     .venv/bin/python tests/benchmarks/chaos.py                  # every step, 5 kills each
     .venv/bin/python tests/benchmarks/chaos.py --data-dir /tmp/chaos --steps score --kills 10
@@ -130,6 +139,9 @@ def fp_registry(s: Settings) -> dict[str, Any]:
                (int(v.version) for v in versions), default=None)}
     if champion is not None:
         registry.load_version(s, champion)  # loadable, hash checked
+    challenger = registry.current_version(s, "challenger")
+    if challenger is not None:
+        registry.load_version(s, challenger)
     history = registry.alias_history(s)
     moves = history[(history["model_name"] == name) & (history["alias"] == "champion")]
     out["history_matches_alias"] = bool(
@@ -164,8 +176,23 @@ def fp_monitoring(s: Settings) -> dict[str, Any]:
 
     metrics = read_metrics(s)
     keys = ["run_date", "scope", "feature", "cohort", "metric"]
-    return {"rows": frame_checksum(metrics, ("run_id", "recorded_at")),
-            "duplicates": int(metrics.duplicated(keys).sum())}
+    out: dict[str, Any] = {"rows": frame_checksum(metrics, ("run_id", "recorded_at")),
+                           "duplicates": int(metrics.duplicated(keys).sum()),
+                           "scopes per run": sorted({(r, tuple(sorted(g["scope"].unique())))
+                                                     for r, g in metrics.groupby("run_id")})}
+    # Report files: the set of each date's files, each whole (a page that ends, a JSON that
+    # parses); Evidently embeds ids, so the bytes differ between two complete runs. The JSON's
+    # metric values do not: their checksum is compared. Temporary files (a dot) are ignored.
+    for path in sorted((s.paths.reports_dir / "monitoring").rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        name = str(path.relative_to(s.paths.reports_dir))
+        if path.suffix == ".html":
+            out[name] = "whole" if path.read_text().rstrip().endswith("</html>") else "torn"
+        elif path.suffix == ".json":
+            values = [m.get("value") for m in json.loads(path.read_text()).get("metrics", [])]
+            out[name] = _sha(json.dumps(values, sort_keys=True, default=str).encode())
+    return out
 
 
 @dataclass(frozen=True)
@@ -182,7 +209,7 @@ def steps(export: Path) -> list[Step]:
         Step("feast apply", ["features", "apply"], fp_feast),
         Step("online refresh", ["features", "refresh"], fp_online),
         Step("training + registration", ["train"], fp_registry),
-        Step("promotion", ["promote"], fp_registry),
+        Step("promotion", [], fp_registry),  # promotion_rounds: a real move every round
         Step("scoring (CRM + extract)", ["score", "--date", SCORE_DATE], fp_crm),
         Step("monitoring", ["monitor", "--date", SCORE_DATE, "--no-alerts"], fp_monitoring),
     ]
@@ -210,6 +237,120 @@ def run(argv: list[str], env: dict[str, str], kill_after: float | None = None
     return time.monotonic() - started, False, err[-500:]
 
 
+def kill_delay(rng: random.Random, k: int, seconds: float) -> float:
+    """When to kill round k: uniform over the measured run for even rounds, over its second
+    half for odd ones (a CLI spends its first seconds importing, before it touches a store)."""
+    low, high = (0.05, 0.95) if k % 2 == 0 else (0.5, 0.98)
+    return rng.uniform(low, high) * seconds
+
+
+def champion_moves(s: Settings) -> pd.DataFrame:
+    from ml import registry
+
+    history = registry.alias_history(s)
+    return history[(history["model_name"] == s.registry.model_name)
+                   & (history["alias"] == "champion")]
+
+
+def second_version(s: Settings) -> None:
+    """Register a copy of the champion as a second version (once), so that every promotion
+    round really moves @champion between two versions (a promote of the champion is a no-op)."""
+    from ml import registry
+
+    client = registry.mlflow_client(s, create=False)
+    if len(client.search_model_versions(f"name = '{s.registry.model_name}'")) >= 2:
+        return
+    scorer, version = registry.load_version(s, "champion")
+    example = pd.read_parquet(s.paths.marts_dir / "lead_features_latest.parquet").head(5)
+    registry.log_and_register(scorer, params={}, metrics={}, artifacts={},
+                              tags={"chaos_copy_of": str(version)},
+                              input_example=example[scorer.feature_names], settings=s,
+                              actor="chaos")
+
+
+def promotion_rounds(s: Settings, env: dict[str, str], rng: random.Random, kills: int
+                     ) -> tuple[float, int, int, int, list[str]]:
+    """Each round moves @champion to the other version: `promote --version V --force`, killed at
+    a random moment, then run to completion. After the kill @champion is the old or the new
+    version and loadable; after the re-run it is the new one and the alias history holds
+    exactly one more champion move, to it (none lost, none recorded twice)."""
+    from ml import registry
+
+    second_version(s)
+    client = registry.mlflow_client(s, create=False)
+    versions = sorted(int(v.version) for v in client.search_model_versions(
+        f"name = '{s.registry.model_name}'"))[-2:]
+
+    def command(target: int, k: int) -> list[str]:
+        return ["promote", "--version", str(target), "--force", "--reason", f"chaos {k}"]
+
+    champion = registry.current_version(s, "champion")
+    target = versions[0] if champion == versions[1] else versions[1]
+    seconds, _, _ = run(command(target, -1), env)  # a timed complete move
+    landed = failures = rerun_failures = 0
+    notes: list[str] = []
+    for k in range(kills):
+        before, moves = registry.current_version(s, "champion"), len(champion_moves(s))
+        target = versions[0] if before == versions[1] else versions[1]
+        delay = kill_delay(rng, k, seconds)
+        _, killed, _ = run(command(target, k), env, kill_after=delay)
+        landed += int(killed)
+        try:
+            now = registry.current_version(s, "champion")
+            registry.load_version(s, now)
+            if now not in (before, target):
+                failures += 1
+                notes.append(f"kill {k} at {delay:.1f}s: @champion v{now}, not v{before} or "
+                             f"v{target}")
+        except Exception as exc:
+            failures += 1
+            notes.append(f"kill {k} at {delay:.1f}s: unreadable: {exc!s:.200}")
+        try:
+            run(command(target, k), env)
+            history = champion_moves(s)
+            now = registry.current_version(s, "champion")
+            if now != target or len(history) != moves + 1 or int(
+                    history.iloc[-1]["to_version"]) != target:
+                rerun_failures += 1
+                notes.append(f"re-run after kill {k}: @champion v{now} (want v{target}), "
+                             f"{len(history) - moves} champion moves recorded (want 1)")
+        except Exception as exc:
+            rerun_failures += 1
+            notes.append(f"re-run after kill {k} failed: {exc!s:.300}")
+    return seconds, landed, failures, rerun_failures, notes
+
+
+def kill_rounds(step: Step, s: Settings, env: dict[str, str], rng: random.Random, kills: int
+                ) -> tuple[float, int, int, int, list[str]]:
+    """Complete run (the last good state), then `kills` x (killed run, invariants, re-run)."""
+    seconds, _, _ = run(step.argv, env)
+    good = step.fingerprint(s)
+    landed = failures = rerun_failures = 0
+    notes: list[str] = []
+    for k in range(kills):
+        delay = kill_delay(rng, k, seconds)
+        _, killed, _ = run(step.argv, env, kill_after=delay)
+        landed += int(killed)
+        try:
+            after = step.fingerprint(s)
+            if after != good:
+                failures += 1
+                notes.append(f"kill {k} at {delay:.1f}s: {diff(good, after)}")
+        except Exception as exc:  # unreadable store: an invariant failure
+            failures += 1
+            notes.append(f"kill {k} at {delay:.1f}s: unreadable: {exc!s:.200}")
+        try:
+            run(step.argv, env)
+            again = step.fingerprint(s)
+            if again != good:
+                rerun_failures += 1
+                notes.append(f"re-run after kill {k}: {diff(good, again)}")
+        except Exception as exc:
+            rerun_failures += 1
+            notes.append(f"re-run after kill {k} failed: {exc!s:.300}")
+    return seconds, landed, failures, rerun_failures, notes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=5, help="kills per step")
@@ -220,6 +361,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     data = args.data_dir or Path(tempfile.mkdtemp(prefix="chaos-"))
+    data.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LEAD_SCORING_DATA_DIR": str(data), "PYTHONPATH": str(ROOT)}
     settings = load_settings(overrides={"paths.data_dir": str(data), **TEST_GENERATOR})
     config = data / "chaos_config.yaml"
@@ -236,44 +378,26 @@ def main() -> None:
         run(["land", "--mapping", "hubspot", "--sample", str(export)], env)
 
     wanted = [w.strip() for w in args.steps.split(",") if w.strip()]
+    print(f"load average at start: {os.getloadavg()}", flush=True)
     rows = []
     for step in steps(export):
         if wanted and not any(step.name.startswith(w) for w in wanted):
             continue  # its outputs must exist already (a --data-dir of an earlier run)
-        seconds, _, _ = run(step.argv, env)
-        good = step.fingerprint(settings)
-        landed = failures = rerun_failures = 0
-        notes: list[str] = []
-        for k in range(args.kills):
-            delay = rng.uniform(0.05, 0.95) * seconds
-            _, killed, _ = run(step.argv, env, kill_after=delay)
-            landed += int(killed)
-            try:
-                after = step.fingerprint(settings)
-                if after != good:
-                    failures += 1
-                    notes.append(f"kill {k} at {delay:.1f}s: {diff(good, after)}")
-            except Exception as exc:  # unreadable store: an invariant failure
-                failures += 1
-                notes.append(f"kill {k} at {delay:.1f}s: unreadable: {exc!s:.200}")
-            try:
-                run(step.argv, env)
-                again = step.fingerprint(settings)
-                if again != good:
-                    rerun_failures += 1
-                    notes.append(f"re-run after kill {k}: {diff(good, again)}")
-            except Exception as exc:
-                rerun_failures += 1
-                notes.append(f"re-run after kill {k} failed: {exc!s:.300}")
+        if step.name == "promotion":
+            result = promotion_rounds(settings, env, rng, args.kills)
+        else:
+            result = kill_rounds(step, settings, env, rng, args.kills)
+        seconds, landed, failures, rerun_failures, notes = result
         rows.append({"step": step.name, "seconds": round(seconds, 1), "kills": args.kills,
                      "while running": landed, "invariant failures": failures,
+                     "re-runs completed": f"{args.kills - rerun_failures}/{args.kills}",
                      "re-run failures": rerun_failures})
         print(json.dumps(rows[-1]), flush=True)
         for note in notes:
             print("   ", note, flush=True)
     print()
     print(pd.DataFrame(rows).to_markdown(index=False))
-    print(f"\nload average: {os.getloadavg()}; data in {data}")
+    print(f"\nload average at the end: {os.getloadavg()}; data in {data}")
 
 
 def diff(good: dict[str, Any], other: dict[str, Any]) -> str:

@@ -24,11 +24,21 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _child(step: Callable[[], Any], module: ModuleType, name: str, when: str) -> None:
+def _child(step: Callable[[], Any], module: ModuleType, name: str, when: str, nth: int) -> None:
     real = getattr(module, name)
+    calls = 0
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls < nth:
+            return real(*args, **kwargs)
         if when == "before":
+            _die()
+        if when == "during":  # a write cut short: half the data, then the kill
+            data, *rest = args[1:] if args else (None,)
+            if isinstance(data, (str, bytes)):
+                real(args[0], data[: len(data) // 2], *rest, **kwargs)
             _die()
         out = real(*args, **kwargs)
         _die()
@@ -40,16 +50,18 @@ def _child(step: Callable[[], Any], module: ModuleType, name: str, when: str) ->
 
 
 def kill_at(step: Callable[[], Any], module: ModuleType, name: str, when: str = "after",
-            timeout: float = 120.0) -> None:
-    """Run `step` in a forked child and kill -9 it before/after `module.name` is called.
+            timeout: float = 120.0, nth: int = 1) -> None:
+    """Run `step` in a forked child and kill -9 it at the `nth` call of `module.name`:
+    before it, after it, or "during" it (for a write method `(self, data, ...)`: the first
+    half of `data` is written, then the kill, as when a process dies mid-write).
 
     Raises:
         AssertionError: the child was not killed there (it finished, failed, or hung).
     """
-    if when not in ("before", "after"):
-        raise ValueError(f"when must be 'before' or 'after', not {when!r}")
+    if when not in ("before", "after", "during"):
+        raise ValueError(f"when must be 'before', 'after' or 'during', not {when!r}")
     proc = multiprocessing.get_context("fork").Process(
-        target=_child, args=(step, module, name, when), daemon=True)
+        target=_child, args=(step, module, name, when, nth), daemon=True)
     proc.start()
     proc.join(timeout)
     if proc.is_alive():
@@ -57,5 +69,5 @@ def kill_at(step: Callable[[], Any], module: ModuleType, name: str, when: str = 
         proc.join()
         raise AssertionError(f"the step hung before reaching {name}")
     assert proc.exitcode == -signal.SIGKILL, (
-        f"the step was not killed at {when} {module.__name__}.{name} "
+        f"the step was not killed at {when} call {nth} of {module.__name__}.{name} "
         f"(exit code {proc.exitcode}: it never called it, or failed first)")
