@@ -51,13 +51,19 @@ def read_csv_text(path: Path) -> tuple[pd.DataFrame, str, int]:
     text, encoding = _decode(path.read_bytes(), path)
     if not text.strip():
         raise DataError(f"{path} is empty (expected a header row and rows)")
-    frame = pd.read_csv(
-        io.StringIO(text),
-        dtype=str,
-        keep_default_na=False,
-        na_filter=False,
-        skip_blank_lines=True,
-    )
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=True,
+        )
+    except pd.errors.ParserError as exc:  # e.g. a row with more fields than the header
+        detail = str(exc).strip().removeprefix("Error tokenizing data. C error: ")
+        raise DataError(
+            f"{path}: not a well-formed CSV file ({detail}); re-export it, or fix that row"
+        ) from None
     frame.columns = [str(c).strip() for c in frame.columns]
     # Rows of only empty cells (",,,," lines Excel leaves behind) are blank lines too.
     empty = (frame == "").all(axis=1) if len(frame.columns) else pd.Series(dtype=bool)
