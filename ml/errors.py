@@ -11,3 +11,7 @@ class ConfigError(LeadScoringError):
 
 class DataError(LeadScoringError):
     """Input data is missing or does not follow its contract."""
+
+
+class StoreError(LeadScoringError):
+    """A store the step needs (a database file, the registry) is damaged or unreadable."""

@@ -8,7 +8,9 @@ never code (DESIGN.md):
 - `sqlite:///path/file.db` (the default of every store): a file of its own in WAL mode, so readers
   never block the writer nor it them; a busy timeout instead of "database is locked"; writers open
   their transactions with `BEGIN IMMEDIATE`, so a transaction that reads then writes cannot fail
-  half-way on a lock upgrade. `read_only=True` opens the file `mode=ro` (it must exist).
+  half-way on a lock upgrade. `read_only=True` opens the file `mode=ro` (it must exist). A
+  truncated or damaged file is a StoreError naming it, at connect or at the first query that
+  meets a damaged page (never a raw sqlite traceback).
 - `postgresql://...` (taken as `postgresql+psycopg://`, psycopg 3 from the `backends` extra):
   a pooled engine with pre-ping; `read_only=True` runs its transactions READ ONLY. A schema other
   than `public` is chosen in the URL: `?options=-csearch_path%3Dmy_schema`.
@@ -19,6 +21,7 @@ Engines are cached per (URL, read_only) per process (a forked child makes its ow
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
-from ml.errors import ConfigError
+from ml.errors import ConfigError, StoreError
 
 # busy_timeout: how long a writer waits for another writer's transaction before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -115,6 +118,27 @@ def _make_engine(sa_url: URL, read_only: bool) -> Engine:
     return _sqlite_engine(Path(sa_url.database), read_only)
 
 
+# SQLite's primary result codes for a file that is not (or no longer) a whole database.
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+def damaged_store(path: Path, exc: Exception) -> StoreError:
+    """The error for an SQLite store file that is truncated or damaged: it names the file."""
+    return StoreError(
+        f"{path} is damaged or truncated, not a whole SQLite database (sqlite: {exc}); nothing "
+        "was written to it. Restore the file from a backup (or move it aside: the step then "
+        "starts an empty store, without the history it held)"
+    )
+
+
 def _sqlite_engine(path: Path, read_only: bool) -> Engine:
     if read_only:
         # SQLite URI filenames: pysqlite opens `file:...?mode=ro` only with uri=true.
@@ -134,17 +158,30 @@ def _sqlite_engine(path: Path, read_only: bool) -> Engine:
         # the "begin" hook below decides; see SQLAlchemy's "Serializable isolation" notes.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        if not read_only:
-            cur.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a process crash never loses or tears a committed transaction;
-            # only an OS crash or power cut may lose the last commits (never corrupt).
-            cur.execute("PRAGMA synchronous=NORMAL")
-            # A big transaction's B-tree pages stay in memory until the commit (256 MiB at most),
-            # and sorts for indexes never spill to a temporary file.
-            cur.execute("PRAGMA cache_size=-262144")
-            cur.execute("PRAGMA temp_store=MEMORY")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cur.close()
+        try:
+            if not read_only:
+                cur.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a process crash never loses or tears a committed
+                # transaction; only an OS crash or power cut may lose the last commits.
+                cur.execute("PRAGMA synchronous=NORMAL")
+                # A big transaction's B-tree pages stay in memory until the commit (256 MiB at
+                # most), and sorts for indexes never spill to a temporary file.
+                cur.execute("PRAGMA cache_size=-262144")
+                cur.execute("PRAGMA temp_store=MEMORY")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise damaged_store(path, exc) from None
+            raise
+        finally:
+            cur.close()
+
+    @event.listens_for(sqlite, "handle_error")
+    def _on_error(context: Any) -> None:
+        # a damaged page met by a query (the first pages may be whole): name the file
+        if isinstance(context.original_exception, sqlite3.DatabaseError) and _is_damage(
+                context.original_exception):
+            raise damaged_store(path, context.original_exception) from None
 
     @event.listens_for(sqlite, "begin")
     def _on_begin(conn: Any) -> None:
