@@ -41,7 +41,10 @@ mutations = st.builds(
     Mutation,
     cells=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**6), cell), max_size=25),
     short_rows=st.lists(st.integers(0, 10**6), max_size=2),
-    long_rows=st.lists(st.integers(0, 10**6), max_size=2),
+    # a row longer than the header refuses the whole file (DataError): rarer, or little else
+    # would be landed
+    long_rows=st.one_of(st.just([]), st.just([]), st.just([]),
+                        st.lists(st.integers(0, 10**6), min_size=1, max_size=1)),
     duplicate_rows=st.lists(st.integers(0, 10**6), max_size=3),
     blank_lines=st.integers(0, 2),
     encoding=st.sampled_from(["utf-8", "utf-8-sig", "cp1252"]),
