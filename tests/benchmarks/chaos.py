@@ -276,6 +276,8 @@ def promotion_rounds(s: Settings, env: dict[str, str], rng: random.Random, kills
     exactly one more champion move, to it (none lost, none recorded twice)."""
     from ml import registry
 
+    if registry.current_version(s, "champion") is None:  # training registers @challenger only
+        run(["promote", "--force", "--reason", "chaos: first champion"], env)
     second_version(s)
     client = registry.mlflow_client(s, create=False)
     versions = sorted(int(v.version) for v in client.search_model_versions(
