@@ -284,7 +284,9 @@ def promote_model(
 
     decision = promote(_settings(config), version, reason=reason, actor="cli:promote", force=force)
     echo_summary(decision.to_dict(), as_json, decision.message)
-    if not decision.accepted:
+    # a refusal fails; a version already @champion (e.g. the re-run of a promotion that was
+    # killed after the move) is the state asked for, not a failure
+    if not decision.accepted and decision.version != decision.previous_champion:
         raise typer.Exit(code=1)
 
 

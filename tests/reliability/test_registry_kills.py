@@ -54,3 +54,18 @@ def test_kill_9_around_the_alias_move_keeps_alias_and_history_one_story(settings
     moves = history[history["alias"] == "champion"]
     assert moves["to_version"].tolist()[-1] == 1
     assert not moves.duplicated(["changed_at"]).any()
+
+
+def test_re_running_a_promotion_that_completed_succeeds(settings, monkeypatch) -> None:
+    """A promotion killed after its move is re-run by the nightly job: the version is already
+    @champion, which is the state asked for (exit 0, nothing recorded)."""
+    from typer.testing import CliRunner
+
+    from ml.cli import app
+
+    monkeypatch.setenv("LEAD_SCORING_DATA_DIR", str(settings.paths.data_dir))
+    champion = registry.current_version(settings, "champion")
+    moves = len(alias_history(settings))
+    result = CliRunner().invoke(app, ["promote", "--version", str(champion), "--force"])
+    assert result.exit_code == 0, result.output
+    assert "already @champion" in result.output and len(alias_history(settings)) == moves
