@@ -361,6 +361,21 @@ def _count_future(values: pd.Series, landed_at: datetime, report: FileReport) ->
         )
 
 
+def _one_line_per_row(frame: pd.DataFrame) -> pd.DataFrame:
+    """A carriage return inside a cell becomes a line feed. The CSV writer quotes a cell that
+    holds a line feed (its line terminator) but not one that holds a bare CR, which every reader
+    (pandas, DuckDB) takes for a line end: the row would be read back as two."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            values = out[col]
+            has_cr = values.map(lambda v: isinstance(v, str) and "\r" in v)
+            if has_cr.any():
+                out.loc[has_cr, col] = (values[has_cr].str.replace("\r\n", "\n", regex=False)
+                                        .str.replace("\r", "\n", regex=False))
+    return out
+
+
 def _write_atomically(frames: dict[str, pd.DataFrame], raw_dir: Path) -> None:
     """Write every contract file to a temporary folder in `raw_dir`, then rename each into place.
 
@@ -375,7 +390,7 @@ def _write_atomically(frames: dict[str, pd.DataFrame], raw_dir: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".landing-", dir=raw_dir))
     try:
         for name, frame in frames.items():
-            frame.loc[:, list(RAW_COLUMNS[name])].to_csv(
+            _one_line_per_row(frame.loc[:, list(RAW_COLUMNS[name])]).to_csv(
                 tmp / f"{name}.csv", index=False, lineterminator="\n", encoding="utf-8"
             )
         for name in frames:

@@ -6,6 +6,7 @@ tests/benchmarks/bad_input.py."""
 
 from __future__ import annotations
 
+import csv
 import shutil
 from pathlib import Path
 
@@ -80,6 +81,20 @@ def test_a_row_longer_than_the_header_is_an_error_naming_the_file(clean_exports,
     with pytest.raises(DataError, match=r"contacts\.csv: not a well-formed CSV file .*line"):
         land_export("hubspot", tmp_path / "export", tmp_path / "raw")
     assert {p.name: p.read_bytes() for p in (tmp_path / "raw").iterdir()} == before
+
+
+def test_a_carriage_return_inside_a_cell_stays_in_its_row(clean_exports, tmp_path) -> None:
+    """Found by the fuzzing: a quoted CR in an activity id was written unquoted to the raw file,
+    and read back as two rows."""
+    export, _ = clean_exports["salesforce"]
+    shutil.copytree(export, tmp_path / "export")
+    task = tmp_path / "export" / "Task.csv"
+    rows = list(csv.reader(task.open(newline="", encoding="utf-8-sig")))
+    rows[1][0] = "00T\rBROKEN"
+    with task.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\r\n").writerows(rows)  # the CR is quoted in the export
+    report = land_export("salesforce", tmp_path / "export", tmp_path / "raw")
+    assert raw_rows(tmp_path / "raw")["activities"] == report.files["activities"].rows_out
 
 
 @pytest.mark.parametrize("vendor", VENDORS)
