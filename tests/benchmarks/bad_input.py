@@ -145,6 +145,7 @@ def raw_contract_part(root: Path, examples: int) -> list[dict]:
             summary = build_warehouse(s)
         except DataError as exc:
             tally["refused (DataError)"] += 1
+            print("    refused:", " / ".join(str(exc).splitlines()[:4])[:400], flush=True)
             if _files_bytes(s.paths.marts_dir) != marts:
                 failures.append(f"marts changed by a refused build: {exc!s:.200}")
             return
