@@ -22,11 +22,20 @@ def spark_available() -> bool:
     return importlib.util.find_spec("pyspark") is not None and shutil.which("java") is not None
 
 
+# `spark.small_data: true` (ml/config.py says why); dbt_project/profiles.yml sets the same
+SMALL_DATA_CONF = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+}
+
+
 def session_conf(settings: Settings) -> dict[str, str]:
     """The configuration of every Spark session the project starts (Spark batch scoring here,
     Feast's Spark offline store through its `spark_conf`): `settings.spark` (master, memory,
-    shuffle partitions), the session time zone UTC like the warehouse, Parquet timestamps as
-    microseconds, and Python workers that import this checkout's `ml` (the scorer's classes).
+    shuffle partitions, small data), the session time zone UTC like the warehouse, Parquet
+    timestamps as microseconds, and Python workers that import this checkout's `ml` (the
+    scorer's classes).
 
     Whoever starts the session first in a process fixes it (`getOrCreate` keeps the first one's
     static settings), so both starters pass the same configuration.
@@ -41,7 +50,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.local.dir": str(Path(spark.warehouse_dir) / "tmp"),
         "spark.ui.enabled": "false",
         "spark.executorEnv.PYTHONPATH": str(PROJECT_ROOT),
-    }
+    } | (SMALL_DATA_CONF if spark.small_data else {})
 
 
 def use_this_python() -> None:
