@@ -91,8 +91,11 @@ demo-prod: setup manifest
 # LEAD_SCORING_TEST_POSTGRES_URL / LEAD_SCORING_TEST_REDIS_URL are set (eval "$$(make -s services)")
 # and are skipped otherwise (with CI=true they fail instead).
 # The Spark parity tests (marker spark) take minutes: `make test-spark`.
+# Two pytest-xdist workers (the machine's cores; TEST_WORKERS=0 runs in one process): tests
+# sharing an expensive fixture stay on one worker (tests/conftest.py, --dist loadgroup).
+TEST_WORKERS ?= 2
 test: setup manifest
-	$(BIN)/python -m pytest -q -m "not spark" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not spark" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Only the server-backend variants (what .ci/run shows as its own step).
 test-backends: setup manifest

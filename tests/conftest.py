@@ -36,6 +36,31 @@ _ROOT_SNAPSHOT = pytest.StashKey[dict]()
 _MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
+# Directories whose conftest holds session fixtures: their tests stay on one xdist worker.
+_SESSION_FIXTURE_DIRS = {"ml", "serving", "dashboard"}
+
+
+def _xdist_group(item: pytest.Item) -> str:
+    """Tests that share an expensive fixture share a worker: every test of the generated
+    pipeline (`pipeline_settings` and the layers on it), every test of a directory with session
+    fixtures, and every test of a module (module fixtures)."""
+    if "pipeline_settings" in getattr(item, "fixturenames", ()):
+        return "pipeline"
+    path = Path(str(item.path)).relative_to(Path(__file__).parent)
+    if len(path.parts) > 1 and path.parts[0] in _SESSION_FIXTURE_DIRS:
+        return path.parts[0]
+    return str(path)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`): each test
+    gets the group `_xdist_group` names, so no expensive fixture is built twice."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[_ROOT_SNAPSHOT] = snapshot(PROJECT_ROOT)
 

@@ -32,7 +32,10 @@ def _backtest(settings: Settings) -> None:
     st.subheader("Backtest of the champion (out-of-time folds)")
     st.caption(
         "Each fold learns only from labels that had matured before its test window "
-        f"(embargo ≥ {settings.features.label_window_days} days); every family on the same folds."
+        f"(embargo ≥ {settings.features.label_window_days} days); every family on the same folds. "
+        "The full models are measured on every lead of a test window, the request models (new "
+        "leads scored from a request) on its leads in their first "
+        f"{settings.training.request_new_lead_days} days, a harder population."
     )
     show(
         lines(
