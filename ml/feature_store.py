@@ -109,15 +109,14 @@ def repo_config(settings: Settings) -> RepoConfig:
 
 
 def spark_conf(settings: Settings) -> dict[str, str]:
-    """The Spark session Feast's Spark offline store starts (`settings.spark`)."""
-    spark = settings.spark
-    return {
-        "spark.master": spark.master,
-        "spark.driver.memory": spark.driver_memory,
-        "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
-        "spark.sql.session.timeZone": "UTC",
-        "spark.ui.enabled": "false",
-    }
+    """The Spark session Feast's Spark offline store starts: the project's one session
+    configuration (ml.spark.session_conf), with Python workers of this interpreter."""
+    from ml.spark import session_conf, use_this_python
+
+    use_this_python()
+    conf = session_conf(settings)
+    Path(conf["spark.local.dir"]).mkdir(parents=True, exist_ok=True)
+    return conf
 
 
 def get_store(settings: Settings) -> FeatureStore:

@@ -118,6 +118,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
             "LEAD_SCORING_SPARK_MASTER": spark.master,
             "LEAD_SCORING_SPARK_DRIVER_MEMORY": spark.driver_memory,
             "LEAD_SCORING_SPARK_SHUFFLE_PARTITIONS": str(spark.shuffle_partitions),
+            "LEAD_SCORING_SPARK_SMALL_DATA": "true" if spark.small_data else "false",
         }
     return env
 

@@ -35,3 +35,18 @@ def test_spark_engine_from_the_environment_points_dbt_at_spark(tmp_path) -> None
     assert env["LEAD_SCORING_SPARK_MASTER"] == "local[1]"
     assert env["LEAD_SCORING_SPARK_WAREHOUSE"] == str(tmp_path / "warehouse" / "spark")
     assert env["DBT_EXCLUDE_RESOURCE_TYPES"] == "unit_test"
+    assert env["LEAD_SCORING_SPARK_SMALL_DATA"] == "false"
+
+
+def test_small_data_tunes_dbt_and_the_project_sessions_alike(tmp_path) -> None:
+    """spark.small_data reaches both the dbt profile (through dbt_env) and the sessions that
+    scoring and Feast start (session_conf); off by default, where Spark keeps its defaults."""
+    from ml.spark import SMALL_DATA_CONF, session_conf
+
+    overrides = {"paths.data_dir": str(tmp_path), "engine": "spark"}
+    default = load_settings(overrides=overrides, env={})
+    assert not SMALL_DATA_CONF.keys() & session_conf(default).keys()
+    small = load_settings(overrides=overrides | {"spark.small_data": True}, env={})
+    assert session_conf(small).items() >= SMALL_DATA_CONF.items()
+    assert session_conf(small)["spark.sql.session.timeZone"] == "UTC"
+    assert dbt_env(small)["LEAD_SCORING_SPARK_SMALL_DATA"] == "true"

@@ -49,6 +49,34 @@
     xxhash64({{ column }})
 {%- endmacro %}
 
+{#- A 64-bit hash of several values (a fingerprint: equal values, equal hash). A null is
+    distinct from every value and from a null in another position: Spark's xxhash64 skips null
+    arguments, so (x, null) and (null, x) would hash alike; their null flags are hashed too. -#}
+{% macro row_hash(values) -%}
+    {{ return(adapter.dispatch('row_hash', 'lead_scoring')(values)) }}
+{%- endmacro %}
+{% macro default__row_hash(values) -%}
+    hash({{ values | join(', ') }})
+{%- endmacro %}
+{% macro spark__row_hash(values) -%}
+    xxhash64(
+        {%- for v in values %}{{ v }}, {% endfor -%}
+        {%- for v in values %}isnull({{ v }}){{ ", " if not loop.last }}{% endfor -%}
+    )
+{%- endmacro %}
+
+{#- The sum of 64-bit hashes over a group (an order-free fingerprint of a set of rows), in a
+    type wide enough never to overflow. -#}
+{% macro hash_sum(value) -%}
+    {{ return(adapter.dispatch('hash_sum', 'lead_scoring')(value)) }}
+{%- endmacro %}
+{% macro default__hash_sum(value) -%}
+    sum({{ value }}::hugeint)
+{%- endmacro %}
+{% macro spark__hash_sum(value) -%}
+    sum(cast({{ value }} as decimal(38, 0)))
+{%- endmacro %}
+
 {#- `select <relation>.* except these columns`. -#}
 {% macro star_except(columns, relation=none) -%}
     {{ return(adapter.dispatch('star_except', 'lead_scoring')(columns, relation)) }}

@@ -22,9 +22,46 @@ def spark_available() -> bool:
     return importlib.util.find_spec("pyspark") is not None and shutil.which("java") is not None
 
 
+# `spark.small_data: true` (ml/config.py says why); dbt_project/profiles.yml sets the same
+SMALL_DATA_CONF = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+}
+
+
+def session_conf(settings: Settings) -> dict[str, str]:
+    """The configuration of every Spark session the project starts (Spark batch scoring here,
+    Feast's Spark offline store through its `spark_conf`): `settings.spark` (master, memory,
+    shuffle partitions, small data), the session time zone UTC like the warehouse, Parquet
+    timestamps as microseconds, and Python workers that import this checkout's `ml` (the
+    scorer's classes).
+
+    Whoever starts the session first in a process fixes it (`getOrCreate` keeps the first one's
+    static settings), so both starters pass the same configuration.
+    """
+    spark = settings.spark
+    return {
+        "spark.master": spark.master,
+        "spark.driver.memory": spark.driver_memory,
+        "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.local.dir": str(Path(spark.warehouse_dir) / "tmp"),
+        "spark.ui.enabled": "false",
+        "spark.executorEnv.PYTHONPATH": str(PROJECT_ROOT),
+    } | (SMALL_DATA_CONF if spark.small_data else {})
+
+
+def use_this_python() -> None:
+    """Make PySpark start its Python workers with this interpreter (pandas, xgboost and `ml`
+    installed), unless PYSPARK_PYTHON names one: PySpark reads the variable when a session
+    starts, and its default, `python3` on PATH, may lack this environment's packages."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
 def spark_session(settings: Settings, app_name: str = "lead-scoring") -> SparkSession:
-    """The process's Spark session, started with `settings.spark` (master, memory, shuffle
-    partitions; session time zone UTC like the warehouse).
+    """The process's Spark session, started with `session_conf(settings)`.
 
     Raises:
         ConfigError: pyspark or Java is missing (the message says how to install them).
@@ -36,24 +73,10 @@ def spark_session(settings: Settings, app_name: str = "lead-scoring") -> SparkSe
         )
     from pyspark.sql import SparkSession
 
-    spark = settings.spark
-    # PySpark starts its Python workers with $PYSPARK_PYTHON (default: `python3` on PATH, which
-    # may lack this environment's packages)
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    local_dir = Path(spark.warehouse_dir) / "tmp"
-    local_dir.mkdir(parents=True, exist_ok=True)
-    return (
-        SparkSession.builder.master(spark.master)
-        .appName(app_name)
-        .config("spark.driver.memory", spark.driver_memory)
-        .config("spark.sql.shuffle.partitions", str(spark.shuffle_partitions))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .config("spark.local.dir", str(local_dir))
-        .config("spark.ui.enabled", "false")
-        # Python workers run this interpreter and import this checkout's `ml` (the scorer's
-        # classes), whatever `python3` on PATH is
-        .config("spark.pyspark.python", sys.executable)
-        .config("spark.executorEnv.PYTHONPATH", str(PROJECT_ROOT))
-        .getOrCreate()
-    )
+    use_this_python()
+    conf = session_conf(settings)
+    Path(conf["spark.local.dir"]).mkdir(parents=True, exist_ok=True)
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()

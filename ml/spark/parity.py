@@ -71,6 +71,8 @@ def engine_settings(data_dir: Path, raw_dir: Path, engine: str) -> Settings:
     return load_settings(
         overrides={
             "engine": engine,
+            # a few thousand leads: each query's fixed cost dominates (ml/config.py)
+            "spark.small_data": True,
             "paths.data_dir": str(data_dir / engine),
             "paths.raw_dir": str(raw_dir),
         }

@@ -114,6 +114,7 @@ def builds(
     spark = load_settings(
         overrides={
             "engine": "spark",
+            "spark.small_data": True,
             "paths.data_dir": str(spark_dir),
             "paths.raw_dir": str(duck.paths.raw_dir),
             "features.max_rejected_share": duck.features.max_rejected_share,

@@ -24,7 +24,10 @@ from ml import crm
 from ml.config import PROJECT_ROOT, Settings, load_settings
 
 D1, D2, D0 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 10, 25)
-BIG = 300_000  # rows of the run the kill -9 test interrupts
+# Rows of the run the kill -9 test interrupts: enough for a write transaction of a few seconds
+# (PostgreSQL writes them several times slower than SQLite; the test times the transaction
+# first and lands its kills inside it).
+BIG = {"sqlite": 300_000, "postgresql": 100_000}
 # How long a writer process may take to start and mark its run 'running' (imports xgboost via the
 # fixtures: ~10 s idle, over 60 s on a loaded 2-core CI box). Not what the tests measure.
 START_TIMEOUT = 300.0
@@ -172,12 +175,13 @@ def _wait_for_status(
 
 
 def test_kill_9_mid_write_leaves_previous_complete_run(settings: Settings) -> None:
+    big = BIG["postgresql" if settings.paths.crm_url.startswith("postgresql") else "sqlite"]
     _write(settings, 1_000, seed=1, day=D1)
     previous = _expected(1_000, 1, D1)
-    new = _expected(BIG, 2, D2)
+    new = _expected(big, 2, D2)
     # One uninterrupted run measures how long the write transaction takes on this machine, so
     # the kills below land inside it (after the 'running' mark, before the commit) ...
-    proc = _start_writer(settings, D2, BIG, 2, "timing")
+    proc = _start_writer(settings, D2, big, 2, "timing")
     _wait_for_status(settings, "timing", {"running"}, proc, timeout=START_TIMEOUT)
     t0 = time.monotonic()
     _wait_for_status(settings, "timing", {"succeeded"}, proc, timeout=120)
@@ -198,7 +202,7 @@ def test_kill_9_mid_write_leaves_previous_complete_run(settings: Settings) -> No
     interrupted = 0
     for attempt in range(3):
         run_id = f"kill-{attempt}"
-        proc = _start_writer(settings, D2, BIG, 2, run_id)
+        proc = _start_writer(settings, D2, big, 2, run_id)
         _wait_for_status(settings, run_id, {"running"}, proc, timeout=START_TIMEOUT)
         time.sleep(rng.uniform(0.15, 0.7) * duration)
         proc.send_signal(signal.SIGKILL)
@@ -210,10 +214,10 @@ def test_kill_9_mid_write_leaves_previous_complete_run(settings: Settings) -> No
             assert _same(state, new), f"torn state after kill {attempt}: {state}"
             previous = new
         history = crm.read_history(crm.crm_engine(settings, read_only=True), D2)
-        assert len(history) in (0, BIG)
+        assert len(history) in (0, big)
     assert interrupted >= 1, "no kill landed inside the write transaction"
     # The next run of the same date completes and marks the killed ones as interrupted.
-    _write(settings, BIG, seed=2, day=D2, run_id="final")
+    _write(settings, big, seed=2, day=D2, run_id="final")
     assert _same(_fingerprint(settings), new)
     runs = crm.read_runs(crm.crm_engine(settings, read_only=True))
     assert "running" not in set(runs["status"])

@@ -31,7 +31,9 @@ def spark_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             pytest.fail(f"CI runs the Spark tests: {message}")
         pytest.skip(message)
     data_dir = tmp_path_factory.mktemp("spark_scoring")
-    return load_settings(overrides={"paths.data_dir": str(data_dir), "engine": "spark"})
+    return load_settings(
+        overrides={"paths.data_dir": str(data_dir), "engine": "spark", "spark.small_data": True}
+    )
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@
     {{ "union all" if not loop.last }}
     {%- endfor %}
     {%- else %}
-    select cast(null as varchar) as problem where false
+    select cast(null as string) as problem where false
     {%- endif %}
 {% endtest %}
 

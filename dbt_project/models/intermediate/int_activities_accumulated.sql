@@ -11,9 +11,9 @@
 --
 -- Incremental (macros/incremental.sql): a nightly build redoes only the leads whose inputs changed.
 {{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     incremental_strategy='append',
-    pre_hook="{{ delete_changed_leads('lead_key', 'hash(lead_id)') }}",
+    pre_hook="{{ delete_changed_leads('lead_key', key_hash('lead_id')) }}",
 ) }}
 -- depends_on: {{ ref('int_leads_changed') }}
 with activities as (

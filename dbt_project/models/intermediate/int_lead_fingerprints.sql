@@ -6,10 +6,10 @@ with leads as (
 
     select
         lead_id,
-        hash(
-            created_at, lead_source, industry, country, license_type, budget_band, company_size,
-            visa_quota
-        ) as lead_hash
+        {{ row_hash([
+            'created_at', 'lead_source', 'industry', 'country', 'license_type', 'budget_band',
+            'company_size', 'visa_quota',
+        ]) }} as lead_hash
     from {{ ref('stg_crm__leads') }}
 
 ),
@@ -19,7 +19,7 @@ activities as (
     select
         lead_id,
         count(*) as n_activities,
-        sum(hash(activity_id, occurred_at, activity_type)::hugeint) as activity_hash
+        {{ hash_sum(row_hash(['activity_id', 'occurred_at', 'activity_type'])) }} as activity_hash
     from {{ ref('stg_crm__activities') }}
     group by lead_id
 
@@ -27,7 +27,7 @@ activities as (
 
 conversions as (
 
-    select lead_id, hash(converted_at, package_value) as conversion_hash
+    select lead_id, {{ row_hash(['converted_at', 'package_value']) }} as conversion_hash
     from {{ ref('stg_crm__conversions') }}
 
 ),
@@ -36,7 +36,7 @@ changes as (
 
     select
         lead_id,
-        sum(hash(changed_at, field, old_value, new_value)::hugeint) as change_hash
+        {{ hash_sum(row_hash(['changed_at', 'field', 'old_value', 'new_value'])) }} as change_hash
     from {{ ref('stg_crm__lead_attribute_changes') }}
     group by lead_id
 
@@ -46,14 +46,14 @@ final as (
 
     select
         leads.lead_id,
-        hash(
-            leads.lead_hash,
-            coalesce(activities.n_activities, 0),
-            coalesce(activities.activity_hash, 0),
-            conversions.conversion_hash,
-            coalesce(changes.change_hash, 0),
-            '{{ build_signature() | replace("'", "''") }}'
-        ) as fingerprint
+        {{ row_hash([
+            'leads.lead_hash',
+            'coalesce(activities.n_activities, 0)',
+            'coalesce(activities.activity_hash, 0)',
+            'conversions.conversion_hash',
+            'coalesce(changes.change_hash, 0)',
+            "'" ~ build_signature() | replace("'", "''") ~ "'",
+        ]) }} as fingerprint
     from leads
     left join activities on leads.lead_id = activities.lead_id
     left join conversions on leads.lead_id = conversions.lead_id

@@ -6,7 +6,7 @@
 -- Incremental (macros/incremental.sql): a nightly build redoes the rows of leads whose inputs
 -- changed and adds tonight's snapshot; the fingerprints it was built from are stored after it.
 {{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     incremental_strategy='append',
     pre_hook=[
         "{{ delete_changed_leads('lead_id') }}",
