@@ -52,6 +52,7 @@ def _xdist_group(item: pytest.Item) -> str:
     return str(path)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the mark into the node id
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`): each test
     gets the group `_xdist_group` names, so no expensive fixture is built twice."""
@@ -243,3 +244,4 @@ def feature_store(pipeline_settings: Settings, warehouse):
     apply_feature_repo(pipeline_settings)
     refresh_online_store(pipeline_settings)
     return get_store(pipeline_settings)
+
