@@ -26,7 +26,11 @@ def spark_available() -> bool:
 SMALL_DATA_CONF = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.adaptive.enabled": "false",
-    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+    # C1 only; a C1-only JVM reserves a 48 MB code cache (not tiered's 240 MB), which Spark's
+    # method handles filled in CI ("Out of space in CodeCache for method handle intrinsic")
+    "spark.driver.extraJavaOptions": (
+        "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC"
+    ),
 }
 
 
