@@ -4,7 +4,8 @@ Table `prediction_log` in the store at `settings.serving.prediction_log_url` (an
 its own by default, WAL mode so the monitoring runs and the dashboard read while the service
 writes; any SQLAlchemy URL in production). The service's only writer is `PredictionLogWriter`:
 requests put rows on a bounded queue without waiting (a full queue drops the row and counts it),
-and one daemon thread inserts them in batches.
+and one daemon thread inserts them in batches: one transaction per `flush_seconds` at most, so
+the log costs the service nothing per request.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -119,13 +121,15 @@ class PredictionLogWriter:
     def _run(self) -> None:
         while True:
             try:
-                first = self._queue.get(timeout=self.flush_seconds)
+                item: dict[str, Any] | None = self._queue.get(timeout=self.flush_seconds)
             except queue.Empty:
                 continue
+            # Gather rows for up to flush_seconds after the first one (or batch_rows, or until a
+            # flush marker): one transaction per flush, not one per request.
+            deadline = time.monotonic() + self.flush_seconds
             batch: list[dict[str, Any]] = []
             markers = 0
             stop = False
-            item: dict[str, Any] | None = first
             while True:
                 if item is None:
                     markers += 1
@@ -133,10 +137,10 @@ class PredictionLogWriter:
                     stop = True
                 else:
                     batch.append(item)
-                if len(batch) >= self.batch_rows:
+                if markers or stop or len(batch) >= self.batch_rows:
                     break
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
             self._write(batch)
