@@ -22,7 +22,7 @@ export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
 .PHONY: setup lock services manifest java demo demo-prod demo-spark test test-spark test-backends \
 	lint serve dashboard screenshots dagster dagster-screenshot check-defs mlflow-ui docs \
-	docs-figures clean
+	docs-figures docs-scenarios clean
 
 # The dbt manifest the Dagster code location reads (orchestration/project.py: dagster-dbt's
 # DbtProject). Parsed again whenever a dbt file is newer; `dg dev` also parses it itself.
@@ -154,6 +154,17 @@ docs-figures: setup manifest
 	@$(BIN)/python -c "import playwright, mkdocs" 2>/dev/null || \
 		$(UV_SYNC) --extra screenshots --extra docs -q
 	$(BIN)/python docs/_gen/demo_figures.py $(FIGURES_ARGS)
+	$(MAKE) --no-print-directory docs-scenarios
+
+# The case-study pages' scenarios (docs/_gen/figures/<page>-scenario.md): a drifted run and its
+# alerts, the drift sensor's weekly_retrain run, a rollback with the service's hot reload, canary
+# and A/B traffic with ab-report; performed with the CLI and Dagster on a scratch copy of the
+# finished demo's data dir (DEMO_DIR; the demo's own stores are never written). About 5 min.
+# SCENARIO_ARGS="--only drift" for one; without --screenshots no Chromium is needed.
+DEMO_DIR ?= data
+SCENARIO_ARGS ?= --screenshots
+docs-scenarios: setup manifest
+	nice -n 10 $(BIN)/python docs/_gen/scenarios.py --data-dir $(DEMO_DIR) $(SCENARIO_ARGS)
 
 clean:
 	rm -rf data/raw data/truth data/warehouse data/marts data/feast data/mlflow data/crm data/reports data/dagster \

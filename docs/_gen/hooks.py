@@ -9,7 +9,9 @@
   (a runbook's severity, channels and condition), `<!-- runbook-index -->` and
   `<!-- dashboard-pages -->` (the dashboard's pages from ml/dashboard/pages), and
   `<!-- figures -->` (a case-study page's figures from a demo run: docs/_gen/figures/<page>.md,
-  written by docs/_gen/demo_figures.py, never by hand; the build fails if one is missing).
+  written by docs/_gen/demo_figures.py, never by hand; the build fails if one is missing) and
+  `<!-- scenario -->` (what a scenario performed on a copy of the demo showed:
+  docs/_gen/figures/<page>-scenario.md, written by docs/_gen/scenarios.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ log = logging.getLogger("mkdocs.hooks.lead_scoring")
 
 RUNBOOKS = "runbooks"
 FIGURES_MARKER = "<!-- figures -->"
+SCENARIO_MARKER = "<!-- scenario -->"
 FIGURES_DIR = Path(__file__).resolve().parent / "figures"
 
 
@@ -103,13 +106,16 @@ def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ANN001
         markdown = markdown.replace("<!-- runbook-index -->", ref.runbook_index(prefix))
     if FIGURES_MARKER in markdown:
         markdown = markdown.replace(FIGURES_MARKER, _figures(Path(page.file.src_uri).stem))
+    if SCENARIO_MARKER in markdown:
+        stem = Path(page.file.src_uri).stem
+        markdown = markdown.replace(SCENARIO_MARKER, _figures(f"{stem}-scenario", "docs-scenarios"))
     return markdown
 
 
-def _figures(stem: str) -> str:
+def _figures(stem: str, target: str = "docs-figures") -> str:
     path = FIGURES_DIR / f"{stem}.md"
     if not path.is_file():
         raise PluginError(
-            f"docs/_gen/figures/{stem}.md is missing: run `make docs-figures` after `make demo`"
+            f"docs/_gen/figures/{stem}.md is missing: run `make {target}` after `make demo`"
         )
     return path.read_text()
