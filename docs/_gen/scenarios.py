@@ -207,7 +207,7 @@ def drift_scenario(s: Scratch, shots: bool) -> str:
         f"Made by `docs/_gen/scenarios.py` (scenario `drift`) on a copy of the demo's data dir: "
         f"the same CRM regenerated ({gen['leads']:,} leads, {gen['period']}) with two drifts "
         f"from 2026-09-01, Event leads three times as common and every lead's activity doubled, "
-        f"then rebuilt, rescored ({scored.get('scored_leads', '?')} open leads) and monitored "
+        f"then rebuilt, rescored ({scored['rows']:,} open leads) and monitored "
         f"with the project's CLI:",
         "",
         commands_block(s.commands[start:]),
@@ -222,11 +222,8 @@ def drift_scenario(s: Scratch, shots: bool) -> str:
     if not pred.empty:
         lines += ["**Prediction drift** of the same run:", "",
                   md_table(pred[["metric", "feature", "value", "threshold", "status"]]), ""]
-    verdict = {k: mon[k] for k in ("drifted_features", "max_psi", "prediction_psi")
-               if k in mon}
-    if verdict:
-        lines += ["`monitor --json` summarises it as:", "", fenced(json.dumps(verdict, indent=1),
-                                                                  "json"), ""]
+    lines += [f"`monitor` sums it up (max PSI {mon['max_psi']}, score PSI "
+              f"{mon['prediction_psi']}):", "", f"> {mon['drift_verdict']}", ""]
     lines += ["**The alerts it raised** (new rows of the `alert_log` table; Slack, e-mail and "
               "PagerDuty are skipped without their secrets, the JSON-lines file always "
               "receives them):", ""]
@@ -238,25 +235,54 @@ def drift_scenario(s: Scratch, shots: bool) -> str:
 
 
 def shoot_evidently(settings: Settings) -> str:
-    from demo_figures import CHROMIUM_ARGS, _new_page, _shot
-    from playwright.sync_api import sync_playwright
-
     from ml.dashboard import data
 
     reports = data.evidently_reports(settings)
     drift = reports[reports["name"] == "data_drift"]
     if drift.empty:
         raise ScenarioError("the drifted run wrote no Evidently data_drift.html")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = _new_page(browser, 1400, 1100)
-            _shot(page, Path(drift["path"].iloc[0]).resolve().as_uri(),
-                  IMG_DIR / "evidently-drifted.png", "body", settle_ms=4000, full_page=False)
-        finally:
-            browser.close()
-    return ("![Evidently data-drift report of the drifted run](img/evidently-drifted.png)\n\n"
-            "*Evidently data-drift report of the drifted run*\n")
+    screenshot(Path(drift["path"].iloc[0]).resolve().as_uri(), IMG_DIR / "evidently-drifted.png",
+               "body", 1400, 1100)
+    caption = "Evidently data-drift report of the drifted run"
+    return f"![{caption}](img/evidently-drifted.png)\n\n*{caption}*\n"
+
+
+# The browser part runs in BROWSER_PYTHON (any interpreter with playwright; default this one),
+# so the project's venv needs no playwright: `--browser-python /tmp/shots/bin/python`.
+SHOT = """
+import sys
+from playwright.sync_api import sync_playwright
+url, out, wait_text, width, height, chromium, *args = sys.argv[1:]
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=chromium, args=args)
+    page = browser.new_page(viewport={"width": int(width), "height": int(height)})
+    page.set_default_timeout(180_000)
+    page.goto(url)
+    for text in wait_text.split("|"):
+        if text == "body":
+            page.wait_for_selector("body")
+        else:
+            page.get_by_text(text).first.wait_for()
+    page.wait_for_timeout(4000)
+    skip = page.get_by_role("button", name="Skip")  # Dagster's newsletter prompt
+    if skip.count():
+        skip.first.click()
+        page.wait_for_timeout(500)
+    page.screenshot(path=out)
+    browser.close()
+"""
+
+
+def screenshot(url: str, out: Path, wait_text: str, width: int, height: int) -> None:
+    """A PNG of `url` in headless Chromium once every `|`-separated text is shown."""
+    from demo_figures import CHROMIUM_ARGS
+
+    proc = subprocess.run([BROWSER_PYTHON, "-c", SHOT, url, str(out), wait_text, str(width),
+                           str(height), CHROMIUM, *CHROMIUM_ARGS], text=True,
+                          capture_output=True)
+    if proc.returncode != 0:
+        raise ScenarioError(f"screenshot of {url} failed:\n{proc.stderr[-3000:]}")
+    print(f"  {out.relative_to(ROOT)}")
 
 
 # ------------------------------------------------------------------------- 2. sensor
@@ -368,32 +394,15 @@ def run_materializations(instance: Any, run_id: str) -> list[dict[str, str]]:
 
 
 def shoot_dagster_run(s: Scratch, run_id: str) -> str:
-    from demo_figures import CHROMIUM_ARGS, _new_page
-    from playwright.sync_api import sync_playwright
-
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     cmd = [str(Path(sys.executable).parent / "dagster-webserver"), "-m",
            "orchestration.definitions", "-h", "127.0.0.1", "-p", str(port)]
-    env = {"DAGSTER_HOME": str(s.work / "dagster"), "LEAD_SCORING_DATA_DIR": str(s.work),
-           "PYTHONPATH": str(ROOT),
-           "LEAD_SCORING_CONFIG": str(s.config),
+    env = {**s.env, "DAGSTER_HOME": str(s.work / "dagster"),
            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    with server(cmd, f"{base}/server_info", env), sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = _new_page(browser, 1600, 1000)
-            page.goto(f"{base}/runs/{run_id}")
-            page.get_by_text("weekly_retrain").first.wait_for(timeout=180_000)
-            page.get_by_text("champion_model").first.wait_for(timeout=180_000)
-            page.wait_for_timeout(4000)
-            skip = page.get_by_role("button", name="Skip")
-            if skip.count():
-                skip.first.click()
-            page.screenshot(path=str(IMG_DIR / "dagster-sensor-run.png"))
-        finally:
-            browser.close()
-    print(f"  {IMG_DIR / 'dagster-sensor-run.png'}")
+    with server(cmd, f"{base}/server_info", env):
+        screenshot(f"{base}/runs/{run_id}", IMG_DIR / "dagster-sensor-run.png",
+                   "weekly_retrain|champion_model|RUN_SUCCESS", 1600, 1000)
     caption = "Dagster: the `weekly_retrain` run the drift sensor started"
     return f"![{caption}](img/dagster-sensor-run.png)\n\n*{caption}*\n"
 
@@ -427,7 +436,11 @@ def model_row(when: str, body: dict) -> dict[str, Any]:
     return {"when": when, "mode": body["mode"], "champion": ver(body.get("champion")),
             "challenger": ver(body.get("challenger")),
             "challenger share": body.get("challenger_share"), "swaps": body.get("swaps"),
-            "canary": "; ".join(f"{k}: {v}" for k, v in canary.items()) or "—"}
+            "canary": "; ".join(f"{k}: {_short(v)}" for k, v in canary.items()) or "—"}
+
+
+def _short(v: Any) -> Any:
+    return f"{v:.3g}" if isinstance(v, float) else v
 
 
 def wait_for(base: str, check: Callable[[dict], bool], timeout: float = 120) -> dict:
@@ -518,7 +531,7 @@ def send_traffic(base: str, leads: pd.DataFrame) -> dict[str, Any]:
     series = pd.Series(variants)
     return {"requests": len(codes), "ok": sum(c == 200 for c in codes),
             "by variant": ", ".join(f"{k}: {v}" for k, v in series.value_counts().items()),
-            "p50 ms": round(float(pd.Series(latencies).median()), 1)}
+            "p50 ms": f"{pd.Series(latencies).median():.1f}"}
 
 
 # the canary with the settings' guard; the same with a latency guard stricter than any HTTP
@@ -556,7 +569,8 @@ def online_scenario(s: Scratch, shots: bool) -> str:
             traffic = send_traffic(base, leads)
             _, body = http(base, "GET", "/model")
         row = model_row(label, body)
-        results.append({"run": label, **traffic, "challenger share after": row["challenger share"],
+        results.append({"run": label, **traffic,
+                        "challenger share after": f"{row['challenger share']:g}",
                         "GET /model: canary": row["canary"]})
     report = s.cli("ab-report", "--json")
     lines += [commands_block(s.commands[start:]), "", md_table(pd.DataFrame(results)), ""]
@@ -575,10 +589,11 @@ BUILDERS: dict[str, Callable[[Scratch, bool], str]] = {
     "drift": drift_scenario, "sensor": sensor_scenario, "deploy": deploy_scenario,
     "online": online_scenario}
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_PYTHON = sys.executable
 
 
 def main(argv: list[str] | None = None) -> int:
-    global CHROMIUM
+    global CHROMIUM, BROWSER_PYTHON
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, help="a finished `make demo`'s data dir")
     parser.add_argument("--work", help="the scratch copy (a new folder; default a temp dir)")
@@ -589,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screenshots", action="store_true",
                         help="also the Evidently report and the Dagster run page (Chromium)")
     parser.add_argument("--chromium", default=CHROMIUM)
+    parser.add_argument("--browser-python", default=BROWSER_PYTHON,
+                        help="a Python with playwright for the screenshots (default this one)")
     parser.add_argument("--resume", action="store_true",
                         help="--work is a copy kept (--keep) by a run of the scenarios before "
                              "--only's first: run only --only there")
@@ -604,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         needed = tuple(x for x in SCENARIOS if x in only)
         args.keep = True
     CHROMIUM = args.chromium
+    BROWSER_PYTHON = args.browser_python
     if args.screenshots and not Path(CHROMIUM).is_file():
         parser.error(f"no Chromium at {CHROMIUM}: apt-get install chromium, or --chromium PATH")
     demo = Path(args.data_dir).resolve()
