@@ -162,6 +162,18 @@ class Scratch:
         return json.loads(proc.stdout[start:])
 
 
+def history_table(settings: Settings) -> pd.DataFrame:
+    """The alias history (`lead-scoring history`), versions as integers."""
+    from ml.registry import alias_history
+
+    history = alias_history(settings).drop(columns=["id"], errors="ignore")
+    for col in ("from_version", "to_version"):
+        history[col] = pd.Series([None if pd.isna(v) else int(v)
+                                  for v in pd.to_numeric(history[col], errors="coerce")],
+                                 index=history.index, dtype=object)
+    return history
+
+
 def fenced(text: str, lang: str = "text") -> str:
     return f"```{lang}\n{text.rstrip()}\n```"
 
@@ -340,7 +352,7 @@ def sensor_scenario(s: Scratch, shots: bool) -> str:
             resources={"settings": resource}))
         mats = run_materializations(instance, result.run_id)
         run_tags = {k: v for k, v in run.tags.items() if not k.startswith(".dagster")}
-    history = alias_history(settings).drop(columns=["id"], errors="ignore").iloc[history_before:]
+    history = history_table(settings).iloc[history_before:]
     again_text = again.skip_message if isinstance(again, dg.SkipReason) else repr(again)
     lines = [
         "Made by `docs/_gen/scenarios.py` (scenario `sensor`, after `drift`): the three retraining "
@@ -489,9 +501,7 @@ def deploy_scenario(s: Scratch, shots: bool) -> str:
         body = wait_for(base, lambda b: str((b.get("champion") or {}).get("version"))
                         == str(target))
         rows.append(model_row(f"after `{s.commands[-1].split()[1]}` (hot reload)", body))
-    history = alias_history(settings).drop(columns=["id"], errors="ignore")
-    for col in ("from_version", "to_version"):
-        history[col] = pd.to_numeric(history[col], errors="coerce").astype("Int64")
+    history = history_table(settings)
     s.cli("history", parse_json=False)
     moves = history.iloc[history_before:]
     return "\n".join([
@@ -560,8 +570,10 @@ def online_scenario(s: Scratch, shots: bool) -> str:
         "",
     ]
     results = []
-    for label, serving in ONLINE_RUNS:
-        s.write_config(poll_interval_seconds=1, **serving)
+    for i, (label, serving) in enumerate(ONLINE_RUNS):
+        # a prediction log per run, so `ab-report` (run last) reads the A/B run's only
+        log_url = f"sqlite:///{s.work}/serving/online-{i}-{serving['mode']}.db"
+        s.write_config(poll_interval_seconds=1, prediction_log_url=log_url, **serving)
         shown = ", ".join(f"serving.{k}: {v}" for k, v in serving.items())
         s.commands.append(f"lead-scoring serve   # {shown}; then POST /predict for each open lead")
         ctx, base = serve(s)
@@ -574,8 +586,9 @@ def online_scenario(s: Scratch, shots: bool) -> str:
                         "GET /model: canary": row["canary"]})
     report = s.cli("ab-report", "--json")
     lines += [commands_block(s.commands[start:]), "", md_table(pd.DataFrame(results)), ""]
-    lines += ["`lead-scoring ab-report` right after (labels mature 60 days after a request, so "
-              "a report the day the test starts has no matured lead yet):", "",
+    lines += ["`lead-scoring ab-report` on the A/B run's prediction log, right after (labels "
+              "mature 60 days after a request, so a report the day a test starts has no matured "
+              "lead yet):", "",
               fenced(json.dumps({k: report[k] for k in ("verdict", "leads_logged",
                                                          "leads_matured", "needed_per_variant",
                                                          "as_of") if k in report}, indent=1),
