@@ -280,17 +280,21 @@ def margin_and_contributions(
         raise Unsupported("infinite inputs")
     margin = np.empty(len(x), dtype=np.float32)
     contribs = np.empty(x.shape, dtype=np.float32)
-    _kernel()(
-        x, trees.depth, trees.feature, trees.threshold, trees.default_left, trees.categorical,
-        trees.categories, trees.leaf_value, trees.entry_feature, trees.entry_value,
-        trees.base_margin, bool(mask_missing), margin, contribs,
-    )
+    # Blocks handed out a few at a time, not split in halves up front: on a shared machine one
+    # descheduled thread would otherwise hold the whole run back.
+    with numba.parallel_chunksize(_CHUNK):
+        _kernel()(
+            x, trees.depth, trees.feature, trees.threshold, trees.default_left,
+            trees.categorical, trees.categories, trees.leaf_value, trees.entry_feature,
+            trees.entry_value, trees.base_margin, bool(mask_missing), margin, contribs,
+        )
     return margin.astype(np.float64), contribs
 
 
 _KERNEL = None
 # Rows walked together: a tree's nodes, the rows' inputs and their contributions stay in L1.
 _BLOCK = 64
+_CHUNK = 8  # blocks per scheduling chunk
 
 
 def _kernel():  # noqa: ANN202 - a numba dispatcher
