@@ -8,7 +8,9 @@ calibration) on fabricated labelled rows, then times, twice (a first night into 
 the next night with a previous run to compute score changes):
 
 - the whole run: read the Parquet (`ml.batch.load_latest_features`), `batch_score` (predict,
-  reasons, previous scores, CRM write into a temporary SQLite file, extract), with its parts;
+  reasons, previous scores, CRM write into a temporary SQLite file, extract), with its parts
+  (night 1 includes loading the tree walker's compiled code from numba's cache, or compiling
+  it on a first run);
 - bare XGBoost `inplace_predict` on the same rows (prepared once, untimed), and the ratio;
 - peak memory of the process (ru_maxrss);
 - `score_frame` on one lead at a time, built the way the service builds it (p50/p99 of 2,000).
@@ -42,7 +44,7 @@ from serving_stack import AS_OF, LEVELS, feature_frame  # noqa: E402
 from ml.batch import load_latest_features  # noqa: E402
 from ml.config import load_settings  # noqa: E402
 from ml.model import CATEGORICAL_FEATURES, Calibrator, LeadScorer, feature_columns  # noqa: E402
-from ml.scoring import batch_score, score_frame  # noqa: E402
+from ml.scoring import COMPILED_MIN_ROWS, batch_score, score_frame  # noqa: E402
 
 GOAL_S, GOAL_GIB, GOAL_P99_MS = 15.0, 8.0, 5.0
 
@@ -195,8 +197,10 @@ def main() -> None:
             a, b = (r[2].seconds.get(part, float("nan")) for r in runs)
             print(f"{'  ' + part + ' s':<40}{a:>10.2f}{b:>10.2f}")
         best = min(r[0] for r in runs)
-        print("\n(predict = margin by inplace_predict + contributions; write = previous scores, "
-              "score changes, the CRM transaction)")
+        print("\n(predict = margin + contributions, by the compiled tree walker from "
+              f"{COMPILED_MIN_ROWS:,} leads; previous = previous scores and score changes; write = "
+              "the CRM transaction, during which the extract is written by a thread (extract))")
+        print(f"load average after the runs: {os.getloadavg()[0]:.1f}")
         print(f"XGBoost approx contributions per {len(features):,} rows (from 100k): "
               f"{xgb_contribs:.2f} s")
         print(f"bare XGBoost inplace_predict (best of 3): {bare_s:.2f} s")
