@@ -319,6 +319,10 @@ def _sql_literal(value: Any) -> str:
     return repr(value)
 
 
+# Rows per multi-row INSERT on SQLite (7 bound values each: far below SQLite's variable limit).
+_ROWS_PER_INSERT = 50
+
+
 def _insert_rows(
     conn: Any,
     table: Table,
@@ -332,13 +336,22 @@ def _insert_rows(
         # The DBAPI cursor inside SQLAlchemy's transaction: no per-row dict building or type
         # processing (values are pre-converted), which makes 1M rows a few seconds. The run's
         # constants are literals of the statement: 5 fewer parameters to bind per row.
+        # Several rows per statement: one parse-free step per _ROWS_PER_INSERT rows instead of
+        # one per row (measured on 1M rows: half the CPU time of the write). Rows keep their order.
         names = [*columns, *fixed]
-        values = ["?"] * len(columns) + [_sql_literal(v) for v in fixed.values()]
-        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(values)})"
+        literals = [_sql_literal(v) for v in fixed.values()]
+        row = "(" + ", ".join(["?"] * len(columns) + literals) + ")"
+        head = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
+        one, many = head + row, head + ", ".join([row] * _ROWS_PER_INSERT)
+        width = len(columns) * _ROWS_PER_INSERT
         cursor = conn.connection.driver_connection.cursor()
         try:
             for chunk in _chunks(rows, size):
-                cursor.executemany(sql, chunk)
+                full = len(chunk) - len(chunk) % _ROWS_PER_INSERT
+                flat = list(itertools.chain.from_iterable(chunk[:full]))
+                cursor.executemany(many, [flat[i:i + width] for i in range(0, len(flat), width)])
+                if full < len(chunk):
+                    cursor.executemany(one, chunk[full:])
         finally:
             cursor.close()
         return
