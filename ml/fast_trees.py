@@ -30,11 +30,6 @@ from dataclasses import dataclass
 import numpy as np
 import xgboost as xgb
 
-try:  # numba is in the `pipeline` extra; without it batch scoring stays on XGBoost
-    import numba
-except ImportError:  # pragma: no cover - the service's image has no numba
-    numba = None
-
 
 class Unsupported(Exception):
     """The booster has a shape the walker does not reproduce exactly; use XGBoost."""
@@ -252,8 +247,24 @@ def compiled(booster: xgb.Booster) -> CompiledTrees:
 
 
 def available() -> bool:
-    """Whether the compiled walker can run here (numba installed)."""
-    return numba is not None
+    """Whether the compiled walker can run here: numba (the `pipeline` extra) is installed.
+    Imported only when a batch needs it, never by the service's small calls."""
+    return _numba() is not None
+
+
+_NUMBA: object = False  # not looked for yet
+numba = None  # the module once `_kernel` compiled the walker (its `prange` is read from here)
+
+
+def _numba():  # noqa: ANN202 - the numba module or None
+    global _NUMBA
+    if _NUMBA is False:
+        try:
+            import numba
+        except ImportError:  # the service's image has no numba: XGBoost scores
+            numba = None
+        _NUMBA = numba
+    return _NUMBA
 
 
 def margin_and_contributions(
@@ -270,7 +281,8 @@ def margin_and_contributions(
         Unsupported: numba is missing, the model is of a kind the walker does not cover, or
             the input holds infinities (XGBoost's own handling then decides).
     """
-    if numba is None:
+    nb = _numba()
+    if nb is None:
         raise Unsupported("numba is not installed")
     trees = compiled(booster)
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -282,7 +294,7 @@ def margin_and_contributions(
     contribs = np.empty(x.shape, dtype=np.float32)
     # Blocks handed out a few at a time, not split in halves up front: on a shared machine one
     # descheduled thread would otherwise hold the whole run back.
-    with numba.parallel_chunksize(_CHUNK):
+    with nb.parallel_chunksize(_CHUNK):
         _kernel()(
             x, trees.depth, trees.feature, trees.threshold, trees.default_left,
             trees.categorical, trees.categories, trees.leaf_value, trees.entry_feature,
@@ -299,8 +311,9 @@ _CHUNK = 8  # blocks per scheduling chunk
 
 def _kernel():  # noqa: ANN202 - a numba dispatcher
     """The compiled walker (built on first use; numba caches the machine code on disk)."""
-    global _KERNEL
+    global _KERNEL, numba
     if _KERNEL is None:
+        numba = _numba()
         _KERNEL = numba.njit(parallel=True, cache=True, nogil=True)(_walk)
     return _KERNEL
 
