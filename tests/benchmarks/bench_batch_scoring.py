@@ -1,6 +1,7 @@
 """Batch scoring benchmark: 1M leads through the whole nightly run, and one-lead latency.
 
-Run: `.venv/bin/python tests/benchmarks/bench_batch_scoring.py [--rows 1000000] [--trees 500]`.
+Run: `PYTHONPATH=. .venv/bin/python tests/benchmarks/bench_batch_scoring.py [--rows 1000000]
+[--trees 500] [--model-cache DIR]` (PYTHONPATH: a shared venv may hold another checkout's `ml`).
 
 Fabricates the `lead_features_latest` mart (the contract's columns and types, with nulls and an
 unseen level) as Parquet, trains a realistic scorer (depth-4 trees as in the config, isotonic
