@@ -164,6 +164,9 @@ docs-figures: setup manifest
 DEMO_DIR ?= data
 SCENARIO_ARGS ?= --screenshots
 docs-scenarios: setup manifest
+	@case "$(SCENARIO_ARGS)" in *--screenshots*) \
+		command -v chromium >/dev/null || bash .ci/apt-install chromium; \
+		$(BIN)/python -c "import playwright" 2>/dev/null || $(UV_SYNC) --extra screenshots -q;; esac
 	nice -n 10 $(BIN)/python docs/_gen/scenarios.py --data-dir $(DEMO_DIR) $(SCENARIO_ARGS)
 
 clean:
