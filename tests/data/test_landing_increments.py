@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ml.contract import raw_part_files, raw_table_files
+from ml.contract import RAW_COLUMNS, raw_part_files, raw_table_files
+from ml.data.landing import validate_landing_zone
 from ml.errors import DataError
 from ml.landing import land_export, make_sample_export
 from ml.landing.merge import merge_into_raw
@@ -157,3 +158,23 @@ def test_a_raw_file_of_another_shape_is_not_merged_into(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="activities.csv: cannot merge"):
         merge_into_raw({"activities": frame}, tmp_path)
     assert (tmp_path / "activities.csv").read_text().startswith("id,lead,when")
+
+
+def test_the_landing_zone_check_counts_part_files(tmp_path: Path) -> None:
+    """validate_landing_zone (the Dagster raw asset's figures) counts a table's part files; a
+    part file of another shape is refused, naming it."""
+    columns = {n: list(c) for n, c in RAW_COLUMNS.items()}
+    lead = ["L1", "2026-01-01T00:00:00Z", "Web", "Media", "5", "India", "Media", "1", "<25k"]
+    merge_into_raw({"leads": pd.DataFrame([lead], columns=columns["leads"]),
+                    "conversions": pd.DataFrame([["L1", "2026-01-03T00:00:00Z", "1"]],
+                                                columns=columns["conversions"]),
+                    "activities": pd.DataFrame([["A1", "L1", "2026-01-02T00:00:00Z", "webinar"]],
+                                               columns=columns["activities"])}, tmp_path)
+    pd.DataFrame([["A0", "L1", "2026-01-01T00:00:00Z", "webinar"]] * 2,
+                 columns=columns["activities"]).to_csv(tmp_path / "activities.csv", index=False)
+    activities = validate_landing_zone(tmp_path).files["activities"]
+    assert (activities.rows, activities.parts) == (3, 1)
+    (part,) = raw_part_files(tmp_path, "activities")
+    part.write_text("id,lead\nA1,L1\n")
+    with pytest.raises(DataError, match=part.name):
+        validate_landing_zone(tmp_path)
