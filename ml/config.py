@@ -110,6 +110,24 @@ class SparkSettings(_Section):
     small_data: bool = False
 
 
+class DuckDBSettings(_Section):
+    """The DuckDB warehouse of `engine: duckdb` (dbt-duckdb, one file, one writer process)."""
+
+    # dbt's threads (models and tests run at once). auto: one per core while the raw files are
+    # below auto_threads_max_raw_mb, where the many small data tests wait on planning rather than
+    # compute (the demo's build: about a fifth faster with two); one above, where a second
+    # thread made the heavy models share the cores (lead_features 2x slower at 1M leads).
+    dbt_threads: Literal["auto"] | int = "auto"
+    auto_threads_max_raw_mb: float = Field(default=200.0, gt=0)
+
+    @field_validator("dbt_threads")
+    @classmethod
+    def _positive(cls, value: Literal["auto"] | int) -> Literal["auto"] | int:
+        if value != "auto" and value < 1:
+            raise ValueError("must be 'auto' or a number of threads >= 1")
+        return value
+
+
 class GeneratorSettings(_Section):
     n_leads: int = Field(18_000, gt=0)
     days: int = Field(540, gt=0)
@@ -588,6 +606,7 @@ class Settings(_Section):
     # scoring function; tests/dbt/test_spark_parity.py keeps the two engines equal)
     engine: Literal["duckdb", "spark"] = "duckdb"
     paths: PathSettings = PathSettings()
+    duckdb: DuckDBSettings = DuckDBSettings()
     spark: SparkSettings = SparkSettings()
     generator: GeneratorSettings = GeneratorSettings()
     vocabulary: VocabularySettings = VocabularySettings()

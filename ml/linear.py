@@ -50,6 +50,9 @@ class LinearModel:
     _columns_arrays: tuple[np.ndarray, ...] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    _feature_groups: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     # ------------------------------------------------------------------ design
 
@@ -101,6 +104,17 @@ class LinearModel:
             )
         return self._columns_arrays
 
+    def _by_feature(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The design columns grouped by input feature (stable order), where each feature's
+        group starts, and which feature each group is (for `np.add.reduceat`)."""
+        if self._feature_groups is None:
+            feature = np.array([col.feature for col in self.columns], dtype=np.int64)
+            order = np.argsort(feature, kind="stable")
+            sorted_features = feature[order]
+            starts = np.flatnonzero(np.diff(sorted_features, prepend=-1))
+            self._feature_groups = (order, starts, sorted_features[starts])
+        return self._feature_groups
+
     def margin(self, x: np.ndarray) -> np.ndarray:
         return self._margin(self.design(x))
 
@@ -120,8 +134,10 @@ class LinearModel:
         z = self.design(x)
         terms = (z - self.design_mean) * self.weights
         contribs = np.zeros((z.shape[0], self.n_features), dtype=np.float64)
-        for i, col in enumerate(self.columns):
-            contribs[:, col.feature] += terms[:, i]
+        order, starts, features = self._by_feature()
+        if len(order):
+            # each feature's design columns summed left to right, one call for all features
+            contribs[:, features] = np.add.reduceat(terms[:, order], starts, axis=1)
         bias = self.intercept + float(self.design_mean @ self.weights)
         return self._margin(z), contribs, np.full(z.shape[0], bias)
 

@@ -98,30 +98,50 @@ class Template:
     favourable: Callable[[np.ndarray], np.ndarray] | None = None
 
 
+def _number(value: object) -> float:
+    if _missing(value):
+        return np.nan
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _numbers(values: np.ndarray) -> np.ndarray:
+    """`values` as float64, anything not a number NaN (`pd.to_numeric(errors="coerce")`).
+
+    Numeric arrays pass through; a few leads' object values (the service) are converted one by
+    one, since building a Series costs more than the whole row's reasons.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind in "fiu":
+        return values.astype(np.float64, copy=False)
+    if len(values) <= _SMALL:
+        return np.fromiter((_number(v) for v in values), dtype=np.float64, count=len(values))
+    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
+
+
 def _none_or_zero(values: np.ndarray) -> np.ndarray:
-    numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
-    return ~(numbers > 0)  # NaN (not recorded) counts as none
+    return ~(_numbers(values) > 0)  # NaN (not recorded) counts as none
 
 
 def _long_idle(values: np.ndarray) -> np.ndarray:
-    numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
-    return ~(numbers < 14)  # "no activity for N days" (N >= 14) or none recorded yet
+    return ~(_numbers(values) < 14)  # "no activity for N days" (N >= 14) or none recorded yet
 
 
 def _recently_active(values: np.ndarray) -> np.ndarray:
-    numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
-    return numbers < 14  # "active today", "last active yesterday", "last active N days ago"
+    # "active today", "last active yesterday", "last active N days ago"
+    return _numbers(values) < 14
 
 
 def _round(values: np.ndarray) -> np.ndarray:
-    return np.floor(pd.to_numeric(values, errors="coerce").astype(np.float64))
+    return np.floor(_numbers(values))
 
 
 def _percent(values: np.ndarray) -> np.ndarray:
     # A rate is a share: the CRM can record more clicks than opens (a click from a preview
     # pane registers no open), but "clicked 150 % of opened emails" reads wrong to a person.
-    share = pd.to_numeric(values, errors="coerce").astype(np.float64)
-    return np.round(np.clip(share, 0.0, 1.0) * 100)
+    return np.round(np.clip(_numbers(values), 0.0, 1.0) * 100)
 
 
 def _activity_phrases(name: str, phrases: tuple[str, str, str] | None) -> tuple[str, str, str]:
@@ -236,9 +256,23 @@ def _templates_of(vocabulary_json: str) -> dict[str, Template]:
     return _templates(VocabularySettings.model_validate_json(vocabulary_json))
 
 
+_BY_OBJECT: dict[int, tuple[VocabularySettings, dict[str, Template]]] = {}
+
+
 def templates(vocabulary: VocabularySettings | None = None) -> dict[str, Template]:
     """The phrase templates of every feature of a vocabulary (default: the default one)."""
-    return _templates_of((vocabulary or VocabularySettings()).model_dump_json())
+    if vocabulary is None:
+        return _templates_of(VocabularySettings().model_dump_json())
+    # The service asks per request: serialising the settings to find the cache entry would
+    # cost more than the reasons, so the same settings object is looked up by identity.
+    hit = _BY_OBJECT.get(id(vocabulary))
+    if hit is not None and hit[0] is vocabulary:
+        return hit[1]
+    found = _templates_of(vocabulary.model_dump_json())
+    if len(_BY_OBJECT) > 64:
+        _BY_OBJECT.clear()
+    _BY_OBJECT[id(vocabulary)] = (vocabulary, found)
+    return found
 
 
 TEMPLATES: dict[str, Template] = templates()
@@ -299,8 +333,14 @@ def _phrases_for(
         values = template.bucket(values)
     if len(values) <= _SMALL:  # a few leads (the service): no hash table per call
         first: dict[object, int] = {}
-        codes = np.array([first.setdefault(_key(v), len(first)) for v in values], dtype=np.int64)
-        uniques = [values[i] for i in np.unique(codes, return_index=True)[1]]
+        uniques = []
+        codes_list = []
+        for v in values:
+            code = first.setdefault(_key(v), len(first))
+            if code == len(uniques):
+                uniques.append(v)
+            codes_list.append(code)
+        codes = np.array(codes_list, dtype=np.int64)
     else:
         codes, uniques = pd.factorize(values, use_na_sentinel=False)
     words = [
@@ -315,11 +355,16 @@ _WINDOWED = re.compile(r"^n_(?P<activity>.+)_(?P<days>\d+)d$")
 def reason_groups(feature_names: Sequence[str]) -> list[tuple[int, ...]]:
     """Column indices that make one reason, in order of first appearance: an activity's windowed
     counts (`n_X_7d`, `n_X_30d`, …) together, every other feature alone."""
+    return list(_reason_groups(tuple(feature_names)))
+
+
+@lru_cache(maxsize=32)
+def _reason_groups(feature_names: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
     groups: dict[str, list[int]] = {}
     for j, name in enumerate(feature_names):
         match = _WINDOWED.match(name)
         groups.setdefault(f"n_{match['activity']}" if match else name, []).append(j)
-    return [tuple(g) for g in groups.values()]
+    return tuple(tuple(g) for g in groups.values())
 
 
 # The leads' feature values: a frame, or a mapping of column arrays (the service's records).
@@ -347,34 +392,53 @@ def _values(features: Features, name: str, rows: np.ndarray | slice) -> np.ndarr
     return np.full(n, None, dtype=object)
 
 
-def _absent(
-    features: Features, name: str, rows: np.ndarray | slice, wording: dict[str, Template]
-) -> np.ndarray:
-    return _says(features, name, rows, wording, "absent")
+@dataclass(frozen=True)
+class _Says:
+    """Per lead and feature, what its (bucketed) value says by its template: `absent` (nothing
+    happened: never a reason for) and `favourable` (something good happened: never a reason
+    against). Computed once per call, one column per feature."""
+
+    absent: np.ndarray  # (rows, features) bool
+    favourable: np.ndarray  # (rows, features) bool
+
+    @classmethod
+    def of(cls, features: Features, feature_names: Sequence[str], rows: int,
+           wording: dict[str, Template]) -> _Says:
+        absent = np.zeros((rows, len(feature_names)), dtype=bool)
+        favourable = np.zeros_like(absent)
+        for j, name in enumerate(feature_names):
+            template = wording.get(name) or _generic(name)
+            if template.absent is None and template.favourable is None:
+                continue
+            values = _values(features, name, slice(None))
+            if template.bucket is not None:
+                values = template.bucket(values)
+            if template.absent is not None:
+                absent[:, j] = template.absent(values)
+            if template.favourable is not None:
+                favourable[:, j] = template.favourable(values)
+        return cls(absent, favourable)
 
 
-def _favourable(
-    features: Features, name: str, rows: np.ndarray | slice, wording: dict[str, Template]
-) -> np.ndarray:
-    return _says(features, name, rows, wording, "favourable")
+@lru_cache(maxsize=32)
+def _group_layout(groups: tuple[tuple[int, ...], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The columns in group order and where each group starts (for `ufunc.reduceat`)."""
+    order = np.fromiter((j for g in groups for j in g), dtype=np.int64)
+    starts = np.cumsum([0] + [len(g) for g in groups[:-1]], dtype=np.int64)
+    return order, starts
 
 
-def _says(
-    features: Features,
-    name: str,
-    rows: np.ndarray | slice,
-    wording: dict[str, Template],
-    what: str,
-) -> np.ndarray:
-    """Where the feature's (bucketed) value is `absent` or `favourable` by its template."""
-    template = wording.get(name) or _generic(name)
-    values = _values(features, name, rows)
-    test = getattr(template, what)
-    if test is None:
-        return np.zeros(len(values), dtype=bool)
-    if template.bucket is not None:
-        values = template.bucket(values)
-    return test(values)
+def _grouped(contributions: np.ndarray, groups: list[tuple[int, ...]], says: _Says
+             ) -> np.ndarray:
+    if not groups:
+        return np.empty((contributions.shape[0], 0), dtype=np.float64)
+    order, starts = _group_layout(tuple(groups))
+    grouped = np.add.reduceat(contributions[:, order], starts, axis=1)
+    # a group says it when every member does (e.g. no such activity in any window)
+    absent = np.logical_and.reduceat(says.absent[:, order], starts, axis=1)
+    favourable = np.logical_and.reduceat(says.favourable[:, order], starts, axis=1)
+    grouped[((grouped > 0) & absent) | ((grouped < 0) & favourable)] = 0.0
+    return grouped
 
 
 def grouped_contributions(
@@ -386,43 +450,27 @@ def grouped_contributions(
     """(rows, reasons) contributions, one column per `reason_groups` entry, with an absence's
     positive contribution set to 0 (it can be no reason for), and a favourable value's negative
     one (no reason against)."""
-    wording = templates(vocabulary)
     groups = reason_groups(feature_names)
-    grouped = np.empty((contributions.shape[0], len(groups)), dtype=np.float64)
-    for gi, group in enumerate(groups):
-        grouped[:, gi] = contributions[:, list(group)].sum(axis=1)
-        for sign, says in ((1.0, _absent), (-1.0, _favourable)):
-            rows = np.flatnonzero(sign * grouped[:, gi] > 0)
-            if not len(rows):
-                continue
-            # a group says it when every member does (e.g. no such activity in any window)
-            hit = np.ones(len(rows), dtype=bool)
-            for j in group:
-                hit &= says(features, feature_names[j], rows, wording)
-            grouped[rows[hit], gi] = 0.0
-    return grouped, groups
+    says = _Says.of(features, feature_names, contributions.shape[0], templates(vocabulary))
+    return _grouped(contributions, groups, says), groups
 
 
 def _representatives(
     contributions: np.ndarray,
     group: tuple[int, ...],
-    feature_names: Sequence[str],
-    features: Features,
     rows: np.ndarray,
     favourable: np.ndarray,
-    wording: dict[str, Template],
+    says: _Says,
 ) -> np.ndarray:
     """Per picked row, the member column that phrases the group's reason: the one contributing
     most in the reason's direction, for a reason *for* one that records some activity, and for
     a reason *against* none that states something favourable."""
     if len(group) == 1:
         return np.full(len(rows), group[0], dtype=np.int64)
-    sub = contributions[np.ix_(rows, list(group))] * np.where(favourable, 1.0, -1.0)[:, None]
-    for k, j in enumerate(group):
-        absent = _absent(features, feature_names[j], rows, wording)
-        sub[favourable & absent, k] = -np.inf
-        good = _favourable(features, feature_names[j], rows, wording)
-        sub[~favourable & good, k] = -np.inf
+    members = list(group)
+    sub = contributions[np.ix_(rows, members)] * np.where(favourable, 1.0, -1.0)[:, None]
+    sub[favourable[:, None] & says.absent[np.ix_(rows, members)]] = -np.inf
+    sub[~favourable[:, None] & says.favourable[np.ix_(rows, members)]] = -np.inf
     return np.asarray(group, dtype=np.int64)[np.argmax(sub, axis=1)]
 
 
@@ -451,7 +499,9 @@ def explain(
         empty = np.full(rows, "[]", dtype=object)
         return empty, empty.copy()
     wording = templates(vocabulary)
-    grouped, groups = grouped_contributions(contributions, feature_names, features, vocabulary)
+    groups = reason_groups(feature_names)
+    says = _Says.of(features, feature_names, rows, wording)
+    grouped = _grouped(contributions, groups, says)
     idx_for, ok_for, idx_against, ok_against = top_features(grouped, n)
     k = idx_for.shape[1]
     idx = np.concatenate([idx_for, idx_against], axis=1)  # (rows, 2k) group indices
@@ -471,8 +521,8 @@ def explain(
     for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(group_of)], strict=True):
         if start < stop:
             feat[start:stop] = _representatives(
-                contributions, groups[group_of[start]], feature_names, features,
-                row_pos[start:stop], slot[start:stop] < k, wording,
+                contributions, groups[group_of[start]], row_pos[start:stop],
+                slot[start:stop] < k, says,
             )
     order = np.argsort(feat.astype(np.int16 if len(feature_names) < 2**15 else np.int64),
                        kind="stable")

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 RAW_FILES = tuple(RAW_COLUMNS)
 MARTS = ("lead_features", "lead_features_latest", "lead_labels", "lead_conversions")
 # dbt subcommands that accept --vars
+_THREADED_COMMANDS = {"build", "run", "test", "seed", "snapshot"}
 _VARS_COMMANDS = {
     "build",
     "run",
@@ -121,6 +122,26 @@ def dbt_env(settings: Settings) -> dict[str, str]:
             "LEAD_SCORING_SPARK_SMALL_DATA": "true" if spark.small_data else "false",
         }
     return env
+
+
+def dbt_threads(settings: Settings) -> int | None:
+    """The threads of a DuckDB build (`duckdb.dbt_threads`; auto from the raw files' size), or
+    None for the Spark target, whose profile sets its own."""
+    if settings.engine != "duckdb":
+        return None
+    threads = settings.duckdb.dbt_threads
+    if threads != "auto":
+        return threads
+    raw = Path(settings.paths.raw_dir)
+    size = sum(p.stat().st_size for p in raw.rglob("*.csv")) if raw.is_dir() else 0
+    small = size < settings.duckdb.auto_threads_max_raw_mb * 2**20
+    return (os.cpu_count() or 1) if small else 1
+
+
+def thread_args(settings: Settings) -> list[str]:
+    """`--threads N` for a dbt command that runs models or tests (empty: the profile's)."""
+    threads = dbt_threads(settings)
+    return [] if threads is None else ["--threads", str(threads)]
 
 
 @contextlib.contextmanager
@@ -219,6 +240,8 @@ def run_dbt(
     command = [_dbt_executable(), *args]
     if args and args[0] in _VARS_COMMANDS and "--vars" not in args:
         command += ["--vars", json.dumps(dbt_vars(settings, as_of))]
+    if args and args[0] in _THREADED_COMMANDS and "--threads" not in args:
+        command += thread_args(settings)
     env = {
         **os.environ,
         **dbt_env(settings),

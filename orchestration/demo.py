@@ -40,9 +40,11 @@ WARM_UP = (
 )
 
 
-def warm_up(modules: tuple[str, ...] = WARM_UP) -> threading.Thread:
-    """Import `modules` in a daemon thread; a module that fails to import is left to the step
-    that needs it (which then raises its own error)."""
+def warm_up(modules: tuple[str, ...] = WARM_UP, settings: Any | None = None) -> threading.Thread:
+    """Import `modules` in a daemon thread, then (with `settings`) open the MLflow store, which
+    creates a new store's tables (seconds of MLflow's migrations; a step opening the store
+    meanwhile waits for it). Anything that fails here is left to the step that needs it (which
+    then raises its own error)."""
 
     def load() -> None:
         for name in modules:
@@ -50,6 +52,13 @@ def warm_up(modules: tuple[str, ...] = WARM_UP) -> threading.Thread:
                 importlib.import_module(name)
             except Exception:  # noqa: BLE001 - the step importing it reports the error
                 logging.getLogger(__name__).debug("warm-up import of %s failed", name)
+        if settings is not None:
+            try:
+                from ml.registry.client import mlflow_client
+
+                mlflow_client(settings)
+            except Exception:  # noqa: BLE001 - the training step reports the error
+                logging.getLogger(__name__).debug("warm-up of the MLflow store failed")
 
     thread = threading.Thread(target=load, name="import-warm-up", daemon=True)
     thread.start()
@@ -254,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = load_settings(overrides={"paths.data_dir": args.data_dir} if args.data_dir else None)
     started = time.perf_counter()
-    warm_up()
+    warm_up(settings=settings)
     ok, meta = run_demo(args.data_dir, generate=not args.no_generate, scoring_date=args.date)
     if ok:
         meta["smoke"] = smoke_traffic(settings)

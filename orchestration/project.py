@@ -44,8 +44,9 @@ class VenvDbtCliResource(DbtCliResource):
 
 
 # the models loop over the settings' vocabulary (dbt vars): parse with the same vars a build
-# passes, from the one place that makes them
-PARSE_ARGS = ["parse", "--quiet", "--vars", json.dumps(dbt_vars(load_settings()))]
+# passes, from the one place that makes them, in the same environment (dbt_environment)
+_SETTINGS = load_settings()
+PARSE_ARGS = ["parse", "--quiet", "--vars", json.dumps(dbt_vars(_SETTINGS))]
 
 dbt_project = DbtProject(
     project_dir=PROJECT_ROOT / "dbt_project",
@@ -68,7 +69,7 @@ def prepare_manifest() -> None:
         dbt_cli().cli(PARSE_ARGS, target_path=dbt_project.target_path).wait()
 
 
-with dbt_environment(load_settings()):
+with dbt_environment(_SETTINGS):
     dbt_project.prepare_if_dev()
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from ml.config import load_settings
 from ml.errors import ConfigError
-from ml.warehouse import dbt_env
+from ml.warehouse import dbt_env, thread_args
 
 
 def test_default_engine_is_duckdb_and_dbt_uses_the_duckdb_target(tmp_path) -> None:
@@ -50,3 +50,24 @@ def test_small_data_tunes_dbt_and_the_project_sessions_alike(tmp_path) -> None:
     assert session_conf(small).items() >= SMALL_DATA_CONF.items()
     assert session_conf(small)["spark.sql.session.timeZone"] == "UTC"
     assert dbt_env(small)["LEAD_SCORING_SPARK_SMALL_DATA"] == "true"
+
+
+def test_dbt_threads_follow_the_raw_files_size_unless_set(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "activities.csv").write_bytes(b"x" * 3 * 2**20)  # 3 MB of raw files
+    base = {"paths.data_dir": str(tmp_path)}
+
+    def threads(**overrides: object) -> list[str]:
+        return thread_args(load_settings(overrides={**base, **overrides}, env={}))
+
+    assert threads() == ["--threads", "2"]  # small raw files: one thread per core
+    assert threads(**{"duckdb.auto_threads_max_raw_mb": 2}) == ["--threads", "1"]
+    assert threads(**{"duckdb.dbt_threads": 3}) == ["--threads", "3"]
+    assert threads(engine="spark") == []  # the Spark profile sets its own
+
+
+def test_dbt_threads_below_one_are_refused_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"duckdb.dbt_threads"):
+        load_settings(overrides={"duckdb.dbt_threads": 0}, env={})

@@ -49,6 +49,10 @@ _NOT_FOUND = (
 # MLflow's fluent API has one global URI per process: one block at a time sets it.
 _FLUENT_LOCK = threading.RLock()
 _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+# Opening a new store creates its tables (MLflow's migrations, seconds): one thread at a time,
+# so a thread opening the store while another is creating it waits instead of seeing half a
+# schema (the demo creates the store in the background while dbt builds).
+_OPEN_LOCK = threading.Lock()
 
 
 def safe_uri(uri: str) -> str:
@@ -94,19 +98,20 @@ def mlflow_client(settings: Settings, *, create: bool = True) -> Any:
 
     uri = registry_uri(settings)
     path = _sqlite_file(uri)
-    if path is not None:
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        _check_sqlite_store(uri, path, create)
-    try:  # MLflow opens the tracking store (and creates its tables) right here
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
-    except Exception as exc:
-        raise RegistryError(
-            f"MLflow registry {safe_uri(uri)} cannot be opened: "
-            f"{_first_line(f'{type(exc).__name__}: {exc}', uri)}"
-        ) from exc
-    finally:
-        release_connections(settings)
+    with _OPEN_LOCK:
+        if path is not None:
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            _check_sqlite_store(uri, path, create)
+        try:  # MLflow opens the tracking store (and creates its tables) right here
+            return MlflowClient(tracking_uri=uri, registry_uri=uri)
+        except Exception as exc:
+            raise RegistryError(
+                f"MLflow registry {safe_uri(uri)} cannot be opened: "
+                f"{_first_line(f'{type(exc).__name__}: {exc}', uri)}"
+            ) from exc
+        finally:
+            release_connections(settings)
 
 
 _MLFLOW_TABLES = frozenset({"experiments", "runs", "registered_models", "model_versions"})

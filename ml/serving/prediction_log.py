@@ -4,13 +4,13 @@ Table `prediction_log` in the store at `settings.serving.prediction_log_url` (an
 its own by default, WAL mode so the monitoring runs and the dashboard read while the service
 writes; any SQLAlchemy URL in production). The service's only writer is `PredictionLogWriter`:
 requests put rows on a bounded queue without waiting (a full queue drops the row and counts it),
-and one daemon thread inserts them in batches.
+and one daemon thread inserts them in batches, one transaction per `flush_seconds` at most.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 from datetime import datetime
 from typing import Any
@@ -69,20 +69,31 @@ def read_log(settings: Settings, since: datetime | None = None) -> pd.DataFrame:
 
 
 class PredictionLogWriter:
-    """Background writer: `submit` never blocks; rows are inserted in batches."""
+    """Background writer: `submit` never blocks; rows are inserted in batches.
+
+    Requests append to a deque without waking the writer (a queue that notified a waiting
+    thread per row cost the event loop a thread switch per request); the writer wakes every
+    `flush_seconds`, or early when `batch_rows` are waiting or on `flush`/`stop`, and writes what
+    is there, one transaction per `batch_rows`.
+    """
 
     def __init__(self, url: str, max_queue: int = 100_000, flush_seconds: float = 0.5,
                  batch_rows: int = 5_000) -> None:
         self.url = url
+        self.max_queue = max_queue
         self.flush_seconds = flush_seconds
         self.batch_rows = batch_rows
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_queue)
+        self._rows: collections.deque[dict[str, Any]] = collections.deque()
         self.dropped = 0
         self.written = 0
         self.failed = 0
+        self._submitted = 0  # rows accepted by submit, in all
+        self._handled = 0  # rows the writer has written or failed, in all
+        self._progress = threading.Condition()
+        self._wake = threading.Event()
+        self._stopping = False
         self._thread: threading.Thread | None = None
         self._engine: sa.Engine | None = None
-        self._idle = threading.Event()
 
     def start(self) -> None:
         self._engine = log_engine(self.url)
@@ -92,57 +103,49 @@ class PredictionLogWriter:
     def submit(self, rows: list[dict[str, Any]]) -> None:
         """Queue rows for writing; a row that does not fit is dropped (and counted)."""
         for row in rows:
-            try:
-                self._queue.put_nowait(row)
-            except queue.Full:
+            if len(self._rows) >= self.max_queue:
                 self.dropped += 1
+                continue
+            self._rows.append(row)
+            self._submitted += 1
+        if len(self._rows) >= self.batch_rows:
+            self._wake.set()
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return len(self._rows)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything queued so far is written (tests, shutdown)."""
-        self._idle.clear()
-        self._queue.put(None)  # a marker: the writer sets _idle when it reaches it
-        return self._idle.wait(timeout)
+        """Wait until everything submitted so far is written (tests, shutdown)."""
+        target = self._submitted
+        self._wake.set()
+        with self._progress:
+            return self._progress.wait_for(lambda: self._handled >= target, timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._thread is None:
             return
         self.flush(timeout)
-        self._queue.put({"__stop__": True})
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout)
         if self._engine is not None:
             self._engine.dispose()
 
     def _run(self) -> None:
         while True:
-            try:
-                first = self._queue.get(timeout=self.flush_seconds)
-            except queue.Empty:
-                continue
-            batch: list[dict[str, Any]] = []
-            markers = 0
-            stop = False
-            item: dict[str, Any] | None = first
-            while True:
-                if item is None:
-                    markers += 1
-                elif "__stop__" in item:
-                    stop = True
-                else:
-                    batch.append(item)
-                if len(batch) >= self.batch_rows:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            self._write(batch)
-            if markers:
-                self._idle.set()
-            if stop:
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            stopping = self._stopping
+            while self._rows:
+                batch: list[dict[str, Any]] = []
+                while self._rows and len(batch) < self.batch_rows:
+                    batch.append(self._rows.popleft())
+                self._write(batch)
+                with self._progress:
+                    self._handled += len(batch)
+                    self._progress.notify_all()
+            if stopping:
                 return
 
     def _write(self, batch: list[dict[str, Any]]) -> None:

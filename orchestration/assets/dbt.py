@@ -24,12 +24,14 @@ def crm_dbt_models(
 ):
     """Staging, intermediate and mart models; a failing dbt test fails this step and so
     stops everything downstream (the exported marts keep their previous good version)."""
-    from ml.warehouse import dbt_environment, dbt_vars
+    from ml.warehouse import dbt_environment, dbt_vars, thread_args
 
     s = settings.load()
     s.paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
     with dbt_environment(s):
-        invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars(s))], context=context)
+        invocation = dbt.cli(
+            ["build", "--vars", json.dumps(dbt_vars(s)), *thread_args(s)], context=context
+        )
         yield from invocation.stream()
 
 
