@@ -13,9 +13,12 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ml.config import Settings
 from ml.errors import DataError
+from ml.model import CATEGORICAL_FEATURES
 from ml.registry import load_version
 from ml.scoring import ScoringRunSummary, batch_score
 
@@ -23,11 +26,23 @@ log = logging.getLogger(__name__)
 
 
 def load_latest_features(settings: Settings, path: Path | None = None) -> pd.DataFrame:
-    """One row per open lead: its features at the data's as-of instant."""
+    """One row per open lead: its features at the data's as-of instant.
+
+    The categorical attributes come as pandas categoricals (Parquet dictionaries kept): a
+    handful of levels instead of a million Python strings per column, which the model's input
+    matrix and the reasons' phrasing read several times faster (same values, same scores).
+    """
     path = path or settings.paths.marts_dir / "lead_features_latest.parquet"
     if not path.is_file():
         raise DataError(f"latest features not found: {path} (run `lead-scoring build` first)")
-    return pd.read_parquet(path)
+    schema = pq.read_schema(path)
+    dictionary = [
+        name for name in CATEGORICAL_FEATURES
+        if name in schema.names
+        and (pa.types.is_string(schema.field(name).type)
+             or pa.types.is_large_string(schema.field(name).type))
+    ]
+    return pq.read_table(path, read_dictionary=dictionary).to_pandas()
 
 
 def features_as_of(features: pd.DataFrame) -> date:

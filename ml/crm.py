@@ -1,8 +1,11 @@
 """The CRM database: current scores, score history and scoring-run bookkeeping.
 
 Batch scoring is the only writer. Every run is written in ONE transaction that replaces the
-history rows of its scoring date and the whole `lead_scores` table, so a crash (even kill -9) at
-any point leaves the previous complete state and re-running a date is idempotent. Readers (CRM
+history rows of its scoring date, so a crash (even kill -9) at any point leaves the previous
+complete state and re-running a date is idempotent. `lead_scores` (the current score of every
+lead) is a view of the history's latest scoring date: what a copy of that run's rows held, without
+writing a million rows twice (a third of a 1M-lead run's write time; an older table of that name
+is replaced by the view, losing nothing, since the table always held exactly that run). Readers (CRM
 import, dashboard, service) open the database read-only; with SQLite in WAL mode they never wait
 for the writer and see the last committed run.
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -60,14 +63,13 @@ def _score_columns() -> list[Column]:
     ]
 
 
+# A view (see above), described as a table so that readers select from it like one; it is not in
+# `metadata`, so create_all never makes a table of it.
 lead_scores = Table(
     "lead_scores",
-    metadata,
+    MetaData(),
     Column("lead_id", String(64), primary_key=True),
     *_score_columns(),
-    # SQLite: rows live in the primary-key B-tree itself (no rowid table + separate key index),
-    # which roughly halves the pages a 1M-row run writes. Other dialects ignore the option.
-    sqlite_with_rowid=False,
 )
 
 lead_score_history = Table(
@@ -118,8 +120,21 @@ def crm_engine(settings: Settings, *, read_only: bool = False, url: str | None =
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create the CRM tables if they do not exist (idempotent)."""
+    """Create the CRM tables and the `lead_scores` view if they do not exist (idempotent); a
+    `lead_scores` table of an older version becomes the view, in one transaction."""
     metadata.create_all(engine, checkfirst=True)
+    from sqlalchemy import inspect
+
+    if "lead_scores" in inspect(engine).get_view_names():
+        return
+    cols = ", ".join(CURRENT_COLUMNS)
+    with engine.begin() as conn:
+        if inspect(conn).has_table("lead_scores"):
+            conn.execute(text("DROP TABLE lead_scores"))
+        conn.execute(text(
+            f"CREATE VIEW lead_scores AS SELECT {cols} FROM lead_score_history "
+            "WHERE scoring_date = (SELECT max(scoring_date) FROM lead_score_history)"
+        ))
 
 
 def _utc(ts: datetime) -> datetime:
@@ -174,18 +189,22 @@ def write_scores(
     scored_at: datetime,
     run_id: str,
     batch_size: int = 50_000,
+    before_commit: Callable[[], None] | None = None,
 ) -> int:
     """Write one scoring run atomically and idempotently; returns the number of rows.
 
-    In one transaction: the history rows of `scoring_date` are deleted and the new ones inserted,
-    and `lead_scores` is replaced by this run, unless a later date is already in the history (a
-    backfill then only rewrites its own history). A `scoring_runs` row is marked `running` in its
-    own short transaction first, so an interrupted run stays visible as such.
+    In one transaction: the history rows of `scoring_date` are deleted and the new ones
+    inserted; the `lead_scores` view then shows this run, unless a later date is already in the
+    history (a backfill only rewrites its own history). A `scoring_runs` row is marked `running`
+    in its own short transaction first, so an interrupted run stays visible as such.
 
     Args:
         scores: columns lead_id, score, tier, probability, score_change, reasons_for,
             reasons_against (one row per lead; lead_id unique).
         batch_size: rows per executemany call (settings.scoring.write_batch_size).
+        before_commit: called inside the transaction after the rows are written, just before
+            the commit; an exception it raises rolls the run back (batch scoring waits there
+            for its extract file, written meanwhile, to be on disk).
     """
     missing = [c for c in SCORE_FRAME_COLUMNS if c not in scores.columns]
     if missing:
@@ -238,21 +257,10 @@ def write_scores(
                 .order_by(lead_score_history.c.scoring_date.desc())
                 .limit(1)
             ).scalar()
-            if latest is None or latest <= scoring_date:
-                conn.execute(lead_scores.delete())
-                # Copy inside the database: far faster than sending the rows a second time.
-                cols = ", ".join(CURRENT_COLUMNS)
-                conn.execute(
-                    text(
-                        f"INSERT INTO lead_scores ({cols}) SELECT {cols} FROM lead_score_history "
-                        "WHERE scoring_date = :d"
-                    ),
-                    {"d": _bind_date(engine, scoring_date)},
-                )
-            else:
+            if latest is not None and latest > scoring_date:
                 log.warning(
                     "scoring date %s is older than the latest run %s: history rewritten, "
-                    "lead_scores left as the latest run",
+                    "lead_scores still shows the latest run",
                     scoring_date,
                     latest,
                 )
@@ -262,6 +270,9 @@ def write_scores(
                 .values(status="succeeded", rows=len(scores), finished_at=datetime.now(UTC))
             )
             t_current = time.perf_counter()
+            if before_commit is not None:
+                before_commit()
+            t_wait = time.perf_counter()
         # Leaving the block committed (and, for SQLite, ran the WAL auto-checkpoint).
     except BaseException:
         try:
@@ -276,8 +287,8 @@ def write_scores(
         raise
     t_end = time.perf_counter()
     log.info(
-        "wrote %d scores for %s (run %s) in %.2f s (delete %.2f, history %.2f, current %.2f, "
-        "commit %.2f)",
+        "wrote %d scores for %s (run %s) in %.2f s (delete %.2f, history %.2f, bookkeeping %.2f, "
+        "waiting before the commit %.2f, commit %.2f)",
         len(scores),
         scoring_date,
         run_id,
@@ -285,7 +296,8 @@ def write_scores(
         t_delete - t0,
         t_history - t_delete,
         t_current - t_history,
-        t_end - t_current,
+        t_wait - t_current,
+        t_end - t_wait,
     )
     return len(scores)
 
@@ -307,6 +319,10 @@ def _sql_literal(value: Any) -> str:
     return repr(value)
 
 
+# Rows per multi-row INSERT on SQLite (7 bound values each: far below SQLite's variable limit).
+_ROWS_PER_INSERT = 50
+
+
 def _insert_rows(
     conn: Any,
     table: Table,
@@ -320,13 +336,22 @@ def _insert_rows(
         # The DBAPI cursor inside SQLAlchemy's transaction: no per-row dict building or type
         # processing (values are pre-converted), which makes 1M rows a few seconds. The run's
         # constants are literals of the statement: 5 fewer parameters to bind per row.
+        # Several rows per statement: one parse-free step per _ROWS_PER_INSERT rows instead of
+        # one per row (measured on 1M rows: half the CPU time of the write). Rows keep their order.
         names = [*columns, *fixed]
-        values = ["?"] * len(columns) + [_sql_literal(v) for v in fixed.values()]
-        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(values)})"
+        literals = [_sql_literal(v) for v in fixed.values()]
+        row = "(" + ", ".join(["?"] * len(columns) + literals) + ")"
+        head = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
+        one, many = head + row, head + ", ".join([row] * _ROWS_PER_INSERT)
+        width = len(columns) * _ROWS_PER_INSERT
         cursor = conn.connection.driver_connection.cursor()
         try:
             for chunk in _chunks(rows, size):
-                cursor.executemany(sql, chunk)
+                full = len(chunk) - len(chunk) % _ROWS_PER_INSERT
+                flat = list(itertools.chain.from_iterable(chunk[:full]))
+                cursor.executemany(many, [flat[i:i + width] for i in range(0, len(flat), width)])
+                if full < len(chunk):
+                    cursor.executemany(one, chunk[full:])
         finally:
             cursor.close()
         return

@@ -19,14 +19,14 @@ def _crm_file(settings: Settings) -> str:
 def test_read_only_engine_refuses_writes(filled: Settings) -> None:
     engine = data.read_only_engine(filled.paths.crm_url)
     with pytest.raises(sa.exc.OperationalError, match="readonly"), engine.begin() as conn:
-        conn.execute(sa.text("delete from lead_scores"))
+        conn.execute(sa.text("delete from lead_score_history"))
     engine.dispose()
 
 
 def test_reads_succeed_while_a_writer_holds_the_write_lock(filled: Settings) -> None:
     writer = sqlite3.connect(_crm_file(filled), isolation_level=None, timeout=0)
     writer.execute("begin immediate")
-    writer.execute("update lead_scores set score = score")
+    writer.execute("update lead_score_history set score = score")
     try:
         assert len(data.current_scores(filled)) > 0
         assert not data.tier_mix_over_time(filled).empty

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from _scoring_fixtures import SCORED_AT, make_scores
 from sqlalchemy import text
@@ -262,3 +263,37 @@ def test_reader_is_not_blocked_by_the_writer(settings: Settings, monkeypatch) ->
         writer.join(300)
     assert not failures, failures
     assert _same(_fingerprint(settings), _expected(5_000, 2, D2))
+
+
+def test_every_row_round_trips_through_the_multi_row_inserts(settings: Settings) -> None:
+    """Chunks that are no multiple of the rows per INSERT: every value arrives, in every column
+    (nulls included), and lead_scores shows exactly that run."""
+    engine = crm.crm_engine(settings)
+    expected = make_scores(1234, 7)
+    crm.write_scores(engine, expected, D1, model_name="m", model_version="3",
+                     scored_at=SCORED_AT, run_id="r", batch_size=333)
+    history = crm.read_history(engine)
+    current = crm.read_current_scores(engine)
+    engine.dispose()
+    for frame in (history, current):
+        got = frame[list(crm.SCORE_FRAME_COLUMNS)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, expected[list(crm.SCORE_FRAME_COLUMNS)],
+                                      check_dtype=False)
+    assert set(history["run_id"]) == {"r"} and set(current["model_version"]) == {"3"}
+
+
+def test_an_older_lead_scores_table_becomes_the_view(settings: Settings) -> None:
+    """A CRM database of the version that kept lead_scores as a table: the next run replaces
+    it by the view, and readers see the latest run as before."""
+    engine = crm.crm_engine(settings)
+    crm.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE lead_scores (lead_id VARCHAR(64) PRIMARY KEY, "
+                          "score FLOAT)"))
+        conn.execute(text("INSERT INTO lead_scores VALUES ('old', 1.0)"))
+    _write(settings, 50, seed=1, day=D1)
+    from sqlalchemy import inspect
+
+    assert "lead_scores" in inspect(engine).get_view_names()
+    assert _same(_fingerprint(settings), _expected(50, 1, D1))
+    engine.dispose()

@@ -1,0 +1,143 @@
+"""Scale figures: DuckDB on one machine vs Spark local[2], step by step, at growing lead counts.
+
+Run: `PYTHONPATH=. .venv/bin/python tests/benchmarks/bench_scale.py [--leads 100000 1000000]
+[--engines duckdb spark] [--days 240] [--train-leads 20000] [--data-dir DIR]`
+(Spark needs Java 17 and the `spark` extra: `make demo-spark` installs both.)
+
+For each lead count, one generated raw folder (the generator, seeded) is built by each engine, as
+`engine: duckdb | spark` does it in a nightly run, timing:
+
+- dbt build: `ml.warehouse.build_warehouse` (dbt-duckdb, or dbt-spark in a local[2] session),
+  models + tests + the marts exported as Parquet;
+- PIT training set: `feast apply` + `ml.training_set.build_training_set` (Feast's DuckDB offline
+  store, or its Spark offline store over the Spark-built marts);
+- batch scoring: every open lead of the latest-features mart scored with reasons
+  (`ml.scoring.score_frame` on one machine, `ml.spark.scoring.spark_score_frame` on Spark); the
+  CRM write after it is the same single-machine write for both (bench_batch_scoring.py times it).
+
+The scorer is fitted once per lead count on the DuckDB training set's rows of `--train-leads`
+leads (untimed: training is not a step that changes with the engine). Prints one table with the
+load average before and after each step: the machine is shared, read the figures with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.config import Settings, load_settings
+
+END = date(2026, 11, 1)
+ENGINES = ("duckdb", "spark")
+
+
+def engine_settings(data_dir: Path, raw_dir: Path, engine: str) -> Settings:
+    # real volumes: compiled Spark queries (spark.small_data stays off)
+    return load_settings(overrides={
+        "engine": engine,
+        "paths.data_dir": str(data_dir / engine),
+        "paths.raw_dir": str(raw_dir),
+    })
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, float, float]:
+    """(result, seconds, load average before, after)."""
+    before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0, before, os.getloadavg()[0]
+
+
+def run_size(n_leads: int, days: int, engines: list[str], train_leads: int, root: Path,
+             rows: list[dict[str, Any]]) -> None:
+    from ml.data.generator import generate
+    from ml.feature_store import apply_feature_repo
+    from ml.scoring import score_frame
+    from ml.train import final_split, fit_scorer
+    from ml.training_set import build_training_set
+    from ml.warehouse import build_warehouse
+
+    data_dir = root / f"leads_{n_leads}"
+    raw_dir = data_dir / "raw"
+    _, seconds, lb, la = timed(lambda: generate(raw_dir, data_dir / "truth", n_leads=n_leads,
+                                                days=days, end_date=END, seed=7))
+    activities = sum(1 for _ in open(raw_dir / "activities.csv")) - 1  # noqa: SIM115
+    rows.append({"leads": n_leads, "engine": "-", "step": "generate raw (not compared)",
+                 "rows": activities, "s": seconds, "load before": lb, "load after": la})
+    as_of = datetime.combine(END, datetime.min.time())
+    scorer = None
+    for engine in engines:
+        settings = engine_settings(data_dir, raw_dir, engine)
+        summary, seconds, lb, la = timed(lambda s=settings: build_warehouse(s, as_of=as_of))
+        marts = summary.marts
+        n_rows = len(pd.read_parquet(marts["lead_features"], columns=["lead_id"]))
+        rows.append({"leads": n_leads, "engine": engine, "step": "dbt build (lead_features rows)",
+                     "rows": n_rows, "s": seconds, "load before": lb, "load after": la})
+
+        def training(s: Settings = settings) -> pd.DataFrame:
+            apply_feature_repo(s)
+            return build_training_set(s, with_truth=False)
+
+        frame, seconds, lb, la = timed(training)
+        rows.append({"leads": n_leads, "engine": engine, "step": "PIT training set (Feast)",
+                     "rows": len(frame), "s": seconds, "load before": lb, "load after": la})
+        if scorer is None:
+            leads = frame["lead_id"].drop_duplicates()
+            keep = leads.sample(min(train_leads, len(leads)), random_state=1)
+            sample = frame[frame["lead_id"].isin(set(keep))].reset_index(drop=True)
+            scorer = fit_scorer(final_split(sample, settings), settings).scorer
+        del frame
+        latest = settings.paths.marts_dir / "lead_features_latest.parquet"
+        if engine == "spark":
+            from ml.spark.scoring import spark_score_frame
+
+            scores, seconds, lb, la = timed(
+                lambda s=settings, m=scorer, p=latest: spark_score_frame(s, m, p))
+        else:
+            scores, seconds, lb, la = timed(
+                lambda s=settings, m=scorer, p=latest: score_frame(m, pd.read_parquet(p), s))
+        rows.append({"leads": n_leads, "engine": engine, "step": "batch scoring (+ reasons)",
+                     "rows": len(scores), "s": seconds, "load before": lb, "load after": la})
+        print_table(rows)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    frame = pd.DataFrame(rows)
+    frame["s"] = frame["s"].round(1)
+    frame[["load before", "load after"]] = frame[["load before", "load after"]].round(1)
+    print("\n" + frame.to_string(index=False), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    parser.add_argument("--days", type=int, default=240, help="days of CRM history generated")
+    parser.add_argument("--train-leads", type=int, default=20_000,
+                        help="leads whose training rows fit the scorer (untimed)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="where to generate and build (default: a temporary folder)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    print(f"{os.cpu_count()} cores; engines {', '.join(args.engines)}; {args.days} days of "
+          f"history; numpy {np.__version__}")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
+        root = args.data_dir or Path(tmp)
+        for n in args.leads:
+            run_size(n, args.days, args.engines, args.train_leads, root, rows)
+    print("\nFinal table above (s = wall-clock seconds; load = 1-minute load average).")
+
+
+if __name__ == "__main__":
+    main()
