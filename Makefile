@@ -147,13 +147,16 @@ docs: setup
 
 # The case-study pages' figures (docs/_gen/figures/*.md) and screenshots (docs/case-study/img/:
 # MLflow, Evidently, dashboard, Dagster lineage) from the stores of a finished `make demo`, in
-# Debian's headless Chromium (installed when missing; never `playwright install`).
+# Debian's headless Chromium (installed when missing; never `playwright install`); then the CRM
+# mappings page's: each shipped mapping's sample export landed, its report photographed
+# (docs/img/landing-report-*.png).
 # FIGURES_ARGS=--no-screenshots rewrites only the figures.
 docs-figures: setup manifest
 	@command -v chromium >/dev/null || bash .ci/apt-install chromium
 	@$(BIN)/python -c "import playwright, mkdocs" 2>/dev/null || \
 		$(UV_SYNC) --extra screenshots --extra docs -q
 	$(BIN)/python docs/_gen/demo_figures.py $(FIGURES_ARGS)
+	$(BIN)/python docs/_gen/landing_figures.py $(filter --no-screenshots,$(FIGURES_ARGS))
 	$(MAKE) --no-print-directory docs-scenarios
 
 # The case-study pages' scenarios (docs/_gen/figures/<page>-scenario.md): a drifted run and its

@@ -12,6 +12,7 @@ from a vocabulary; the module-level feature tuples are those of the default voca
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 # Enumerations of the raw contract, in the order the docs, the generator and dbt list them.
 LEAD_SOURCES: tuple[str, ...] = (
@@ -108,6 +109,33 @@ RAW_COLUMNS: dict[str, tuple[str, ...]] = {
 # has no changes; features then use the leads' current values).
 OPTIONAL_RAW_FILES: tuple[str, ...] = ("lead_attribute_changes",)
 REQUIRED_RAW_FILES: tuple[str, ...] = tuple(n for n in RAW_COLUMNS if n not in OPTIONAL_RAW_FILES)
+# A raw table is its file `<name>.csv` plus the part files a nightly increment appends beside it
+# (`activities.part-<seq>-<digest>.csv`, ml/landing/merge.py): every file of the raw folder named
+# `<name>.*csv`. dbt's sources read the same pattern (models/staging/__sources.yml, and the Spark
+# relations of macros/dialect.sql); the names sort in landing order, the base file first.
+RAW_TABLE_GLOB = "{name}.*csv"
+RAW_PART_GLOB = "{name}.part-*.csv"
+
+
+def raw_table_files(raw_dir: Path, name: str) -> list[Path]:
+    """The files of raw table `name` in `raw_dir` in landing order (the base file first)."""
+    return sorted(p for p in Path(raw_dir).glob(RAW_TABLE_GLOB.format(name=name)) if p.is_file())
+
+
+def raw_part_files(raw_dir: Path, name: str) -> list[Path]:
+    """The part files of raw table `name` (nightly increments), oldest first."""
+    return sorted(p for p in Path(raw_dir).glob(RAW_PART_GLOB.format(name=name)) if p.is_file())
+
+
+def remove_raw_parts(raw_dir: Path) -> None:
+    """Delete every raw table's part files, newest first: before a whole export replaces the
+    base files, so no increment of earlier data is read with it (a kill midway leaves the base
+    files with the oldest parts: the activities of an earlier night, no row of a later one)."""
+    for name in RAW_COLUMNS:
+        for part in reversed(raw_part_files(raw_dir, name)):
+            part.unlink(missing_ok=True)
+
+
 # The leads.csv columns a change may touch (the attributes; not the id or created_at).
 ATTRIBUTE_FIELDS: tuple[str, ...] = RAW_COLUMNS["leads"][2:]
 

@@ -266,8 +266,9 @@
 
 {#- The raw CSVs as relations. dbt-duckdb reads each through the source's external_location
     (read_csv); on Spark, this on-run-start hook declares one external CSV table per source
-    table over the raw folder, every column text (as read_csv all_varchar). pathGlobFilter makes a
-    missing optional file an empty table; enforceSchema false makes a header that does not match
+    table over the raw folder, every column text (as read_csv all_varchar). pathGlobFilter takes
+    the table's file and its increments' part files (`<name>.*csv`, as the DuckDB source) and makes
+    a missing optional file an empty table; enforceSchema false makes a header that does not match
     the contract's columns an error instead of a silent shift. -#}
 {% macro create_raw_relations() -%}
     {{ return(adapter.dispatch('create_raw_relations', 'lead_scoring')()) }}
@@ -287,7 +288,7 @@
                 'create table ' ~ node.schema ~ '.' ~ node.name ~ ' ('
                 ~ node.columns.keys() | map('string') | join(' string, ') ~ ' string) using csv'
                 ~ " options (path '" ~ raw_dir | replace("'", "\\'") ~ "'"
-                ~ ", pathGlobFilter '" ~ node.name ~ ".csv', header 'true', enforceSchema 'false'"
+                ~ ", pathGlobFilter '" ~ node.name ~ ".*csv', header 'true', enforceSchema 'false'"
                 ~ ", multiLine 'true', escape '\"', mode 'PERMISSIVE')"
             ) -%}
         {%- endfor -%}
@@ -307,4 +308,18 @@
 {%- endmacro %}
 {% macro spark__raw_file_count(path) -%}
     {{ return(1) }}
+{%- endmacro %}
+
+{#- The name of the raw file a source row was read from, without its folder (the base file
+    `<name>.csv` or an increment's part file `<name>.part-<seq>-<digest>.csv`): names sort in
+    landing order, so the greatest is the latest landing. dbt-duckdb's read_csv adds the path as
+    column `filename`; Spark knows it per row as a file URI. -#}
+{% macro raw_file_name() -%}
+    {{ return(adapter.dispatch('raw_file_name', 'lead_scoring')()) }}
+{%- endmacro %}
+{% macro default__raw_file_name() -%}
+    parse_filename(filename)
+{%- endmacro %}
+{% macro spark__raw_file_name() -%}
+    regexp_extract(input_file_name(), '[^/]*$', 0)
 {%- endmacro %}

@@ -667,6 +667,8 @@ def generate(
     files = {name: raw_dir / f"{name}.csv" for name in contract.RAW_COLUMNS}
     files["lead_truth"] = truth_dir / "lead_truth.parquet"
     files["manifest"] = truth_dir / "manifest.json"
+    # part files of nightly increments landed into this folder describe other leads
+    contract.remove_raw_parts(raw_dir)
     step("writing leads.csv")
     _write_leads(leads, changes.current, files["leads"])
     step(f"writing activities.csv ({lead.size:,} rows)")

@@ -11,7 +11,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ml.contract import OPTIONAL_RAW_FILES, RAW_COLUMNS
+from ml.contract import OPTIONAL_RAW_FILES, RAW_COLUMNS, raw_part_files
 from ml.errors import DataError
 
 # The raw contract (docs/contracts.md): file -> required columns, in order.
@@ -26,6 +26,7 @@ class LandedFile:
     bytes: int
     extra_columns: tuple[str, ...] = ()
     present: bool = True  # False: an optional file the export lacks (counted as empty)
+    parts: int = 0  # part files of nightly increments beside it (rows and bytes include them)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ def _count_rows(path: Path) -> int:
 
 
 def validate_landing_zone(raw_dir: Path, count_rows: bool = True) -> LandingReport:
-    """Check that every raw file exists and carries the contract's columns.
+    """Check that every raw file exists and carries the contract's columns (its part files, if
+    nightly increments appended any, the same columns; rows and bytes count them too).
 
     An optional file (OPTIONAL_RAW_FILES) may be missing or hold a header only; it is reported
     with `present` False or 0 rows.
@@ -74,9 +76,18 @@ def validate_landing_zone(raw_dir: Path, count_rows: bool = True) -> LandingRepo
                 f"{path.name} lacks column(s) {', '.join(missing)}; "
                 "the contract is in data/README.md"
             )
-        rows = _count_rows(path) if count_rows else -1
+        parts = raw_part_files(raw_dir, name)
+        for part in parts:
+            with part.open(newline="", encoding="utf-8") as handle:
+                if tuple(next(csv.reader(handle), [])) != tuple(header):
+                    raise DataError(
+                        f"{part.name}: its header differs from {path.name}'s; a part file of "
+                        "a nightly increment has the columns of its table"
+                    )
+        rows = sum(_count_rows(p) for p in (path, *parts)) if count_rows else -1
         if rows == 0 and not optional:
             raise DataError(f"{path} has a header but no rows")
         extra = tuple(col for col in header if col not in required)
-        files[name] = LandedFile(name, path, rows, path.stat().st_size, extra)
+        size = sum(p.stat().st_size for p in (path, *parts))
+        files[name] = LandedFile(name, path, rows, size, extra, parts=len(parts))
     return LandingReport(files)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ml.config import Settings, VocabularySettings
-from ml.contract import RAW_COLUMNS
+from ml.contract import RAW_COLUMNS, remove_raw_parts
 from ml.errors import DataError
 from ml.landing.fold import FoldedColumn, first_non_empty, fold_column, fold_key, fold_timestamps
 from ml.landing.mapping import (
@@ -380,7 +380,8 @@ def _write_atomically(frames: dict[str, pd.DataFrame], raw_dir: Path) -> None:
     """Write every contract file to a temporary folder in `raw_dir`, then rename each into place.
 
     A contract file the mapping does not produce is written with its header only: a file left by
-    an earlier landing or the generator would describe other leads.
+    an earlier landing or the generator would describe other leads. Part files of earlier
+    nightly increments are deleted (newest first) before the renames.
     """
     raw_dir.mkdir(parents=True, exist_ok=True)
     frames = {
@@ -393,6 +394,8 @@ def _write_atomically(frames: dict[str, pd.DataFrame], raw_dir: Path) -> None:
             _one_line_per_row(frame.loc[:, list(RAW_COLUMNS[name])]).to_csv(
                 tmp / f"{name}.csv", index=False, lineterminator="\n", encoding="utf-8"
             )
+        # the increments of the data this export replaces must not be read with it
+        remove_raw_parts(raw_dir)
         for name in frames:
             os.replace(tmp / f"{name}.csv", raw_dir / f"{name}.csv")
     finally:
@@ -452,7 +455,8 @@ def land_export(
     frames = {"leads": leads, "activities": activities, "conversions": conversions}
     merged = None
     if merge:
-        merged = {k: v.to_dict() for k, v in merge_into_raw(frames, Path(raw_dir)).items()}
+        one_line = {k: _one_line_per_row(v) for k, v in frames.items()}
+        merged = {k: v.to_dict() for k, v in merge_into_raw(one_line, Path(raw_dir)).items()}
     else:
         _write_atomically(frames, Path(raw_dir))
     report = LandingReport(

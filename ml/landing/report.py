@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ml.landing.fold import OUTCOMES
+from ml.landing.merge import MergeCounts
 
 MAX_EXAMPLES = 3
 
@@ -65,8 +66,8 @@ class LandingReport:
     landed_at: str
     files: dict[str, FileReport]
     report_dir: str = ""
-    # a nightly increment: per raw file, rows before, updated, added and after the merge
-    merged: dict[str, dict[str, int]] | None = None
+    # a nightly increment: per raw file, ml/landing/merge.py MergeCounts as a dict
+    merged: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,8 +77,7 @@ class LandingReport:
         out: dict[str, Any] = {"vendor": self.vendor, "report": self.report_dir}
         if self.merged is not None:
             out["merged"] = {
-                name: f"{m['before']} + {m['added']} new, {m['updated']} updated = {m['after']}"
-                for name, m in self.merged.items()
+                name: MergeCounts(**m).describe() for name, m in self.merged.items()
             }
         for name, f in self.files.items():
             totals = dict.fromkeys(OUTCOMES, 0)
@@ -154,12 +154,24 @@ def render_html(report: LandingReport) -> str:
     if report.merged is not None:
         body.append(
             "<h2>Merged into the raw files (nightly increment)</h2><table><tr><th class=l>file"
-            "</th><th>before</th><th>updated</th><th>added</th><th>after</th></tr>"
+            "</th><th>before</th><th>updated</th><th>added</th><th>after</th>"
+            "<th class=l>how</th></tr>"
         )
+
+        def num(n: int | None) -> str:
+            return "—" if n is None else f"{n:,}"
+
         for name, m in report.merged.items():
+            how = (
+                "rewritten, upserted by id"
+                if m.get("part") is None
+                else "appended as a part file; dbt supersedes an older row of the same id"
+            )
             body.append(
-                f"<tr><td class=l>{esc(name)}.csv</td><td>{m['before']:,}</td>"
-                f"<td>{m['updated']:,}</td><td>{m['added']:,}</td><td>{m['after']:,}</td></tr>"
+                f"<tr><td class=l>{esc(name)}.csv</td><td>{num(m['before'])}</td>"
+                f"<td>{num(m['updated'])}</td><td>{num(m['added'])}</td>"
+                f"<td>{num(m['after'])}</td>"
+                f"<td class=l>{esc(how)}{': ' + esc(m['part']) if m.get('part') else ''}</td></tr>"
             )
         body.append("</table>")
     for f in report.files.values():

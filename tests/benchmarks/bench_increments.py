@@ -1,6 +1,7 @@
 """Nightly increment against a full rebuild: land (merge) an export of 1 % new leads and 3 % new
-activities into the raw files and build the warehouse incrementally, then rebuild everything
-from scratch on the same files, and print both (and whether their marts are equal).
+activities into the raw files (leads and conversions upserted, activities appended as a part
+file: ml/landing/merge.py) and build the warehouse incrementally, then rebuild everything from
+scratch on the same files, and print both (and whether their marts are equal).
 
     .venv/bin/python tests/benchmarks/bench_increments.py --leads 1000000   # 30M activities
     .venv/bin/python tests/benchmarks/bench_increments.py --leads 100000 --keep /tmp/inc
@@ -148,11 +149,12 @@ def main() -> None:
     full_s, full_models = time.perf_counter() - t, _model_seconds(full)
     print(f"load after: {_uptime()}")
 
-    raw_acts = merged["activities"].after
+    raw_acts = inc.raw_rows["activities"]
     print(f"\nincrement: {merged['leads'].added:,} new leads of {merged['leads'].after:,}, "
           f"{merged['activities'].added:,} new activities of {raw_acts:,} "
-          f"({merged['activities'].added / raw_acts:.1%}), "
-          f"{merged['conversions'].added:,} conversions; as-of {prev_as_of} -> {tonight}")
+          f"({merged['activities'].added / raw_acts:.1%}; appended as "
+          f"{merged['activities'].part}), {merged['conversions'].added:,} conversions; "
+          f"as-of {prev_as_of} -> {tonight}")
     print("\n| step | full rebuild (s) | nightly increment (s) | increment / full |")
     print("|---|---:|---:|---:|")
     print(f"| land: merge the increment into the raw files | — | {merge_s:.1f} | — |")

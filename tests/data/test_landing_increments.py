@@ -1,6 +1,7 @@
 """Nightly increments: an export of only what changed merges into the raw files (upsert by id,
 late-arriving activities kept), equals landing the whole export at once, and re-landing the same
-increment changes nothing."""
+increment changes nothing. Activities are appended as a part file (activities.csv is not
+rewritten); leads and conversions are rewritten with the increment upserted."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ml.contract import RAW_COLUMNS, raw_part_files, raw_table_files
+from ml.data.landing import validate_landing_zone
 from ml.errors import DataError
 from ml.landing import land_export, make_sample_export
 from ml.landing.merge import merge_into_raw
@@ -77,8 +80,13 @@ def _land(export: Path, raw: Path, merge: bool = False) -> dict:
 
 
 def _rows(raw: Path, name: str) -> list[tuple]:
-    frame = pd.read_csv(raw / f"{name}.csv", dtype=str, keep_default_na=False)
-    return sorted(map(tuple, frame.to_numpy().tolist()))
+    """The rows of raw table `name`: its file and its part files."""
+    frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in raw_table_files(raw, name)]
+    return sorted(map(tuple, pd.concat(frames).to_numpy().tolist()))
+
+
+def _raw_bytes(raw: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(raw.glob("*.csv"))}
 
 
 def test_merged_increment_equals_landing_the_whole_export(exports, tmp_path: Path) -> None:
@@ -90,21 +98,43 @@ def test_merged_increment_equals_landing_the_whole_export(exports, tmp_path: Pat
         assert _rows(merged, name) == _rows(whole, name), name
     assert counts["leads"]["updated"] == 3 and counts["leads"]["added"] > 0
     assert counts["conversions"]["added"] >= 1
-    activities = pd.read_csv(merged / "activities.csv", dtype=str)
-    assert exports["late_id"] in set(activities["activity_id"])  # the late activity is kept
+    (part,) = raw_part_files(merged, "activities")
+    assert counts["activities"]["part"] == part.name and part.name.startswith("activities.part-")
+    tonight = pd.read_csv(part, dtype=str)
+    assert counts["activities"]["added"] == len(tonight)
+    assert exports["late_id"] in set(tonight["activity_id"])  # the late activity is kept
     leads = pd.read_csv(merged / "leads.csv", dtype=str)
     assert leads["lead_id"].is_unique
+
+
+def test_activities_are_appended_not_rewritten(exports, tmp_path: Path) -> None:
+    """The merge's cost follows the increment: activities.csv keeps its bytes and its inode
+    (never rewritten), each night adds one part file, numbered after the last."""
+    raw = tmp_path / "raw"
+    _land(exports["base"], raw)
+    base = raw / "activities.csv"
+    inode, content = base.stat().st_ino, base.read_bytes()
+    _land(exports["increment"], raw, merge=True)
+    counts = land_export("salesforce", exports["whole"], raw, landed_at=LANDED, merge=True).merged
+    assert base.stat().st_ino == inode and base.read_bytes() == content
+    parts = [p.name for p in raw_part_files(raw, "activities")]
+    assert [p.split("-")[1] for p in parts] == ["000001", "000002"]
+    assert counts["activities"]["part"] == parts[1]
+    # a whole export landed without --merge replaces the table: the parts go
+    _land(exports["base"], raw)
+    assert raw_part_files(raw, "activities") == []
 
 
 def test_relanding_an_increment_is_idempotent(exports, tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     _land(exports["base"], raw)
     _land(exports["increment"], raw, merge=True)
-    first = {n: (raw / f"{n}.csv").read_bytes() for n in FILES}
+    first = _raw_bytes(raw)
     again = _land(exports["increment"], raw, merge=True)
-    assert {n: (raw / f"{n}.csv").read_bytes() for n in FILES} == first
-    assert all(c["before"] == c["after"] for c in again.values())
+    assert _raw_bytes(raw) == first
+    assert all(again[n]["before"] == again[n]["after"] for n in ("leads", "conversions"))
     assert again["leads"]["added"] == 0 and again["activities"]["added"] == 0
+    assert again["activities"]["part"] == raw_part_files(raw, "activities")[0].name
 
 
 def test_rows_without_an_id_are_kept_once(tmp_path: Path) -> None:
@@ -128,3 +158,23 @@ def test_a_raw_file_of_another_shape_is_not_merged_into(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="activities.csv: cannot merge"):
         merge_into_raw({"activities": frame}, tmp_path)
     assert (tmp_path / "activities.csv").read_text().startswith("id,lead,when")
+
+
+def test_the_landing_zone_check_counts_part_files(tmp_path: Path) -> None:
+    """validate_landing_zone (the Dagster raw asset's figures) counts a table's part files; a
+    part file of another shape is refused, naming it."""
+    columns = {n: list(c) for n, c in RAW_COLUMNS.items()}
+    lead = ["L1", "2026-01-01T00:00:00Z", "Web", "Media", "5", "India", "Media", "1", "<25k"]
+    merge_into_raw({"leads": pd.DataFrame([lead], columns=columns["leads"]),
+                    "conversions": pd.DataFrame([["L1", "2026-01-03T00:00:00Z", "1"]],
+                                                columns=columns["conversions"]),
+                    "activities": pd.DataFrame([["A1", "L1", "2026-01-02T00:00:00Z", "webinar"]],
+                                               columns=columns["activities"])}, tmp_path)
+    pd.DataFrame([["A0", "L1", "2026-01-01T00:00:00Z", "webinar"]] * 2,
+                 columns=columns["activities"]).to_csv(tmp_path / "activities.csv", index=False)
+    activities = validate_landing_zone(tmp_path).files["activities"]
+    assert (activities.rows, activities.parts) == (3, 1)
+    (part,) = raw_part_files(tmp_path, "activities")
+    part.write_text("id,lead\nA1,L1\n")
+    with pytest.raises(DataError, match=part.name):
+        validate_landing_zone(tmp_path)

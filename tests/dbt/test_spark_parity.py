@@ -22,6 +22,8 @@ import pytest
 from _dbt_helpers import AS_OF, append_rows, read_csv_rows
 
 from ml.config import Settings, load_settings
+from ml.contract import RAW_COLUMNS
+from ml.landing.merge import merge_into_raw
 from ml.spark import spark_available
 from ml.warehouse import MARTS, RAW_FILES, BuildSummary, _connect_read_only, build_warehouse
 
@@ -79,6 +81,14 @@ def plant_bad_rows(raw: Path) -> None:
             ["LBAD0003", good, "12,000.50"],
         ],
     )
+    # a nightly increment's part file (ml/landing/merge.py): a correction of a landed activity
+    # (the older row is superseded), a new one, and an id twice in the part (a duplicate)
+    landed = read_csv_rows(raw / "activities.csv")[0]
+    merge_into_raw({"activities": pd.DataFrame([
+        [landed["activity_id"], landed["lead_id"], landed["occurred_at"], "document_upload"],
+        ["APART001", first["lead_id"], good, "webinar"],
+        ["APART001", first["lead_id"], _iso(created + timedelta(days=2)), "webinar"],
+    ], columns=list(RAW_COLUMNS["activities"]))}, raw)
     odd = _iso(created + timedelta(days=1, seconds=17))
     append_rows(
         raw / "lead_attribute_changes.csv",
@@ -161,6 +171,9 @@ def test_quarantine_is_identical(builds, name: str) -> None:
             con.close()
     _assert_same(*frames, f"base_crm__{name}")
     assert frames[0]["rejection_reason"].notna().any(), f"{name}: no planted row rejected"
+    if name == "activities":  # the part file's rows were read and ranked after the base file's
+        reasons = set(frames[0]["rejection_reason"].dropna())
+        assert {"superseded", "duplicate_id"} <= reasons
     assert duck.rejected_rows == spark.rejected_rows
     assert duck.as_of == spark.as_of
 

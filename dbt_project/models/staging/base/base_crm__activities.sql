@@ -1,5 +1,8 @@
--- One row per raw activities.csv row: raw text, typed values and the rejection reason (null when
--- accepted). An activity of a lead that is unknown or itself rejected is rejected too.
+-- One row per raw activities row (activities.csv and the part files nightly increments append,
+-- ml/landing/merge.py): raw text, typed values and the rejection reason (null when accepted). An
+-- activity of a lead that is unknown or itself rejected is rejected too. An increment upserts by
+-- activity id: of rows sharing an id, those of the latest file win (its row is judged as any
+-- other) and the older files' rows are `superseded`.
 with source as (
 
     select * from {{ source('crm', 'activities') }}
@@ -19,6 +22,7 @@ typed as (
         lead_id as lead_id_raw,
         occurred_at as occurred_at_raw,
         activity_type as activity_type_raw,
+        {{ raw_file_name() }} as source_file_raw,
         {{ clean_text('activity_id') }} as activity_id,
         {{ clean_text('lead_id') }} as lead_id,
         {{ fold_enum('activity_type', 'activity_type') }} as activity_type,
@@ -47,14 +51,17 @@ checked as (
 
 ranked as (
 
+    -- the latest file's rows first (an increment replaces what was landed before); of those,
     -- clean rows rank first, so a clean row with rank > 1 duplicates a clean winner; the winner
     -- is deterministic: earliest timestamp, then the raw text (identical rows are interchangeable)
     select
         *,
         row_number() over (
             partition by activity_id
-            order by row_problem nulls first, occurred_at, lead_id_raw, activity_type_raw
-        ) as id_rank
+            order by source_file_raw desc, row_problem nulls first, occurred_at, lead_id_raw,
+                activity_type_raw
+        ) as id_rank,
+        max(source_file_raw) over (partition by activity_id) as latest_file
     from checked
 
 ),
@@ -62,8 +69,14 @@ ranked as (
 classified as (
 
     select
-        {{ star_except(['row_problem', 'id_rank']) }},
-        coalesce(row_problem, case when id_rank > 1 then 'duplicate_id' end) as rejection_reason
+        {{ star_except(['row_problem', 'id_rank', 'latest_file']) }},
+        coalesce(
+            row_problem,
+            case
+                when id_rank > 1 and source_file_raw < latest_file then 'superseded'
+                when id_rank > 1 then 'duplicate_id'
+            end
+        ) as rejection_reason
     from ranked
 
 ),
@@ -73,7 +86,10 @@ final as (
     -- the raw text is kept for rejected rows only: accepted rows have their typed values, and
     -- not storing their text a second time halves what this table writes
     select
-        {{ raw_text_for_rejected_only(['activity_id_raw', 'lead_id_raw', 'occurred_at_raw', 'activity_type_raw']) }}
+        {{ raw_text_for_rejected_only([
+            'activity_id_raw', 'lead_id_raw', 'occurred_at_raw', 'activity_type_raw',
+            'source_file_raw',
+        ]) }}
     from classified
 
 )
