@@ -219,7 +219,7 @@ class LeadScorer:
             if name in lookups:
                 out[:, j] = _codes_of(items, lookups[name][0])
             else:
-                out[:, j] = _numbers_of(items)
+                out[:, j] = numbers_of(items)
         return out
 
     def _lookups(self) -> dict[str, tuple[dict[Any, int], pd.Index]]:
@@ -416,7 +416,7 @@ def _codes_of(items: list[Any], lookup: dict[Any, int]) -> np.ndarray:
     return np.where(out >= 0, out, np.nan)
 
 
-def _numbers_of(items: list[Any]) -> np.ndarray:
+def numbers_of(items: list[Any]) -> np.ndarray:
     """A few values as float64, as pd.to_numeric(errors="coerce") gives them."""
     # Plain numbers and None: numpy's conversion equals to_numeric's (None → NaN).
     if all(isinstance(v, _NUMERIC_TYPES) and not isinstance(v, bool) for v in items):
@@ -452,7 +452,7 @@ def _numeric(values: pd.Series) -> np.ndarray:
     if values.dtype.kind in "fiu" and isinstance(values.dtype, np.dtype):
         return values.to_numpy()
     if values.dtype == object and len(values) <= _SMALL:
-        return _numbers_of(values.tolist())
+        return numbers_of(values.tolist())
     return pd.to_numeric(values, errors="coerce").astype(np.float64).to_numpy()
 
 

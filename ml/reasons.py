@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from ml.config import VocabularySettings
+from ml.model import numbers_of
 
 # A contribution smaller than this (in log-odds) is no reason either way.
 MIN_CONTRIBUTION = 1e-6
@@ -98,27 +100,19 @@ class Template:
     favourable: Callable[[np.ndarray], np.ndarray] | None = None
 
 
-def _number(value: object) -> float:
-    if _missing(value):
-        return np.nan
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return np.nan
-
-
 def _numbers(values: np.ndarray) -> np.ndarray:
-    """`values` as float64, anything not a number NaN (`pd.to_numeric(errors="coerce")`).
+    """`values` (any shape) as float64, as pd.to_numeric(errors="coerce") gives them.
 
-    Numeric arrays pass through; a few leads' object values (the service) are converted one by
-    one, since building a Series costs more than the whole row's reasons.
+    Numeric arrays pass through; a few leads' object values (the service) go through the
+    model's own conversion of a few values, since building a Series costs more than the whole
+    row's reasons.
     """
     values = np.asarray(values)
     if values.dtype.kind in "fiu":
         return values.astype(np.float64, copy=False)
     flat = values.ravel()
     if len(flat) <= _SMALL:
-        out = np.fromiter((_number(v) for v in flat), dtype=np.float64, count=len(flat))
+        out = numbers_of(flat.tolist())
     else:
         out = pd.to_numeric(pd.Series(flat), errors="coerce").to_numpy(np.float64)
     return out.reshape(values.shape)
@@ -259,23 +253,31 @@ def _templates_of(vocabulary_json: str) -> dict[str, Template]:
     return _templates(VocabularySettings.model_validate_json(vocabulary_json))
 
 
-_BY_OBJECT: dict[int, tuple[VocabularySettings, dict[str, Template]]] = {}
+_T = TypeVar("_T")
+# Per-call lookups keyed by a long-lived object's identity (hashing or serialising it would
+# cost more than the reasons of one lead); the object is kept with its entry, so a recycled id
+# is never mistaken for it.
+_BY_IDENTITY: dict[tuple[str, int, Hashable], tuple[object, Any]] = {}
+
+
+def _by_identity(kind: str, owner: object, key: Hashable, build: Callable[[], _T]) -> _T:
+    hit = _BY_IDENTITY.get((kind, id(owner), key))
+    if hit is not None and hit[0] is owner:
+        return hit[1]
+    value = build()
+    if len(_BY_IDENTITY) > 128:
+        _BY_IDENTITY.clear()
+    _BY_IDENTITY[(kind, id(owner), key)] = (owner, value)
+    return value
 
 
 def templates(vocabulary: VocabularySettings | None = None) -> dict[str, Template]:
     """The phrase templates of every feature of a vocabulary (default: the default one)."""
     if vocabulary is None:
         return _templates_of(VocabularySettings().model_dump_json())
-    # The service asks per request: serialising the settings to find the cache entry would
-    # cost more than the reasons, so the same settings object is looked up by identity.
-    hit = _BY_OBJECT.get(id(vocabulary))
-    if hit is not None and hit[0] is vocabulary:
-        return hit[1]
-    found = _templates_of(vocabulary.model_dump_json())
-    if len(_BY_OBJECT) > 64:
-        _BY_OBJECT.clear()
-    _BY_OBJECT[id(vocabulary)] = (vocabulary, found)
-    return found
+    # the service asks per request: the same settings object is found by identity
+    return _by_identity("templates", vocabulary, None,
+                        lambda: _templates_of(vocabulary.model_dump_json()))
 
 
 TEMPLATES: dict[str, Template] = templates()
@@ -417,8 +419,7 @@ class _Says:
         ):
             values = np.column_stack(
                 [_values(features, feature_names[j], slice(None)) for j in columns]
-            ) if len(columns) > 1 else _values(features, feature_names[columns[0]],
-                                               slice(None))[:, None]
+            )
             if bucket is not None:
                 values = bucket(values)
             if is_absent is not None:
@@ -429,25 +430,22 @@ class _Says:
 
 
 _Test = Callable[[np.ndarray], np.ndarray] | None
-_PLANS: dict[tuple[int, tuple[str, ...]], tuple[dict[str, Template], list]] = {}
+_Plan = list[tuple[tuple[_Test, _Test, _Test], list[int]]]
 
 
-def _test_plan(wording: dict[str, Template], feature_names: tuple[str, ...]
-               ) -> list[tuple[tuple[_Test, _Test, _Test], list[int]]]:
+def _test_plan(wording: dict[str, Template], feature_names: tuple[str, ...]) -> _Plan:
     """The features with an absent or favourable test, grouped by (bucket, absent, favourable)."""
-    hit = _PLANS.get((id(wording), feature_names))
-    if hit is not None and hit[0] is wording:
-        return hit[1]
-    plan: dict[tuple[_Test, _Test, _Test], list[int]] = {}
-    for j, name in enumerate(feature_names):
-        template = wording.get(name) or _generic(name)
-        if template.absent is None and template.favourable is None:
-            continue
-        plan.setdefault((template.bucket, template.absent, template.favourable), []).append(j)
-    if len(_PLANS) > 64:
-        _PLANS.clear()
-    _PLANS[(id(wording), feature_names)] = (wording, list(plan.items()))
-    return list(plan.items())
+
+    def build() -> _Plan:
+        plan: dict[tuple[_Test, _Test, _Test], list[int]] = {}
+        for j, name in enumerate(feature_names):
+            template = wording.get(name) or _generic(name)
+            if template.absent is not None or template.favourable is not None:
+                key = (template.bucket, template.absent, template.favourable)
+                plan.setdefault(key, []).append(j)
+        return list(plan.items())
+
+    return _by_identity("test_plan", wording, feature_names, build)
 
 
 @lru_cache(maxsize=32)
