@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -153,13 +153,13 @@ def _column_values(frame: pd.DataFrame, name: str) -> list[Any]:
     return col.astype(object).where(col.notna(), None).tolist()
 
 
-def _history_rows(
-    engine: Engine, scores: pd.DataFrame, constants: dict[str, Any]
-) -> tuple[list[str], dict[str, Any], Iterator[tuple[Any, ...]]]:
-    """Row tuples for `lead_score_history`: (per-row columns, constant values, row tuples).
+def _history_layout(
+    engine: Engine, constants: dict[str, Any]
+) -> tuple[list[str], dict[str, Any]]:
+    """(per-row columns, constant values) of `lead_score_history` rows.
 
-    Values are already in the dialect's bind format. The run's constants (date, model, run id)
-    are not repeated in every tuple: the insert statement carries them once.
+    Values are in the dialect's bind format. The run's constants (date, model, run id) are not
+    repeated in every row tuple: the insert statement carries them once.
     """
     dialect = engine.dialect
     bound: dict[str, Any] = {}
@@ -169,8 +169,39 @@ def _history_rows(
         # Other dialects go through SQLAlchemy's executemany, which converts by itself.
         proc = lead_score_history.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         bound[name] = proc(value) if proc and dialect.name == "sqlite" else value
-    per_row = [c for c in HISTORY_COLUMNS if c not in bound]
-    return per_row, bound, zip(*(_column_values(scores, c) for c in per_row), strict=True)
+    return [c for c in HISTORY_COLUMNS if c not in bound], bound
+
+
+def _history_rows(
+    scores: pd.DataFrame, columns: Sequence[str], written: list[int]
+) -> Iterator[tuple[Any, ...]]:
+    """Row tuples of `columns` of a scores frame (counted into written[0] as it is taken)."""
+    written[0] += len(scores)
+    return zip(*(_column_values(scores, c) for c in columns), strict=True)
+
+
+def _check_columns(scores: pd.DataFrame) -> None:
+    missing = [c for c in SCORE_FRAME_COLUMNS if c not in scores.columns]
+    if missing:
+        raise ValueError(f"scores frame lacks columns {missing}")
+
+
+def _ordered(chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The chunks, each checked as it comes: its columns, and lead_id strictly increasing
+    within it and from the previous chunk's last (so no lead is written twice)."""
+    last: str | None = None
+    for chunk in chunks:
+        _check_columns(chunk)
+        if chunk.empty:
+            continue
+        ids = chunk["lead_id"].to_numpy(dtype=object)
+        if (last is not None and not ids[0] > last) or not (ids[1:] > ids[:-1]).all():
+            raise ValueError(
+                "score chunks must come in strictly increasing lead_id order (one row per "
+                "lead); sort the leads by lead_id first"
+            )
+        last = ids[-1]
+        yield chunk
 
 
 def _chunks(rows: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -181,7 +212,7 @@ def _chunks(rows: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[A
 
 def write_scores(
     engine: Engine,
-    scores: pd.DataFrame,
+    scores: pd.DataFrame | Iterable[pd.DataFrame],
     scoring_date: date,
     *,
     model_name: str,
@@ -200,20 +231,28 @@ def write_scores(
 
     Args:
         scores: columns lead_id, score, tier, probability, score_change, reasons_for,
-            reasons_against (one row per lead; lead_id unique).
+            reasons_against (one row per lead; lead_id unique); or an iterable of such frames
+            in strictly increasing lead_id order across all of them (the nightly pipeline's
+            chunks, each inserted as it comes, all in the one transaction).
         batch_size: rows per executemany call (settings.scoring.write_batch_size).
         before_commit: called inside the transaction after the rows are written, just before
             the commit; an exception it raises rolls the run back (batch scoring waits there
             for its extract file, written meanwhile, to be on disk).
+
+    Raises:
+        ValueError: a frame lacks columns, or lead_id values repeat (or, for chunks, are not in
+            strictly increasing order); the transaction is rolled back.
     """
-    missing = [c for c in SCORE_FRAME_COLUMNS if c not in scores.columns]
-    if missing:
-        raise ValueError(f"scores frame lacks columns {missing}")
-    if scores["lead_id"].duplicated().any():
-        raise ValueError("scores frame has duplicate lead_id values; one row per lead expected")
-    if not scores["lead_id"].is_monotonic_increasing:
-        # Key order turns B-tree inserts into appends: 1M shuffled rows took ~5x longer.
-        scores = scores.sort_values("lead_id", kind="stable")
+    if isinstance(scores, pd.DataFrame):
+        _check_columns(scores)
+        if scores["lead_id"].duplicated().any():
+            raise ValueError("scores frame has duplicate lead_id values; one row per lead expected")
+        if not scores["lead_id"].is_monotonic_increasing:
+            # Key order turns B-tree inserts into appends: 1M shuffled rows took ~5x longer.
+            scores = scores.sort_values("lead_id", kind="stable")
+        chunks: Iterable[pd.DataFrame] = [scores]
+    else:
+        chunks = _ordered(scores)
     ensure_schema(engine)
     scored_at = _utc(scored_at)
     started = datetime.now(UTC)
@@ -243,13 +282,17 @@ def write_scores(
         "run_id": run_id,
     }
     t0 = time.perf_counter()
+    written = [0]
     try:
         with engine.begin() as conn:
             conn.execute(
                 lead_score_history.delete().where(lead_score_history.c.scoring_date == scoring_date)
             )
             t_delete = time.perf_counter()
-            columns, fixed, rows = _history_rows(engine, scores, constants)
+            columns, fixed = _history_layout(engine, constants)
+            rows = itertools.chain.from_iterable(
+                _history_rows(chunk, columns, written) for chunk in chunks
+            )
             _insert_rows(conn, lead_score_history, columns, fixed, rows, batch_size)
             t_history = time.perf_counter()
             latest = conn.execute(
@@ -267,7 +310,7 @@ def write_scores(
             conn.execute(
                 scoring_runs.update()
                 .where(scoring_runs.c.id == run_pk)
-                .values(status="succeeded", rows=len(scores), finished_at=datetime.now(UTC))
+                .values(status="succeeded", rows=written[0], finished_at=datetime.now(UTC))
             )
             t_current = time.perf_counter()
             if before_commit is not None:
@@ -289,7 +332,7 @@ def write_scores(
     log.info(
         "wrote %d scores for %s (run %s) in %.2f s (delete %.2f, history %.2f, bookkeeping %.2f, "
         "waiting before the commit %.2f, commit %.2f)",
-        len(scores),
+        written[0],
         scoring_date,
         run_id,
         t_end - t0,
@@ -299,7 +342,7 @@ def write_scores(
         t_wait - t_current,
         t_end - t_wait,
     )
-    return len(scores)
+    return written[0]
 
 
 def _bind_date(engine: Engine, value: date) -> Any:

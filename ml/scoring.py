@@ -22,10 +22,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -112,7 +113,12 @@ def _margin_and_contributions(
 
 
 def _score(
-    scorer: LeadScorer, features: pd.DataFrame, settings: Settings, n_reasons: int | None
+    scorer: LeadScorer,
+    features: pd.DataFrame,
+    settings: Settings,
+    n_reasons: int | None,
+    *,
+    compiled: bool | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     if "lead_id" not in features.columns:
         raise DataError(
@@ -122,9 +128,9 @@ def _score(
     t0 = time.perf_counter()
     x = scorer.matrix(features)
     matrix_s = time.perf_counter() - t0
-    out, timings = _score_matrix(
-        scorer, x, features, settings, n_reasons, compiled=len(x) >= COMPILED_MIN_ROWS
-    )
+    if compiled is None:
+        compiled = len(x) >= COMPILED_MIN_ROWS
+    out, timings = _score_matrix(scorer, x, features, settings, n_reasons, compiled=compiled)
     timings = {"matrix": matrix_s, **timings}
     frame = pd.DataFrame({"lead_id": features["lead_id"].astype(str).to_numpy(), **out})
     return frame[SCORE_COLUMNS], timings
@@ -217,9 +223,7 @@ def _write_atomically(settings: Settings, scores: pd.DataFrame, path: Path, tmp:
             scores.to_parquet(tmp, index=False)
         else:
             scores.to_csv(tmp, index=False)
-        with open(tmp, "rb") as f:  # on disk before the rename (and before the CRM commit)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
+        _seal_extract(tmp, path)  # atomic on POSIX: readers see the old file or the new one
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -289,41 +293,209 @@ def _aligned(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-class _Background:
-    """A function run in a thread (file writing releases the GIL); `result` waits for it and
-    raises what it raised."""
+# Leads per chunk of the nightly pipeline (see batch_score): large enough that the tree walker's
+# threads and numpy's calls run long, small enough that scoring and writing overlap closely.
+PIPELINE_ROWS = 100_000
 
-    def __init__(self, fn: Callable[[], None]) -> None:
-        self._error: BaseException | None = None
-        self.seconds = 0.0
 
-        def run() -> None:
-            t0 = time.perf_counter()
-            try:
-                fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-                self._error = exc
-            self.seconds = time.perf_counter() - t0
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
-        self._thread = threading.Thread(target=run, name="scoring-extract", daemon=True)
+
+_END = object()
+
+
+class _Ahead:
+    """The items of an iterator computed in a thread, at most `depth` ahead of the consumer.
+
+    Batch scoring's chunks: the tree walker (numba, nogil) and numpy's long calls release the
+    GIL, and so does SQLite while it inserts, so chunk i+1 is scored while chunk i is written.
+    An exception of the iterator is raised to the consumer; `close` stops the thread early.
+    """
+
+    def __init__(self, items: Iterator[Any], depth: int = 2) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(items,), name="scoring-chunks", daemon=True
+        )
         self._thread.start()
 
-    def wait(self) -> None:
+    def _run(self, items: Iterator[Any]) -> None:
+        try:
+            for item in items:
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self._put(_Failed(exc))
+            return
+        self._put(_END)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(item, timeout=0.1)
+                return True
+        return False
+
+    def __iter__(self) -> Iterator[Any]:
+        while (item := self._queue.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
         self._thread.join()
 
-    def result(self) -> None:
-        self.wait()
+
+class _ExtractWriter:
+    """The run's extract written chunk by chunk in a thread (Parquet row groups or CSV lines)
+    into a temporary file beside `pending`, which `finish` moves to `pending` once it is on
+    disk. File writing and Parquet encoding release the GIL: the extract costs the run no wall
+    time of its own."""
+
+    def __init__(self, settings: Settings, pending: Path) -> None:
+        self._format = settings.scoring.extract_format
+        self._pending = pending
+        self._tmp = pending.with_name(f".{pending.name}.tmp")
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self.seconds = 0.0
+        self._thread = threading.Thread(target=self._run, name="scoring-extract", daemon=True)
+        self._thread.start()
+
+    def add(self, chunk: pd.DataFrame) -> None:
         if self._error is not None:
             raise self._error
+        self._queue.put(chunk)
+
+    def _run(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        writer = None
+        first = True
+        try:
+            self._pending.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._tmp, "w", newline="", encoding="utf-8") as text_file:
+                while (chunk := self._queue.get()) is not _END:
+                    if self._error is not None:
+                        continue  # drained until the end, so `add` never blocks
+                    t0 = time.perf_counter()
+                    try:
+                        if self._format == "parquet":
+                            table = pa.Table.from_pandas(
+                                chunk, schema=writer.schema if writer else None,
+                                preserve_index=False,
+                            )
+                            if writer is None:
+                                writer = pq.ParquetWriter(self._tmp, table.schema)
+                            writer.write_table(table)
+                        else:
+                            chunk.to_csv(text_file, header=first, index=False)
+                        first = False
+                    except BaseException as exc:  # noqa: BLE001 - raised by add/finish
+                        self._error = exc
+                    self.seconds += time.perf_counter() - t0
+            if writer is not None:
+                writer.close()
+        except BaseException as exc:  # noqa: BLE001 - raised by finish
+            self._error = self._error or exc
+
+    def finish(self) -> None:
+        """Wait for the last chunk, then put the file in place on disk; raise what failed."""
+        self._queue.put(_END)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        t0 = time.perf_counter()
+        _seal_extract(self._tmp, self._pending)
+        self.seconds += time.perf_counter() - t0
+
+    def abort(self) -> None:
+        """Stop and remove the temporary file (the run failed before its commit)."""
+        self._error = self._error or RuntimeError("scoring run aborted")
+        with contextlib.suppress(queue.Full):
+            self._queue.put(_END, timeout=5)
+        self._thread.join()
+        self._tmp.unlink(missing_ok=True)
 
 
-def _previous_of(lead_ids: pd.Series, previous: pd.DataFrame) -> pd.Series:
-    """Each lead's score in the previous run (NaN for a lead new since then)."""
-    index = pd.Index(previous["lead_id"].astype(str))
-    pos = index.get_indexer(lead_ids.astype(str))
-    values = previous["score"].to_numpy(dtype=float)
-    before = np.where(pos >= 0, values[pos] if len(values) else np.nan, np.nan)
+def _seal_extract(tmp: Path, path: Path) -> None:
+    """A written extract to disk (fsync) and into place, atomically."""
+    with open(tmp, "rb") as f:  # on disk before the rename (and before the CRM commit)
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _previous_of(lead_ids: pd.Series, previous: pd.Index, scores: np.ndarray) -> pd.Series:
+    """Each lead's score in the previous run (NaN for a lead new since then); `previous` holds
+    the previous run's lead ids, `scores` their scores."""
+    pos = previous.get_indexer(lead_ids.astype(str))
+    before = np.where(pos >= 0, scores[pos] if len(scores) else np.nan, np.nan)
     return pd.Series(before, index=lead_ids.index)
+
+
+def _in_lead_order(features: pd.DataFrame) -> pd.DataFrame:
+    """The features sorted by lead_id (as text), as the CRM's key: inserts become appends."""
+    ids = features["lead_id"].astype(str)
+    if ids.is_monotonic_increasing:
+        return features
+    return features.iloc[np.argsort(ids.to_numpy(dtype=object), kind="stable")]
+
+
+def _chunks_of(
+    scorer: LeadScorer, features: pd.DataFrame, settings: Settings, scores: pd.DataFrame | None
+) -> Iterator[tuple[pd.DataFrame, dict[str, float]]]:
+    """(scores, seconds) per PIPELINE_ROWS leads of `features`, in its order: scored here, or
+    slices of `scores` computed elsewhere (aligned to `features`). At least one chunk."""
+    compiled = len(features) >= COMPILED_MIN_ROWS
+    for lo in range(0, max(len(features), 1), PIPELINE_ROWS):
+        if scores is None:
+            yield _score(
+                scorer, features.iloc[lo : lo + PIPELINE_ROWS], settings, None, compiled=compiled
+            )
+        else:
+            yield scores.iloc[lo : lo + PIPELINE_ROWS].reset_index(drop=True), {}
+
+
+@dataclass
+class _Tally:
+    """What the chunks of a run add up to, for its summary."""
+
+    rows: int = 0
+    new_leads: int = 0
+    tiers: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TIERS, 0))
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, chunk: pd.DataFrame, before: pd.Series, seconds: Mapping[str, float]) -> None:
+        self.rows += len(chunk)
+        self.new_leads += int(before.isna().sum())
+        for tier, count in chunk["tier"].value_counts().items():
+            self.tiers[str(tier)] = self.tiers.get(str(tier), 0) + int(count)
+        for part, value in seconds.items():
+            self.seconds[part] = self.seconds.get(part, 0.0) + value
+
+
+def _changed(
+    chunks: Iterator[tuple[pd.DataFrame, dict[str, float]]],
+    previous: pd.DataFrame,
+    extract: _ExtractWriter,
+    constants: Mapping[str, Any],
+    tally: _Tally,
+) -> Iterator[pd.DataFrame]:
+    """Each scored chunk with its score_change, handed to the extract writer and tallied on its
+    way to the CRM transaction."""
+    index = pd.Index(previous["lead_id"].astype(str))
+    values = previous["score"].to_numpy(dtype=float)
+    for chunk, seconds in chunks:
+        before = _previous_of(chunk["lead_id"], index, values)
+        chunk["score_change"] = np.round(chunk["score"].to_numpy() - before.to_numpy(), 1)
+        extract.add(chunk.assign(**constants))
+        tally.add(chunk, before, seconds)
+        yield chunk
 
 
 def batch_score(
@@ -341,6 +513,12 @@ def batch_score(
     The scoring date is `scored_at`'s UTC date; re-running a date replaces that run. score_change
     is against the latest earlier run in the history (null for leads new since then).
 
+    A pipeline, in lead_id order, PIPELINE_ROWS leads at a time: a thread scores chunk i+1 while
+    chunk i is inserted into the one CRM transaction and appended to the extract by another
+    thread (each of the three phases releases the GIL for most of its work, so on two cores
+    they overlap instead of adding up). The rows and the extract are those of scoring all leads
+    at once: every step is per lead.
+
     Args:
         scores: score_frame's output for `features`, already computed elsewhere (the Spark job
             of ml/spark/scoring.py); None scores here.
@@ -353,72 +531,71 @@ def batch_score(
     scored_at = scored_at.replace(tzinfo=UTC) if scored_at.tzinfo is None else scored_at
     scoring_date = scored_at.astimezone(UTC).date()
     run_id = run_id or f"manual-{uuid.uuid4().hex[:12]}"
-    if scores is None:
-        scores, seconds = _score(scorer, features, settings, None)
+    if scores is not None:
+        scores = _aligned(scores, features)
+        order = _in_lead_order(scores)
+        scores = order if order is scores else order.reset_index(drop=True)
     else:
-        scores, seconds = _aligned(scores, features), {}
+        features = _in_lead_order(features)
 
     model_name = settings.registry.model_name
     recover_extracts(settings)  # a run killed after its commit: its extract first
     engine = crm.crm_engine(settings)
-    extract_job: _Background | None = None
+    seconds: dict[str, float] = {}
+    tally = _Tally()
+    pending = _pending_path(settings, scoring_date, run_id)
+    chunks = _Ahead(_chunks_of(scorer, features, settings, scores))  # scoring starts now
+    extract: _ExtractWriter | None = None
     try:
         t0 = time.perf_counter()
         previous = crm.previous_scores(engine, scoring_date)
-        before = _previous_of(scores["lead_id"], previous)
-        scores["score_change"] = np.round(scores["score"] - before, 1)
         seconds["previous"] = time.perf_counter() - t0
         # The extract is complete on disk before the commit, published after it (see above).
-        extract = scores.assign(
-            model_name=model_name,
-            model_version=str(model_version),
-            scored_at=scored_at,
-            scoring_date=scoring_date,
-            run_id=run_id,
-        )
-        pending = _pending_path(settings, scoring_date, run_id)
-        pending.parent.mkdir(parents=True, exist_ok=True)
-        extract_job = _Background(
-            lambda: _write_atomically(
-                settings, extract, pending, pending.with_name(f".{pending.name}.tmp")
-            )
-        )
+        extract = _ExtractWriter(settings, pending)
+        constants = {
+            "model_name": model_name,
+            "model_version": str(model_version),
+            "scored_at": scored_at,
+            "scoring_date": scoring_date,
+            "run_id": run_id,
+        }
         t1 = time.perf_counter()
         crm.write_scores(
             engine,
-            scores,
+            _changed(iter(chunks), previous, extract, constants, tally),
             scoring_date,
             model_name=model_name,
             model_version=str(model_version),
             scored_at=scored_at,
             run_id=run_id,
             batch_size=settings.scoring.write_batch_size,
-            before_commit=extract_job.result,
+            before_commit=extract.finish,
         )
-        seconds["write"] = time.perf_counter() - t1
-        seconds["extract"] = extract_job.seconds  # alongside the write, not after it
+        seconds["write"] = time.perf_counter() - t1  # scoring ran meanwhile, in its thread
+        seconds["extract"] = extract.seconds  # alongside the write, not after it
     except BaseException:
-        if extract_job is not None:
-            extract_job.wait()  # never clean up under a writer that is still running
+        chunks.close()
+        if extract is not None:
+            extract.abort()  # never clean up under a writer that is still running
         with contextlib.suppress(Exception):
             recover_extracts(settings)  # failed before committing: the pending file goes
         raise
     finally:
         engine.dispose()
+    chunks.close()
     path = extract_path(settings, scoring_date)
     os.replace(pending, path)
     _remove_empty(pending.parent)
 
-    counts = scores["tier"].value_counts()
     summary = ScoringRunSummary(
         scoring_date=scoring_date,
         run_id=run_id,
         model_version=str(model_version),
-        rows=len(scores),
-        tiers={t: int(counts.get(t, 0)) for t in TIERS},
-        seconds={k: round(v, 3) for k, v in seconds.items()},
+        rows=tally.rows,
+        tiers={t: int(tally.tiers.get(t, 0)) for t in TIERS},
+        seconds={k: round(v, 3) for k, v in {**tally.seconds, **seconds}.items()},
         extract_path=str(path),
-        new_leads=int(before.isna().sum()),
+        new_leads=tally.new_leads,
     )
     log.info(
         "scored %d leads for %s with model version %s: %s",

@@ -27,7 +27,7 @@ D3 = SCORED_AT + timedelta(days=2)
 # (module, function, before/after): the points of a run, in order.
 POINTS = [
     (crm, "previous_scores", "after"),  # scored, nothing written yet
-    (scoring, "_write_atomically", "after"),  # extract on disk, CRM transaction under way
+    (scoring, "_seal_extract", "after"),  # extract on disk, CRM transaction under way
     (crm, "_insert_rows", "after"),  # inside the CRM transaction, history rows inserted
     (crm, "write_scores", "after"),  # CRM committed, extract not yet in place
 ]
