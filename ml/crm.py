@@ -16,7 +16,6 @@ executemany on SQLite, COPY on PostgreSQL.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -141,16 +140,27 @@ def _utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def _column_values(frame: pd.DataFrame, name: str) -> list[Any]:
-    """A column as a Python list with NaN/NA as None (portable NULLs, any DBAPI)."""
-    col = frame[name]
-    if col.dtype.kind == "f":
-        values = col.to_numpy(dtype=object)
-        values[np.isnan(col.to_numpy(dtype=float))] = None
-        return values.tolist()
-    if col.dtype.kind in "iub":
-        return col.tolist()
-    return col.astype(object).where(col.notna(), None).tolist()
+def _history_block(
+    scores: pd.DataFrame, columns: Sequence[str], written: list[int]
+) -> np.ndarray:
+    """The values of `columns` of a scores frame as one (rows, columns) object array, NaN/NA as
+    None (portable NULLs, any DBAPI); counted into written[0].
+
+    One array, filled a column at a time in C, turns into the inserts' parameter lists with a
+    reshape and one `tolist` (no row tuples, no per-row Python)."""
+    block = np.empty((len(scores), len(columns)), dtype=object)
+    for j, name in enumerate(columns):
+        col = scores[name]
+        if col.dtype.kind == "f":
+            values = col.to_numpy(dtype=float)
+            block[:, j] = values
+            block[np.isnan(values), j] = None
+        elif col.dtype.kind in "iub":
+            block[:, j] = col.to_numpy()
+        else:
+            block[:, j] = col.astype(object).where(col.notna(), None).to_numpy()
+    written[0] += len(scores)
+    return block
 
 
 def _history_layout(
@@ -170,14 +180,6 @@ def _history_layout(
         proc = lead_score_history.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         bound[name] = proc(value) if proc and dialect.name == "sqlite" else value
     return [c for c in HISTORY_COLUMNS if c not in bound], bound
-
-
-def _history_rows(
-    scores: pd.DataFrame, columns: Sequence[str], written: list[int]
-) -> Iterator[tuple[Any, ...]]:
-    """Row tuples of `columns` of a scores frame (counted into written[0] as it is taken)."""
-    written[0] += len(scores)
-    return zip(*(_column_values(scores, c) for c in columns), strict=True)
 
 
 def _check_columns(scores: pd.DataFrame) -> None:
@@ -201,12 +203,6 @@ def _ordered(chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
                 "lead); sort the leads by lead_id first"
             )
         last = ids[-1]
-        yield chunk
-
-
-def _chunks(rows: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
-    # islice builds each chunk in C; a Python append loop cost ~0.8 s per million rows.
-    while chunk := list(itertools.islice(rows, size)):
         yield chunk
 
 
@@ -290,10 +286,8 @@ def write_scores(
             )
             t_delete = time.perf_counter()
             columns, fixed = _history_layout(engine, constants)
-            rows = itertools.chain.from_iterable(
-                _history_rows(chunk, columns, written) for chunk in chunks
-            )
-            _insert_rows(conn, lead_score_history, columns, fixed, rows, batch_size)
+            blocks = (_history_block(chunk, columns, written) for chunk in chunks)
+            _insert_rows(conn, lead_score_history, columns, fixed, blocks, batch_size)
             t_history = time.perf_counter()
             latest = conn.execute(
                 select(lead_score_history.c.scoring_date)
@@ -371,10 +365,11 @@ def _insert_rows(
     table: Table,
     columns: Sequence[str],
     fixed: dict[str, Any],
-    rows: Iterator[tuple[Any, ...]],
+    blocks: Iterable[np.ndarray],
     size: int,
 ) -> None:
-    """Insert `rows` (values of `columns`) with the same `fixed` values in every row."""
+    """Insert the rows of `blocks` ((rows, columns) object arrays of `columns`' values) with the
+    same `fixed` values in every row; `size` rows per executemany call at most."""
     if conn.dialect.name == "sqlite":
         # The DBAPI cursor inside SQLAlchemy's transaction: no per-row dict building or type
         # processing (values are pre-converted), which makes 1M rows a few seconds. The run's
@@ -389,12 +384,12 @@ def _insert_rows(
         width = len(columns) * _ROWS_PER_INSERT
         cursor = conn.connection.driver_connection.cursor()
         try:
-            for chunk in _chunks(rows, size):
-                full = len(chunk) - len(chunk) % _ROWS_PER_INSERT
-                flat = list(itertools.chain.from_iterable(chunk[:full]))
-                cursor.executemany(many, [flat[i:i + width] for i in range(0, len(flat), width)])
-                if full < len(chunk):
-                    cursor.executemany(one, chunk[full:])
+            for part in _parts(blocks, size):
+                full = len(part) - len(part) % _ROWS_PER_INSERT
+                if full:  # a C-contiguous block: the statements' parameters are a reshape
+                    cursor.executemany(many, part[:full].reshape(-1, width).tolist())
+                if full < len(part):
+                    cursor.executemany(one, part[full:].tolist())
         finally:
             cursor.close()
         return
@@ -402,18 +397,26 @@ def _insert_rows(
         # COPY through psycopg inside SQLAlchemy's transaction: the server's bulk path, ~10x
         # faster than executemany of INSERTs (300k rows: seconds instead of tens of seconds).
         names = ", ".join([*columns, *fixed])
-        tail = tuple(fixed.values())
+        tail = list(fixed.values())
         cursor = conn.connection.driver_connection.cursor()
         try:
             with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row + tail)
+                for part in _parts(blocks, size):
+                    for values in part.tolist():
+                        copy.write_row(values + tail)
         finally:
             cursor.close()
         return
     stmt = table.insert().values(**fixed)
-    for chunk in _chunks(rows, size):
-        conn.execute(stmt, [dict(zip(columns, row, strict=True)) for row in chunk])
+    for part in _parts(blocks, size):
+        conn.execute(stmt, [dict(zip(columns, values, strict=True)) for values in part.tolist()])
+
+
+def _parts(blocks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """The blocks cut into row slices of at most `size` rows (views, in order)."""
+    for block in blocks:
+        for lo in range(0, len(block), size):
+            yield block[lo : lo + size]
 
 
 def _read(engine: Engine, query: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
