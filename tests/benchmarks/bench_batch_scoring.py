@@ -9,9 +9,10 @@ calibration) on fabricated labelled rows, then times, twice (a first night into 
 the next night with a previous run to compute score changes):
 
 - the whole run: read the Parquet (`ml.batch.load_latest_features`), `batch_score` (predict,
-  reasons, previous scores, CRM write into a temporary SQLite file, extract), with its parts
-  (night 1 includes loading the tree walker's compiled code from numba's cache, or compiling
-  it on a first run);
+  reasons, previous scores, CRM write into a temporary SQLite file, extract), with its parts,
+  which overlap (batch_score's pipeline: chunk i+1 scored while chunk i is written), and the
+  process's CPU seconds (night 1 includes loading the tree walker's compiled code from numba's
+  cache, or compiling it on a first run);
 - bare XGBoost `inplace_predict` on the same rows (prepared once, untimed), before the runs and
   right before each night, in wall and CPU seconds, and the ratios of the run to it;
 - peak memory of the process (ru_maxrss; it includes the bare predict's prepared frame, which a
@@ -47,7 +48,7 @@ from serving_stack import AS_OF, LEVELS, feature_frame  # noqa: E402
 from ml.batch import load_latest_features  # noqa: E402
 from ml.config import load_settings  # noqa: E402
 from ml.model import CATEGORICAL_FEATURES, Calibrator, LeadScorer, feature_columns  # noqa: E402
-from ml.scoring import COMPILED_MIN_ROWS, batch_score, score_frame  # noqa: E402
+from ml.scoring import COMPILED_MIN_ROWS, PIPELINE_ROWS, batch_score, score_frame  # noqa: E402
 
 GOAL_S, GOAL_GIB, GOAL_P99_MS = 15.0, 8.0, 5.0
 
@@ -214,9 +215,12 @@ def main() -> None:
         print(f"{'whole run / that bare predict (CPU)':<40}{runs[0][3] / runs[0][4][1]:>9.1f}x"
               f"{runs[1][3] / runs[1][4][1]:>9.1f}x")
         best = min(r[0] for r in runs)
-        print("\n(predict = margin + contributions, by the compiled tree walker from "
-              f"{COMPILED_MIN_ROWS:,} leads; previous = previous scores and score changes; write = "
-              "the CRM transaction, during which the extract is written by a thread (extract))")
+        print(f"\n(a pipeline of chunks of {PIPELINE_ROWS:,} leads: matrix, predict (margin + "
+              f"contributions, by the compiled tree walker from {COMPILED_MIN_ROWS:,} leads) and "
+              "reasons are the scoring thread's time summed over the chunks, spent while the CRM "
+              "transaction (write) inserts the chunks before them and a thread appends them to "
+              "the extract (extract); previous = reading the previous run's scores, while the "
+              "first chunk is scored; the parts overlap and do not add up to the total)")
         print(f"load average after the runs: {os.getloadavg()[0]:.1f}")
         print(f"XGBoost approx contributions per {len(features):,} rows (from 100k): "
               f"{xgb_contribs:.2f} s")
