@@ -161,8 +161,10 @@ docs-figures: setup manifest
 
 # The case-study pages' scenarios (docs/_gen/figures/<page>-scenario.md): a drifted run and its
 # alerts, the drift sensor's weekly_retrain run, a rollback with the service's hot reload, canary
-# and A/B traffic with ab-report; performed with the CLI and Dagster on a scratch copy of the
-# finished demo's data dir (DEMO_DIR; the demo's own stores are never written). About 5 min.
+# traffic (a challenger trained worse trips the guard) and an A/B test whose labels mature in a
+# CRM generated 61 days past today (ab-report's verdict); performed with the CLI and Dagster on a
+# scratch copy of the finished demo's data dir (DEMO_DIR; the demo's own stores are never
+# written). About 10 min on an idle machine.
 # SCENARIO_ARGS="--only drift" for one; without --screenshots no Chromium is needed.
 DEMO_DIR ?= data
 SCENARIO_ARGS ?= --screenshots

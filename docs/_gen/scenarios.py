@@ -16,7 +16,13 @@ that no file of it changed) and there, with the project's own CLI and Dagster de
    (`rollback`) and shows `GET /model` before and after the service's hot reload, and the alias
    history;
 4. **online** (online-testing page): serves the open leads' real requests in canary mode (and
-   shows the guard's verdict in `GET /model`), then in A/B mode, and runs `ab-report`.
+   shows the guard's verdict in `GET /model`), then trains a challenger that is worse for real
+   (`lead-scoring train` with three one-split trees) and serves the same canary, whose guard
+   trips; then runs an A/B test to a verdict: the generator writes a CRM whose history runs
+   `label_window_days + 1` days past today, the landing zone gets it as it stood at midnight
+   (`cut_raw`), which is built and served in A/B mode; then the whole export is landed and
+   built, and `ab-report` runs as of its end (the prediction log stamps requests with the wall
+   clock, so the labels must mature after today).
 
 Each writes `docs/_gen/figures/<page>-scenario.md`, which the docs hook puts where the page says
 `<!-- scenario -->`. With `--screenshots`, Debian's Chromium (driven by playwright) also shoots the
@@ -191,8 +197,9 @@ def drift_scenario(s: Scratch, shots: bool) -> str:
     from ml.dashboard import data
     from ml.monitoring.store import read_metrics
 
-    demo_settings = load_settings(overrides={"paths.data_dir": str(s.demo)})
-    before = read_metrics(demo_settings, scope="data_drift")
+    # the demo's figures, read from the copy: opening the demo's SQLite store would write it
+    # (closing the last connection removes a WAL file the demo left)
+    before = read_metrics(s.settings(), scope="data_drift")
     before_alerts = data.alerts(s.settings())
     last_alert = int(before_alerts["id"].max()) if not before_alerts.empty else 0
     start = len(s.commands)
@@ -671,14 +678,15 @@ def ab_matured(s: Scratch, worse: int) -> list[str]:
     start = len(s.commands)
     gen = s.cli("generate", "--end-date", later.isoformat(), "--json")
     export = s.work / f"crm-export-{later.isoformat()}"
-    export.mkdir()
+    export.mkdir(exist_ok=True)
     for name in contract.RAW_COLUMNS:
         if (settings.paths.raw_dir / f"{name}.csv").is_file():
             shutil.move(settings.paths.raw_dir / f"{name}.csv", export / f"{name}.csv")
     counts = cut_raw(export, settings.paths.raw_dir, today)
     s.commands.append(f"# data/raw := that export as it stood at {today} 00:00 UTC "
                       "(docs/_gen/scenarios.py: cut_raw)")
-    s.cli("build", "--json")
+    # the build's point in time pinned (rows stamped after it are rejected as future ones)
+    s.cli("build", "--as-of", today.isoformat(), "--json")
     s.cli("features", "apply", "--json")
     s.cli("features", "refresh", "--json")
     leads = pd.read_parquet(settings.paths.marts_dir / "lead_features_latest.parquet",
@@ -690,7 +698,7 @@ def ab_matured(s: Scratch, worse: int) -> list[str]:
     for name in contract.RAW_COLUMNS:
         if (export / f"{name}.csv").is_file():
             shutil.copy2(export / f"{name}.csv", settings.paths.raw_dir / f"{name}.csv")
-    s.cli("build", "--json")
+    s.cli("build", "--as-of", later.isoformat(), "--json")
     report = s.cli("ab-report", "--as-of", later.isoformat(), "--json")
     text = s.cli("ab-report", "--as-of", later.isoformat(), parse_json=False)
     variants = pd.DataFrame([
@@ -814,9 +822,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-        if snapshot(demo) != before:
-            raise ScenarioError(f"a file under the demo's {demo} changed: the scenarios must only "
-                                "write into their copy")
+        after = snapshot(demo)
+        if after != before:
+            changed = sorted(k for k in before.keys() | after.keys()
+                             if before.get(k) != after.get(k))
+            raise ScenarioError(f"files under the demo's {demo} changed ({', '.join(changed[:5])}"
+                                "): the scenarios must only write into their copy")
     return 0
 
 
