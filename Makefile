@@ -123,8 +123,9 @@ dagster: setup
 	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev
 
-# PNGs of the Dagster UI (`dg dev` over the demo's instance: its run, the challenger's metadata,
-# the scores' checks) into docs/img/, with Debian's chromium driven by playwright. After `make demo`.
+# PNGs of the Dagster UI (its webserver over the demo's instance: the global asset lineage, the
+# demo's run, the challenger's metadata, the scores' checks) into docs/img/, with Debian's
+# chromium driven by playwright. After `make demo`.
 dagster-screenshot: setup manifest
 	@command -v chromium >/dev/null || bash .ci/apt-install chromium
 	@$(BIN)/python -c "import playwright" 2>/dev/null || $(UV_SYNC) --extra screenshots -q
@@ -146,10 +147,10 @@ docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The case-study pages' figures (docs/_gen/figures/*.md) and screenshots (docs/case-study/img/:
-# MLflow, Evidently, dashboard, Dagster lineage) from the stores of a finished `make demo`, in
-# Debian's headless Chromium (installed when missing; never `playwright install`); then the CRM
-# mappings page's: each shipped mapping's sample export landed, its report photographed
-# (docs/img/landing-report-*.png).
+# MLflow, Evidently, dashboard; the Dagster ones are `make dagster-screenshot`'s) from the stores
+# of a finished `make demo`, in Debian's headless Chromium (installed when missing; never
+# `playwright install`); then the CRM mappings page's: each shipped mapping's sample export
+# landed, its report photographed (docs/img/landing-report-*.png).
 # FIGURES_ARGS=--no-screenshots rewrites only the figures.
 docs-figures: setup manifest
 	@command -v chromium >/dev/null || bash .ci/apt-install chromium
