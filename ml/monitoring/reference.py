@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -95,9 +96,13 @@ def load_reference(
         features = pd.read_parquet(cache / "features.parquet")
         scores = pd.read_parquet(cache / "scores.parquet")["probability"].to_numpy()
         # the mart named where it is now (a data dir copied elsewhere keeps its cache); a
-        # cache written before "window" was kept has only its description
-        description = (f"{meta['window']} of {mart_path}" if "window" in meta
-                       else meta["description"])
+        # cache written before "window" was kept has its description: its path replaced
+        description = (
+            f"{meta['window']} of {mart_path}"
+            if "window" in meta
+            else re.sub(rf" of \S*{re.escape(FEATURES_MART)}$", f" of {mart_path}",
+                        meta["description"])
+        )
         return Reference(features, scores, "cache", description)
     columns = list(scorer.feature_names)
     mart = _read_mart(settings, columns)

@@ -272,6 +272,10 @@ def test_reference_is_the_champions_training_window_else_a_named_fallback(settin
         assert str(moved.paths.marts_dir / "lead_features.parquet") in cached.description
         assert str(marts) not in cached.description
         assert cached.description.split(" of ")[0] == ref.description.split(" of ")[0]
+        # a cache written before the window was kept apart: its path is replaced too
+        meta = moved.paths.reports_dir / "reference" / "v7" / "reference.json"
+        meta.write_text(json.dumps({"description": ref.description}))
+        assert load_reference(moved, scorer, "7", RUN_DATE).description == cached.description
         scorer.metadata = {}
         fallback = load_reference(settings, scorer, "8", date(2026, 8, 1))
         assert fallback.source == "fallback" and "FALLBACK" in fallback.description
