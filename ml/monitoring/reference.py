@@ -100,8 +100,9 @@ def load_reference(
         description = (
             f"{meta['window']} of {mart_path}"
             if "window" in meta
-            else re.sub(rf" of \S*{re.escape(FEATURES_MART)}$", f" of {mart_path}",
-                        meta["description"])
+            else re.sub(
+                rf" of \S*{re.escape(FEATURES_MART)}$", f" of {mart_path}", meta["description"]
+            )
         )
         return Reference(features, scores, "cache", description)
     columns = list(scorer.feature_names)
