@@ -165,7 +165,7 @@ docs-figures: setup manifest
 # traffic (a challenger trained worse trips the guard) and an A/B test whose labels mature in a
 # CRM generated 61 days past today (ab-report's verdict); performed with the CLI and Dagster on a
 # scratch copy of the finished demo's data dir (DEMO_DIR; the demo's own stores are never
-# written). About 10 min on an idle machine.
+# written). About 15 min on a 2-core machine at load 5-8.
 # SCENARIO_ARGS="--only drift" for one; without --screenshots no Chromium is needed.
 DEMO_DIR ?= data
 SCENARIO_ARGS ?= --screenshots

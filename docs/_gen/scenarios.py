@@ -746,7 +746,8 @@ def ab_matured(s: Scratch, worse: int) -> list[str]:
         "changes nothing about whether it converts (the generator drew that from the lead "
         "alone), so the conversion rates of the two variants can only differ by chance; the "
         "test's verdict above is the answer to *that* null. Where the variants differ is the "
-        "AUC of the score each served: the three stumps rank the same kind of leads worse. "
+        "AUC of the score each served (with its 95 % interval, above): how well it ranked the "
+        "leads that then converted. "
         "In a real CRM, where salespeople act on the score, the conversion rate is the "
         "figure that decides, and it needs the sample size above.",
         "",
