@@ -719,7 +719,8 @@ def ab_matured(s: Scratch, worse: int) -> list[str]:
         "",
         f"`ab-report` counts a lead once its 60-day label has matured *after the request*, "
         f"and the service stamps each request with the wall clock ({today} when this ran), "
-        f"while the demo's CRM ends on 2026-11-01. So the same scenario then lets time pass for "
+        f"while the demo's CRM ends on {settings.generator.end_date}. So the same scenario then "
+        f"lets time pass for "
         f"real: the generator (same seed and size) writes the CRM's history up to {later} "
         f"({gen['leads']:,} leads); the landing zone gets that export as it stood at {today} "
         f"00:00 UTC (only rows stamped before it; an attribute corrected later keeps its value "
