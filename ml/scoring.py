@@ -6,11 +6,12 @@ the run to the CRM database (atomically, see ml/crm.py) and an extract file.
 
 The extract is inside the run's guarantee: it is written completely as a pending file named for
 the run *before* the CRM transaction commits (chunk by chunk, by a thread, while the CRM rows
-are inserted; the transaction waits for it before committing), and renamed into place after it. The commit is the
-run's one decision point: a pending file whose run committed (`scoring_runs` says `succeeded`,
-the latest of its date) is published by the next run of any date (`recover_extracts`), any other
-pending file is deleted. So after a kill -9 anywhere, the next run leaves every date's extract
-equal to that date's committed run, never an older one and never a run that did not commit.
+are inserted; the transaction waits for it before committing), and renamed into place after it.
+The commit is the run's one decision point: a pending file whose run committed (`scoring_runs`
+says `succeeded`, the latest of its date) is published by the next run of any date
+(`recover_extracts`), any other pending file is deleted. So after a kill -9 anywhere, the next
+run leaves every date's extract equal to that date's committed run, never an older one and never
+a run that did not commit.
 
 Reasons are JSON strings of lists of phrases (e.g. '["booked a meeting in the last 30 days"]'):
 they go unchanged into the CRM table, the CSV/Parquet extract and the API (which may json.loads
