@@ -279,8 +279,11 @@
 {#- DuckDB: read_csv with store_rejects parses what it can and records each line it cannot
     (with its text) in a temporary rejects table of this connection; the hook copies both into a
     table of the warehouse, since the models run on other connections. A line of too many fields
-    is recorded once per extra field, hence the distinct. The header is read as a row (header
-    false) so it can be checked: DuckDB's reader takes the columns by position here. -#}
+    is recorded once per extra field, hence the distinct. The reader stays strict: lenient
+    (strict_mode false) would read a line of too many fields as a good one, cut. Strict, a file
+    mixing line ends (a CRLF line in an LF file) stops the read, naming the file (Spark reads
+    it). The header is read as a row (header false) so it can be checked: DuckDB's reader takes
+    the columns by position here. -#}
 {% macro default__create_raw_relations() -%}
     {%- if execute -%}
         {%- set raw_dir = env_var('LEAD_SCORING_RAW_DIR', '../data/raw') -%}

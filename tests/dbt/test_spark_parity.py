@@ -123,7 +123,7 @@ def plant_malformed_lines(raw: Path) -> None:
             fh.write("".join(f"{line}\n" for line in lines))
     (part,) = sorted(raw.glob("activities.part-*.csv"))
     with part.open("a", newline="") as fh:
-        fh.write("AMAL0003\r\n")  # a Windows line end, too
+        fh.write("AMAL0003\n")
 
 
 @pytest.fixture(scope="module")
