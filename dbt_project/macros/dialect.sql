@@ -264,7 +264,7 @@
         and {{ at }} = {{ alias }}._asof_at
 {%- endmacro %}
 
-{#- The raw CSVs as relations, one per source table of `crm`, created by this on-run-start hook
+{#- The raw CSVs as relations, one per source table of `crm`, declared by this on-run-start hook
     (dbt_project.yml) with the same columns on both engines: the contract's columns as text (as
     the raw files hold them), and `_corrupt_record`, the text of a malformed line (a wrong number
     of fields, a quote left open), null for a line that parsed. A malformed line is one row with
@@ -276,14 +276,16 @@
 {% macro create_raw_relations() -%}
     {{ return(adapter.dispatch('create_raw_relations', 'lead_scoring')()) }}
 {%- endmacro %}
-{#- DuckDB: read_csv with store_rejects parses what it can and records each line it cannot
-    (with its text) in a temporary rejects table of this connection; the hook copies both into a
-    table of the warehouse, since the models run on other connections. A line of too many fields
-    is recorded once per extra field, hence the distinct. The reader stays strict: lenient
-    (strict_mode false) would read a line of too many fields as a good one, cut. Strict, a file
-    mixing line ends (a CRLF line in an LF file) stops the read, naming the file (Spark reads
-    it). The header is read as a row (header false) so it can be checked: DuckDB's reader takes
-    the columns by position here. -#}
+{#- DuckDB: a view per table over read_csv, which skips the lines it cannot parse
+    (ignore_errors), plus those lines from `<name>_malformed_lines`, a small table this hook
+    fills from a first scan with store_rejects (its rejects table is a temporary table of this
+    connection, and the models run on others). The first scan also finds each file's header:
+    the files are read with header false, so the header can be checked (the reader takes the
+    columns by position) and the view drops it. A line of too many fields is recorded once per
+    extra field, hence the distinct. The reader stays strict: lenient (strict_mode false) reads a
+    line of too many fields as a good one, cut. Strict, a file mixing line ends (a CRLF line in
+    an LF file) stops the read, naming the file (Spark reads it). Scanning is cheap next to
+    writing: the raw text is not copied into the warehouse. -#}
 {% macro default__create_raw_relations() -%}
     {%- if execute -%}
         {%- set raw_dir = env_var('LEAD_SCORING_RAW_DIR', '../data/raw') -%}
@@ -292,20 +294,23 @@
                 {%- do run_query('create schema if not exists ' ~ node.schema) -%}
             {%- endif -%}
             {%- set relation = node.schema ~ '.' ~ node.name -%}
+            {%- set malformed = relation ~ '_malformed_lines' -%}
             {%- set columns = node.columns.keys() | map('string') | list -%}
             {%- set glob = (raw_dir ~ '/' ~ node.name ~ '.*csv') | replace("'", "''") -%}
             {%- set is_header -%}
-                {%- for c in columns %}{{ c }} = '{{ c }}'{{ ' and ' if not loop.last }}{% endfor -%}
+                coalesce({% for c in columns %}{{ c }} = '{{ c }}'{{ ' and ' if not loop.last }}{% endfor %}, false)
             {%- endset -%}
             {%- set text_columns -%}
                 {%- for c in columns %}cast(null as varchar) as {{ c }}, {% endfor -%}
             {%- endset -%}
-            {%- set column_types -%}
-                {%- for c in columns %}'{{ c }}': 'varchar'{{ ', ' if not loop.last }}{% endfor -%}
+            {%- set read_csv -%}
+                read_csv('{{ glob }}', auto_detect = false, header = false, delim = ',',
+                    quote = '"', escape = '"', filename = true,
+                    columns = { {%- for c in columns %}'{{ c }}': 'varchar'{{ ', ' if not loop.last }}{% endfor -%} }
             {%- endset -%}
             {%- if raw_file_count(raw_dir ~ '/' ~ node.name ~ '.*csv') == 0 -%}
                 {%- do run_query(
-                    'create or replace table ' ~ relation ~ ' as select ' ~ text_columns
+                    'create or replace view ' ~ relation ~ ' as select ' ~ text_columns
                     ~ 'cast(null as varchar) as filename, cast(null as varchar) as _corrupt_record'
                     ~ ' where false'
                 ) -%}
@@ -314,18 +319,10 @@
                 {%- set scans = 'raw_scans_' ~ node.name -%}
                 {%- do run_query('drop table if exists temp.main.' ~ rejects) -%}
                 {%- do run_query('drop table if exists temp.main.' ~ scans) -%}
-                {%- do run_query(
-                    'create or replace table ' ~ relation ~ ' as select '
-                    ~ columns | join(', ') ~ ', filename, cast(null as varchar) as _corrupt_record'
-                    ~ " from read_csv('" ~ glob ~ "', auto_detect = false, header = false"
-                    ~ ", delim = ',', quote = '\"', escape = '\"', filename = true"
-                    ~ ', columns = {' ~ column_types ~ '}'
-                    ~ ", store_rejects = true, rejects_table = '" ~ rejects ~ "'"
-                    ~ ", rejects_scan = '" ~ scans ~ "')"
-                ) -%}
                 {%- set headerless = run_query(
                     "select file from glob('" ~ glob ~ "') except select filename from "
-                    ~ relation ~ ' where ' ~ is_header ~ ' order by 1'
+                    ~ read_csv ~ ", store_rejects = true, rejects_table = '" ~ rejects
+                    ~ "', rejects_scan = '" ~ scans ~ "') where " ~ is_header ~ ' order by 1'
                 ).columns[0].values() -%}
                 {%- if headerless | length > 0 -%}
                     {{ exceptions.raise_compiler_error(
@@ -334,12 +331,18 @@
                         ~ "docs/contracts.md)"
                     ) }}
                 {%- endif -%}
-                {%- do run_query('delete from ' ~ relation ~ ' where ' ~ is_header) -%}
                 {%- do run_query(
-                    'insert into ' ~ relation ~ ' (filename, _corrupt_record)'
-                    ~ ' select file_path, trim(csv_line, chr(13) || chr(10)) from ('
-                    ~ ' select distinct s.file_path, e.line, e.csv_line from ' ~ rejects ~ ' as e'
-                    ~ ' join ' ~ scans ~ ' as s on e.scan_id = s.scan_id and e.file_id = s.file_id)'
+                    'create or replace table ' ~ malformed ~ ' as'
+                    ~ ' select distinct s.file_path as filename, e.line,'
+                    ~ ' trim(e.csv_line, chr(13) || chr(10)) as line_text'
+                    ~ ' from ' ~ rejects ~ ' as e join ' ~ scans ~ ' as s'
+                    ~ ' on e.scan_id = s.scan_id and e.file_id = s.file_id'
+                ) -%}
+                {%- do run_query(
+                    'create or replace view ' ~ relation ~ ' as'
+                    ~ ' select ' ~ columns | join(', ') ~ ', filename, cast(null as varchar) as _corrupt_record'
+                    ~ ' from ' ~ read_csv ~ ', ignore_errors = true) where not ' ~ is_header
+                    ~ ' union all select ' ~ text_columns ~ 'filename, line_text from ' ~ malformed
                 ) -%}
             {%- endif -%}
         {%- endfor -%}
