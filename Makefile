@@ -123,8 +123,9 @@ dagster: setup
 	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev
 
-# PNGs of the Dagster UI (`dg dev` over the demo's instance: its run, the challenger's metadata,
-# the scores' checks) into docs/img/, with Debian's chromium driven by playwright. After `make demo`.
+# PNGs of the Dagster UI (its webserver over the demo's instance: the global asset lineage, the
+# demo's run, the challenger's metadata, the scores' checks) into docs/img/, with Debian's
+# chromium driven by playwright. After `make demo`.
 dagster-screenshot: setup manifest
 	@command -v chromium >/dev/null || bash .ci/apt-install chromium
 	@$(BIN)/python -c "import playwright" 2>/dev/null || $(UV_SYNC) --extra screenshots -q
@@ -146,10 +147,10 @@ docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The case-study pages' figures (docs/_gen/figures/*.md) and screenshots (docs/case-study/img/:
-# MLflow, Evidently, dashboard, Dagster lineage) from the stores of a finished `make demo`, in
-# Debian's headless Chromium (installed when missing; never `playwright install`); then the CRM
-# mappings page's: each shipped mapping's sample export landed, its report photographed
-# (docs/img/landing-report-*.png).
+# MLflow, Evidently, dashboard; the Dagster ones are `make dagster-screenshot`'s) from the stores
+# of a finished `make demo`, in Debian's headless Chromium (installed when missing; never
+# `playwright install`); then the CRM mappings page's: each shipped mapping's sample export
+# landed, its report photographed (docs/img/landing-report-*.png).
 # FIGURES_ARGS=--no-screenshots rewrites only the figures.
 docs-figures: setup manifest
 	@command -v chromium >/dev/null || bash .ci/apt-install chromium
@@ -161,8 +162,10 @@ docs-figures: setup manifest
 
 # The case-study pages' scenarios (docs/_gen/figures/<page>-scenario.md): a drifted run and its
 # alerts, the drift sensor's weekly_retrain run, a rollback with the service's hot reload, canary
-# and A/B traffic with ab-report; performed with the CLI and Dagster on a scratch copy of the
-# finished demo's data dir (DEMO_DIR; the demo's own stores are never written). About 5 min.
+# traffic (a challenger trained worse trips the guard) and an A/B test whose labels mature in a
+# CRM generated 61 days past today (ab-report's verdict); performed with the CLI and Dagster on a
+# scratch copy of the finished demo's data dir (DEMO_DIR; the demo's own stores are never
+# written). About 15 min on a 2-core machine at load 5-8.
 # SCENARIO_ARGS="--only drift" for one; without --screenshots no Chromium is needed.
 DEMO_DIR ?= data
 SCENARIO_ARGS ?= --screenshots

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -212,15 +213,26 @@ class LeadScorer:
         The real-time path: a DataFrame of one lead and its per-column Series cost far more
         than the prediction itself.
         """
-        out = np.empty((len(records), len(self.feature_names)), dtype=np.float32)
         lookups = self._lookups()
-        for j, name in enumerate(self.feature_names):
-            items = [r.get(name) for r in records]
-            if name in lookups:
-                out[:, j] = _codes_of(items, lookups[name][0])
-            else:
-                out[:, j] = numbers_of(items)
-        return out
+        plan = [(name, lookups[name][0] if name in lookups else None)
+                for name in self.feature_names]
+        rows = []
+        for record in records:  # a lead's row as Python floats, one numpy conversion at the end
+            row = []
+            for name, lookup in plan:
+                v = record.get(name)
+                if lookup is not None:  # as _codes_of: unseen levels and nulls are NaN
+                    code = lookup.get(v, -1) if isinstance(v, str) else _lookup(lookup, v)
+                    row.append(float(code) if code >= 0 else math.nan)
+                elif v is None:
+                    row.append(math.nan)
+                elif type(v) is float or type(v) is int:  # as numbers_of: to float64 first
+                    row.append(float(v))
+                else:  # anything else as pd.to_numeric(errors="coerce") reads it
+                    row.append(float(numbers_of([v])[0]))
+            rows.append(row)
+        return np.array(rows, dtype=np.float64).astype(np.float32).reshape(
+            len(records), len(self.feature_names))
 
     def _lookups(self) -> dict[str, tuple[dict[Any, int], pd.Index]]:
         # Built once per scorer (levels never change after training): level → training code.

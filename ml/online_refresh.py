@@ -118,8 +118,12 @@ class RefreshStats:
 # ---------------------------------------------------------------- encodings (as Feast writes them)
 
 
-def entity_keys(lead_ids: list[str], serialization_version: int) -> list[bytes]:
-    """serialize_entity_key(EntityKey(join_keys=["lead_id"], entity_values=[string])) per lead."""
+def entity_keys(lead_ids: list[str], serialization_version: int, *, check: bool = True
+                ) -> list[bytes]:
+    """serialize_entity_key(EntityKey(join_keys=["lead_id"], entity_values=[string])) per lead.
+
+    `check` compares the first key with Feast's own encoder (a caller that checked once, like
+    the service's reader at start-up, skips it per call)."""
     if serialization_version < 3:
         raise DataError("entity_key_serialization_version must be 3 or more (feature_store.yaml)")
     key = JOIN_KEY.encode()
@@ -128,7 +132,7 @@ def entity_keys(lead_ids: list[str], serialization_version: int) -> list[bytes]:
     prefix = struct.pack("<III", 1, string, len(key)) + key
     pack = struct.Struct("<II").pack
     keys = [prefix + pack(string, len(b)) + b for b in (s.encode() for s in lead_ids)]
-    if keys:  # one check against Feast's own encoder guards against a format change
+    if keys and check:  # one check against Feast's own encoder guards against a format change
         proto = EntityKeyProto(
             join_keys=[JOIN_KEY], entity_values=[ValueProto(string_val=lead_ids[0])]
         )

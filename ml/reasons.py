@@ -319,11 +319,12 @@ def top_features(
         order = np.argsort(contributions, axis=1)
         low, high = order[:, :k], order[:, f - k :]
     out = []
+    at = np.arange(rows)[:, None]  # fancy indexing = take_along_axis, without its set-up
     for idx, sign in ((high, 1.0), (low, -1.0)):
-        vals = np.take_along_axis(contributions, idx, axis=1) * sign
+        vals = contributions[at, idx] * sign
         order = np.argsort(-vals, axis=1, kind="stable")
-        idx = np.take_along_axis(idx, order, axis=1)
-        vals = np.take_along_axis(vals, order, axis=1)
+        idx = idx[at, order]
+        vals = vals[at, order]
         out += [idx, vals > MIN_CONTRIBUTION]
     return out[0], out[1], out[2], out[3]
 
@@ -349,10 +350,13 @@ def _phrases_for(
     else:
         codes, uniques = pd.factorize(values, use_na_sentinel=False)
     words = [
-        json.dumps(template.phrase(None if _missing(u) else u), ensure_ascii=False) for u in uniques
+        _quoted(template.phrase(None if _missing(u) else u)) for u in uniques
     ]
     return codes, words
 
+
+# json.dumps(text, ensure_ascii=False) of a str, without building an encoder per call.
+_quoted: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 _WINDOWED = re.compile(r"^n_(?P<activity>.+)_(?P<days>\d+)d$")
 
@@ -417,8 +421,8 @@ class _Says:
         for (bucket, is_absent, is_favourable), columns in _test_plan(
             wording, tuple(feature_names)
         ):
-            values = np.column_stack(
-                [_values(features, feature_names[j], slice(None)) for j in columns]
+            values = np.stack(  # column_stack of 1-d arrays, with less set-up per array
+                [_values(features, feature_names[j], slice(None)) for j in columns], axis=1
             )
             if bucket is not None:
                 values = bucket(values)
@@ -546,7 +550,8 @@ def explain(
     row_pos, slot, group_of = row_pos[order], slot[order], group_of[order]
     feat = np.empty_like(group_of)
     bounds = np.flatnonzero(np.diff(group_of)) + 1
-    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(group_of)], strict=True):
+    for start, stop in zip([0, *bounds.tolist()], [*bounds.tolist(), len(group_of)],
+                           strict=True):
         if start < stop:
             feat[start:stop] = _representatives(
                 contributions, groups[group_of[start]], row_pos[start:stop],
@@ -556,7 +561,7 @@ def explain(
                        kind="stable")
     row_pos, slot, feat = row_pos[order], slot[order], feat[order]
     bounds = np.flatnonzero(np.diff(feat)) + 1
-    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(feat)], strict=True):
+    for start, stop in zip([0, *bounds.tolist()], [*bounds.tolist(), len(feat)], strict=True):
         if start == stop:
             continue
         name = feature_names[feat[start]]

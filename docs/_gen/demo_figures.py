@@ -7,7 +7,9 @@ Evidently reports) and writes:
   never typed), which the docs hook puts where the page says `<!-- figures -->`;
 - `docs/case-study/img/*.png`: screenshots in headless Chromium of the MLflow UI (the champion's
   run, its artifacts with the model card, the registered model), the Evidently data-drift
-  report, every dashboard page (Streamlit) and the Dagster asset lineage (`dagster-webserver`).
+  report and every dashboard page (Streamlit). The Dagster pictures (the asset lineage, the
+  demo's run, its checks) are `tests/orchestration/ui_screenshots.py`'s (`make
+  dagster-screenshot`).
 
 Chromium is Debian's (`/usr/bin/chromium`, `--no-sandbox`), driven by the `playwright` package of
 the `screenshots` extra; it never downloads a browser. Every server it starts listens on
@@ -255,8 +257,6 @@ def retraining_page(settings: Settings, facts: dict[str, Any], shots: set[str]) 
         "the same folds beside it):",
         "",
         md_table(folds[keep]),
-        "",
-        _img("dagster-lineage.png", "Dagster: the asset graph (dagster-webserver)", shots),
     ])
 
 
@@ -407,44 +407,7 @@ def dashboard_shots(settings: Settings, chromium: str) -> list[str]:
     return names
 
 
-def dagster_shot(settings: Settings, browser: Any) -> list[str]:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    home = tempfile.mkdtemp(prefix="dagster-home-")
-    Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    cmd = [str(Path(sys.executable).parent / "dagster-webserver"), "-m",
-           "orchestration.definitions", "-h", "127.0.0.1", "-p", str(port)]
-    env = {"DAGSTER_HOME": home, "LEAD_SCORING_DATA_DIR": str(settings.paths.data_dir),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    try:
-        with server(cmd, f"{base}/server_info", env):
-            page = _new_page(browser, 1800, 1000)
-            page.goto(f"{base}/asset-groups")
-            page.wait_for_selector("text=Global asset lineage", timeout=120_000)
-            page.wait_for_timeout(3000)
-            skip = page.get_by_role("button", name="Skip")  # the UI's newsletter prompt
-            if skip.count():
-                skip.first.click()
-            # groups start collapsed; the graph's menu item expands them all (it is rendered
-            # hidden, so the click is dispatched to it)
-            expand = page.get_by_text("Expand all groups")
-            if expand.count():
-                expand.first.dispatch_event("click")
-            try:
-                page.get_by_text("challenger_model").first.wait_for(timeout=60_000)
-            except Exception:  # still collapsed: the retraining job's graph shows the assets
-                page.goto(f"{base}/locations/orchestration.definitions/jobs/weekly_retrain")
-                page.get_by_text("challenger_model").first.wait_for()
-            page.wait_for_timeout(4000)
-            page.screenshot(path=str(IMG_DIR / "dagster-lineage.png"))
-            print(f"  {(IMG_DIR / 'dagster-lineage.png')}")
-            page.close()
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    return ["dagster-lineage.png"]
-
-
-SHOOTERS = ("mlflow", "evidently", "dagster", "dashboard")
+SHOOTERS = ("mlflow", "evidently", "dashboard")
 
 
 def take_screenshots(settings: Settings, chromium: str, only: tuple[str, ...] = SHOOTERS
@@ -461,8 +424,6 @@ def take_screenshots(settings: Settings, chromium: str, only: tuple[str, ...] = 
                 shots += mlflow_shots(settings, browser, facts)
             if "evidently" in only:
                 shots += evidently_shot(settings, browser)
-            if "dagster" in only:
-                shots += dagster_shot(settings, browser)
         finally:
             browser.close()
     if "dashboard" in only:
@@ -475,9 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="the finished demo's data dir (default: settings)")
     parser.add_argument("--no-screenshots", action="store_true",
                         help="only the figures; keep the pictures already in docs/")
-    # dagster is opt-in: its lineage opens with every group collapsed and the fallback (the
-    # retraining job's graph) is cut by the info panel; not good enough for the pages yet
-    parser.add_argument("--only", default="mlflow,evidently,dashboard",
+    # the Dagster pictures (lineage, run, checks) are tests/orchestration/ui_screenshots.py's
+    parser.add_argument("--only", default=",".join(SHOOTERS),
                         help=f"screenshots of these only (comma-separated: {','.join(SHOOTERS)})")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = parser.parse_args(argv)

@@ -16,7 +16,13 @@ that no file of it changed) and there, with the project's own CLI and Dagster de
    (`rollback`) and shows `GET /model` before and after the service's hot reload, and the alias
    history;
 4. **online** (online-testing page): serves the open leads' real requests in canary mode (and
-   shows the guard's verdict in `GET /model`), then in A/B mode, and runs `ab-report`.
+   shows the guard's verdict in `GET /model`), then trains a challenger that is worse for real
+   (`lead-scoring train` with three one-split trees) and serves the same canary, whose guard
+   trips; then runs an A/B test to a verdict: the generator writes a CRM whose history runs
+   `label_window_days + 1` days past today, the landing zone gets it as it stood at midnight
+   (`cut_raw`), which is built and served in A/B mode; then the whole export is landed and
+   built, and `ab-report` runs as of its end (the prediction log stamps requests with the wall
+   clock, so the labels must mature after today).
 
 Each writes `docs/_gen/figures/<page>-scenario.md`, which the docs hook puts where the page says
 `<!-- scenario -->`. With `--screenshots`, Debian's Chromium (driven by playwright) also shoots the
@@ -42,7 +48,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +137,11 @@ class Scratch:
     def settings(self) -> Settings:
         return load_settings(self.config, overrides={"paths.data_dir": str(self.work)})
 
-    def write_config(self, **serving: Any) -> None:
-        """The project's settings file with `serving` keys changed (mode, poll interval)."""
+    def write_config(self, training: dict[str, Any] | None = None, **serving: Any) -> None:
+        """The project's settings file with `serving` keys changed (mode, poll interval) and
+        `training` keys replaced (the families a challenger is trained with)."""
         tree = yaml.safe_load(DEFAULT_CONFIG.read_text())
+        tree["training"].update(training or {})
         for key, value in serving.items():
             node = tree["serving"]
             *parents, leaf = key.split(".")
@@ -189,8 +197,9 @@ def drift_scenario(s: Scratch, shots: bool) -> str:
     from ml.dashboard import data
     from ml.monitoring.store import read_metrics
 
-    demo_settings = load_settings(overrides={"paths.data_dir": str(s.demo)})
-    before = read_metrics(demo_settings, scope="data_drift")
+    # the demo's figures, read from the copy: opening the demo's SQLite store would write it
+    # (closing the last connection removes a WAL file the demo left)
+    before = read_metrics(s.settings(), scope="data_drift")
     before_alerts = data.alerts(s.settings())
     last_alert = int(before_alerts["id"].max()) if not before_alerts.empty else 0
     start = len(s.commands)
@@ -527,6 +536,48 @@ def deploy_scenario(s: Scratch, shots: bool) -> str:
     ])
 
 
+# ------------------------------------------------------------------------- the CRM as of a day
+
+
+def cut_raw(export: Path, raw_dir: Path, day: date) -> dict[str, int]:
+    """Write into `raw_dir` what the CRM export in `export` held at midnight starting `day`:
+    the leads created before it with their attributes as they were then (a correction made
+    later is undone: the field takes the `old_value` of its first change at or after `day`), and
+    the activities, conversions and attribute changes stamped before it. Rows per file."""
+    import duckdb
+
+    from ml import contract
+
+    cut = f"{day.isoformat()}T00:00:00Z"  # the raw contract's ISO-8601 UTC text sorts as time
+    stamp = {"leads": "created_at", "activities": "occurred_at", "conversions": "converted_at",
+             "lead_attribute_changes": "changed_at"}
+    contract.remove_raw_parts(raw_dir)
+    counts = {}
+    with duckdb.connect() as con:
+        def read(name: str) -> str:
+            spec = ", ".join(f"'{c}': 'VARCHAR'" for c in contract.RAW_COLUMNS[name])
+            return (f"read_csv('{export / name}.csv', header=true, columns={{{spec}}}, "
+                    "all_varchar=true)")
+
+        con.execute(f"""create table later as
+            select lead_id, field, arg_min(old_value, changed_at) as was
+            from {read('lead_attribute_changes')} where changed_at >= '{cut}' group by all""")
+        for name, column in stamp.items():
+            if not (export / f"{name}.csv").is_file():
+                continue
+            cols = list(contract.RAW_COLUMNS[name])
+            if name == "leads":
+                cols = [c if c not in contract.ATTRIBUTE_FIELDS else
+                        f"coalesce((select was from later where later.lead_id = t.lead_id "
+                        f"and later.field = '{c}'), t.{c}) as {c}" for c in cols]
+            sql = (f"select {', '.join(cols)} from {read(name)} t where {column} < '{cut}' "
+                   f"order by {column}")
+            out = raw_dir / f"{name}.csv"
+            con.execute(f"copy ({sql}) to '{out}' (header, delimiter ',')")
+            counts[name] = con.execute(f"select count(*) from read_csv('{out}')").fetchone()[0]
+    return counts
+
+
 # ------------------------------------------------------------------------- 4. online
 
 
@@ -544,13 +595,28 @@ def send_traffic(base: str, leads: pd.DataFrame) -> dict[str, Any]:
             "p50 ms": f"{pd.Series(latencies).median():.1f}"}
 
 
-# the canary with the settings' guard; the same with a latency guard stricter than any HTTP
-# round trip (1 ms p95), to show a trip and the fallback; then an A/B test
-ONLINE_RUNS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("canary", {"mode": "canary"}),
-    ("canary, 1 ms p95 guard", {"mode": "canary", "canary.max_p95_latency_ms": 1}),
-    ("ab", {"mode": "ab"}),
-)
+# A challenger that is worse for real: trained and registered by `lead-scoring train`, with
+# XGBoost as the only family and cut to three one-split trees (three questions about a lead)
+WORSE_CHALLENGER = {"families": ["xgboost"],
+                    "xgboost": {**yaml.safe_load(DEFAULT_CONFIG.read_text())["training"]["xgboost"],
+                                "n_estimators": 3, "max_depth": 1}}
+
+
+def online_run(s: Scratch, i: int, label: str, leads: pd.DataFrame,
+               **serving: Any) -> dict[str, Any]:
+    """`lead-scoring serve` with these serving settings, every lead requested once by id; the
+    traffic's figures and `GET /model` afterwards. Each run logs to its own prediction log."""
+    log_url = f"sqlite:///{s.work}/serving/online-{i}-{serving['mode']}.db"
+    s.write_config(poll_interval_seconds=1, prediction_log_url=log_url, **serving)
+    shown = ", ".join(f"serving.{k}: {v}" for k, v in serving.items())
+    s.commands.append(f"lead-scoring serve   # {shown}; then POST /predict for each open lead")
+    ctx, base = serve(s)
+    with ctx:
+        traffic = send_traffic(base, leads)
+        _, body = http(base, "GET", "/model")
+    row = model_row(label, body)
+    return {"run": label, **traffic, "challenger share after": f"{row['challenger share']:g}",
+            "GET /model: canary": row["canary"]}
 
 
 def online_scenario(s: Scratch, shots: bool) -> str:
@@ -562,38 +628,131 @@ def online_scenario(s: Scratch, shots: bool) -> str:
     leads = pd.read_parquet(settings.paths.marts_dir / "lead_features_latest.parquet",
                             columns=["lead_id"])
     start = len(s.commands)
+    results = [online_run(s, 0, f"canary, challenger v{challenger}", leads, mode="canary")]
+    # a worse challenger, trained the project's way; then the same canary
+    s.write_config(training=WORSE_CHALLENGER)
+    s.commands.append("# training.families: [xgboost], training.xgboost: n_estimators 3, "
+                      "max_depth 1")
+    trained = s.cli("train", "--json")
+    worse = trained["model_version"]
+    results.append(online_run(s, 1, f"canary, challenger v{worse} (3 stumps)", leads,
+                              mode="canary"))
+    bt = trained["backtest"]
     lines = [
-        "Made by `docs/_gen/scenarios.py` (scenario `online`, after `deploy`) on the copied demo: "
-        f"`@champion` v{champion}, `@challenger` v{challenger}. Every open lead "
-        f"({len(leads):,}) is requested once by id over HTTP, first with `serving.mode: canary`, "
-        "then with `serving.mode: ab`:",
+        "Made by `docs/_gen/scenarios.py` (scenario `online`, after `deploy`) on the copied demo, "
+        f"`@champion` v{champion}. Every open lead ({len(leads):,}) is requested once by id over "
+        f"HTTP with `serving.mode: canary` and the settings' guard: first with `@challenger` "
+        f"v{challenger} (the drift sensor's retrain), then with a challenger that is worse for "
+        f"real: `lead-scoring train` with XGBoost as the only family, cut to three one-split "
+        f"trees (`n_estimators: 3`, `max_depth: 1`), registered as `@challenger` "
+        f"v{worse} like any other (backtest AUC {bt['auc_mean']:.3f}, 95 % interval "
+        f"{bt['auc_ci95'][0]:.3f}–{bt['auc_ci95'][1]:.3f}; its request model "
+        f"{bt['request_model']['auc_mean']:.3f}):",
+        "",
+        commands_block(s.commands[start:]),
+        "",
+        md_table(pd.DataFrame(results)),
+        "",
+        "The guard sees no labels (they mature 60 days later): what it compares is the "
+        "challenger's error rate, p95 latency and the distribution of its scores against the "
+        "champion's on the same traffic mix (PSI). Three stumps give a handful of distinct "
+        "scores, far from the champion's; that distribution is what trips it, and from then "
+        "on every lead of the canary share is answered by the champion (`challenger share "
+        "after` 0). The registry is not touched: the rollback is the service's.",
         "",
     ]
-    results = []
-    for i, (label, serving) in enumerate(ONLINE_RUNS):
-        # a prediction log per run, so `ab-report` (run last) reads the A/B run's only
-        log_url = f"sqlite:///{s.work}/serving/online-{i}-{serving['mode']}.db"
-        s.write_config(poll_interval_seconds=1, prediction_log_url=log_url, **serving)
-        shown = ", ".join(f"serving.{k}: {v}" for k, v in serving.items())
-        s.commands.append(f"lead-scoring serve   # {shown}; then POST /predict for each open lead")
-        ctx, base = serve(s)
-        with ctx:
-            traffic = send_traffic(base, leads)
-            _, body = http(base, "GET", "/model")
-        row = model_row(label, body)
-        results.append({"run": label, **traffic,
-                        "challenger share after": f"{row['challenger share']:g}",
-                        "GET /model: canary": row["canary"]})
-    report = s.cli("ab-report", "--json")
-    lines += [commands_block(s.commands[start:]), "", md_table(pd.DataFrame(results)), ""]
-    lines += ["`lead-scoring ab-report` on the A/B run's prediction log, right after (labels "
-              "mature 60 days after a request, so a report the day a test starts has no matured "
-              "lead yet):", "",
-              fenced(json.dumps({k: report[k] for k in ("verdict", "leads_logged",
-                                                         "leads_matured", "needed_per_variant",
-                                                         "as_of") if k in report}, indent=1),
-                     "json"), ""]
+    lines += ab_matured(s, worse)
     return "\n".join(lines)
+
+
+def ab_matured(s: Scratch, worse: int) -> list[str]:
+    """An A/B test whose labels have matured: the CRM as of today served, then its next
+    `label_window_days + 1` days landed and `ab-report` run as of their end (module doc)."""
+    from ml import contract
+    from ml.registry import CHALLENGER, CHAMPION, current_version
+
+    settings = s.settings()
+    window = settings.features.label_window_days
+    today = datetime.now(UTC).date()  # the prediction log stamps requests with the wall clock
+    later = today + timedelta(days=window + 1)
+    start = len(s.commands)
+    gen = s.cli("generate", "--end-date", later.isoformat(), "--json")
+    export = s.work / f"crm-export-{later.isoformat()}"
+    export.mkdir(exist_ok=True)
+    for name in contract.RAW_COLUMNS:
+        if (settings.paths.raw_dir / f"{name}.csv").is_file():
+            shutil.move(settings.paths.raw_dir / f"{name}.csv", export / f"{name}.csv")
+    counts = cut_raw(export, settings.paths.raw_dir, today)
+    s.commands.append(f"# data/raw := that export as it stood at {today} 00:00 UTC "
+                      "(docs/_gen/scenarios.py: cut_raw)")
+    # the build's point in time pinned (rows stamped after it are rejected as future ones)
+    s.cli("build", "--as-of", today.isoformat(), "--json")
+    s.cli("features", "apply", "--json")
+    s.cli("features", "refresh", "--json")
+    leads = pd.read_parquet(settings.paths.marts_dir / "lead_features_latest.parquet",
+                            columns=["lead_id"])
+    champion = current_version(settings, CHAMPION)
+    challenger = current_version(settings, CHALLENGER)
+    traffic = online_run(s, 2, "ab", leads, mode="ab")
+    s.commands.append(f"# {window + 1} days later: data/raw := the whole export to {later}")
+    for name in contract.RAW_COLUMNS:
+        if (export / f"{name}.csv").is_file():
+            shutil.copy2(export / f"{name}.csv", settings.paths.raw_dir / f"{name}.csv")
+    s.cli("build", "--as-of", later.isoformat(), "--json")
+    report = s.cli("ab-report", "--as-of", later.isoformat(), "--json")
+    text = s.cli("ab-report", "--as-of", later.isoformat(), parse_json=False)
+    variants = pd.DataFrame([
+        {"variant": v["variant"], "versions": ", ".join(f"v{x}" for x in v["model_versions"]),
+         "matured leads": v["leads"], "converted": v["conversions"],
+         "conversion rate": None if v["conversion_rate"] is None
+         else f"{v['conversion_rate']:.4f}",
+         "AUC of the served score": None if v["auc"] is None else
+         f"{v['auc']:.3f} [{v['auc_ci'][0]:.3f}, {v['auc_ci'][1]:.3f}]"}
+        for v in report["variants"].values()])
+    needed = report["needed_per_variant"]
+    needed_text = (f"To detect a {report['min_effect']:+.2f} difference in conversion rate at "
+                   f"alpha {report['alpha']} and the settings' power the test needs "
+                   f"{needed:,} matured leads per variant." if needed is not None else
+                   "No conversion rate to size the test from.")
+    return [
+        "### An A/B test whose labels matured",
+        "",
+        f"`ab-report` counts a lead once its 60-day label has matured *after the request*, "
+        f"and the service stamps each request with the wall clock ({today} when this ran), "
+        f"while the demo's CRM ends on {settings.generator.end_date}. So the same scenario then "
+        f"lets time pass for "
+        f"real: the generator (same seed and size) writes the CRM's history up to {later} "
+        f"({gen['leads']:,} leads); the landing zone gets that export as it stood at {today} "
+        f"00:00 UTC (only rows stamped before it; an attribute corrected later keeps its value "
+        f"of then: {counts['leads']:,} leads, {counts['activities']:,} activities, "
+        f"{counts['conversions']:,} conversions), which is built, refreshed and served in A/B "
+        f"mode, `@champion` v{champion} against `@challenger` v{challenger} (the three stumps); "
+        f"then the rest of the export ({window + 1} days of activities and conversions, drawn "
+        f"by the generator from each lead's true probability; nobody wrote a label) is landed "
+        f"and built, and `ab-report` runs as of {later}:",
+        "",
+        commands_block(s.commands[start:]),
+        "",
+        md_table(pd.DataFrame([traffic]).drop(columns=["GET /model: canary"])),
+        "",
+        fenced(text),
+        "",
+        md_table(variants),
+        "",
+        f"**{report['verdict']}** — {report['leads_matured']:,} of {report['leads_logged']:,} "
+        f"leads matured (a lead that converted between midnight and its request is left out). "
+        f"{needed_text}",
+        "",
+        "What this shows, and what it cannot: in a generated CRM the score a lead was served "
+        "changes nothing about whether it converts (the generator drew that from the lead "
+        "alone), so the conversion rates of the two variants can only differ by chance; the "
+        "test's verdict above is the answer to *that* null. Where the variants differ is the "
+        "AUC of the score each served (with its 95 % interval, above): how well it ranked the "
+        "leads that then converted. "
+        "In a real CRM, where salespeople act on the score, the conversion rate is the "
+        "figure that decides, and it needs the sample size above.",
+        "",
+    ]
 
 
 # ------------------------------------------------------------------------- main
@@ -665,9 +824,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-        if snapshot(demo) != before:
-            raise ScenarioError(f"a file under the demo's {demo} changed: the scenarios must only "
-                                "write into their copy")
+        after = snapshot(demo)
+        if after != before:
+            changed = sorted(k for k in before.keys() | after.keys()
+                             if before.get(k) != after.get(k))
+            raise ScenarioError(f"files under the demo's {demo} changed ({', '.join(changed[:5])}"
+                                "): the scenarios must only write into their copy")
     return 0
 
 

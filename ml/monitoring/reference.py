@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -89,11 +90,21 @@ def load_reference(
         DataError: the mart is missing, or holds no rows in the reference window.
     """
     cache = _cache_dir(settings, version)
+    mart_path = settings.paths.marts_dir / FEATURES_MART
     if (cache / "reference.json").is_file():
         meta = json.loads((cache / "reference.json").read_text())
         features = pd.read_parquet(cache / "features.parquet")
         scores = pd.read_parquet(cache / "scores.parquet")["probability"].to_numpy()
-        return Reference(features, scores, "cache", meta["description"])
+        # the mart named where it is now (a data dir copied elsewhere keeps its cache); a
+        # cache written before "window" was kept has its description: its path replaced
+        description = (
+            f"{meta['window']} of {mart_path}"
+            if "window" in meta
+            else re.sub(
+                rf" of \S*{re.escape(FEATURES_MART)}$", f" of {mart_path}", meta["description"]
+            )
+        )
+        return Reference(features, scores, "cache", description)
     columns = list(scorer.feature_names)
     mart = _read_mart(settings, columns)
     dates = _split_dates(scorer)
@@ -107,11 +118,12 @@ def load_reference(
         features = _between(mart, train_start, validation_start)
         test = _between(mart, test_start, test_end + timedelta(days=1))
         source = "mart"
-        description = (
+        window = (
             f"champion v{version}'s training window {train_start}..{validation_start} "
             f"({len(features):,} rows) and test window {test_start}..{test_end} "
-            f"({len(test):,} rows) of {settings.paths.marts_dir / FEATURES_MART}"
+            f"({len(test):,} rows)"
         )
+        description = f"{window} of {mart_path}"
     else:
         cutoff = run_date - timedelta(days=settings.features.label_window_days)
         features = _between(mart, date.min, cutoff)
@@ -119,7 +131,7 @@ def load_reference(
         source = "fallback"
         description = (
             f"FALLBACK: champion v{version} records no training window; using every snapshot "
-            f"before {cutoff} (label window matured) of {settings.paths.marts_dir / FEATURES_MART} "
+            f"before {cutoff} (label window matured) of {mart_path} "
             f"({len(features):,} rows) for features and scores"
         )
         log.warning("drift reference: %s", description)
@@ -131,7 +143,9 @@ def load_reference(
         cache.mkdir(parents=True, exist_ok=True)
         features.to_parquet(cache / "features.parquet", index=False)
         pd.DataFrame({"probability": scores}).to_parquet(cache / "scores.parquet", index=False)
-        (cache / "reference.json").write_text(json.dumps({"description": description}))
+        (cache / "reference.json").write_text(
+            json.dumps({"window": window, "description": description})
+        )
     return Reference(features, scores, source, description)
 
 

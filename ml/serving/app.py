@@ -7,6 +7,13 @@ answered with 404/422/503 and a message; anything else is logged and answered wi
 that carries no traceback. No response body carries an internal path, URL or exception text:
 failures are logged server-side and answered in fixed words.
 
+A well-formed POST /predict skips FastAPI's routing: `_Service.__call__` reads the body, checks
+the API key when keys are configured, validates the payload as the route would (JSON, then
+`PredictRequest`) and awaits the route's own code (`answer`). Anything else, or a request that
+fails any of these checks, goes through FastAPI with its body replayed, so errors (401, 422,
+500) are answered by the same handlers as always. Profiled, FastAPI's middleware, routing and
+dependency solving were about a quarter of a request's CPU (~0.3 ms) for what these few lines do.
+
 The service survives its dependencies: with the registry unreadable it keeps the loaded models
 (`/ready` 200 "degraded", `lead_scoring_registry_degraded` 1); with the online store unreadable
 it scores leads from their request fields (`scored_by: request`, a warning in the response) and
@@ -18,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,9 +33,11 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from starlette.types import Message, Receive, Scope, Send
 
 from ml.config import Settings
-from ml.serving.auth import api_key_dependency
+from ml.serving.auth import api_key_check, api_key_dependency
 from ml.serving.features import OnlineFeatureReader
 from ml.serving.metrics import ServiceMetrics
 from ml.serving.model_manager import Loader, ModelManager, ModelState
@@ -55,6 +64,46 @@ STORE_DEGRADED = "the online store cannot be read: leads are scored from the req
 
 def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"detail": detail, **extra}, status_code=status)
+
+
+DIRECT_BODY_LIMIT = 64 * 1024  # a /predict body above this goes through FastAPI
+
+
+class _Service(FastAPI):
+    """The FastAPI app with a direct path for a well-formed POST /predict (module docstring)."""
+
+    direct: Callable[[Scope, bytes, Send], Awaitable[bool]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (self.direct is None or scope["type"] != "http" or scope["path"] != "/predict"
+                or scope["method"] != "POST"):
+            return await super().__call__(scope, receive, send)
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more and size <= DIRECT_BODY_LIMIT:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: FastAPI sees it too
+                return await super().__call__(scope, _replay(chunks, receive, message), send)
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+        if not more and await self.direct(scope, b"".join(chunks), send):
+            return None
+        return await super().__call__(scope, _replay(chunks, receive, None, more), send)
+
+
+def _replay(chunks: list[bytes], receive: Receive, last: Message | None = None,
+            more: bool = False) -> Receive:
+    """`receive` that first gives back what was read already."""
+    pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks),
+                               "more_body": more}]
+    if last is not None:
+        pending.append(last)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
 
 
 def create_app(settings: Settings, *, loader: Loader | None = None,
@@ -110,7 +159,7 @@ def create_app(settings: Settings, *, loader: Loader | None = None,
     # the docs too (FastAPI's own docs routes bypass dependencies, so they are re-added below).
     auth = api_key_dependency(settings)
     docs = {} if auth is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-    app = FastAPI(
+    app = _Service(
         title="Lead scoring",
         summary="Real-time lead scores from the registered champion over the Feast online store.",
         version="1.0",
@@ -140,6 +189,9 @@ def create_app(settings: Settings, *, loader: Loader | None = None,
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
+            # A body that is not JSON is located by character position: name the body.
+            {"field": "body", "message": f"not valid JSON at character {e['loc'][-1]}",
+             "type": e["type"]} if e["type"] == "json_invalid" else
             {"field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
              "message": e["msg"], "type": e["type"]}
             for e in exc.errors()
@@ -173,6 +225,9 @@ def create_app(settings: Settings, *, loader: Loader | None = None,
         """Score a lead by id (features from the Feast online store); fields given in the
         request win over stored ones. A lead the store does not know is scored from the
         request alone; an id-only request for it is a 404."""
+        return await answer(body)
+
+    async def answer(body: PredictRequest) -> Response:
         started = time.perf_counter()
         (result,) = await app.state.predictor.predict([body], "predict")
         if result is Unscored.STORE_UNAVAILABLE:
@@ -188,6 +243,34 @@ def create_app(settings: Settings, *, loader: Loader | None = None,
         # Serialized here: the predictor builds the response's exact fields (tests validate
         # them against PredictResponse), so FastAPI's per-request re-validation is skipped.
         return Response(json.dumps(result), media_type="application/json")
+
+    valid_key = api_key_check(settings)
+    key_header = settings.serving.auth.header.lower().encode("latin-1")
+
+    async def direct(scope: Scope, body: bytes, send: Send) -> bool:
+        """Answer a POST /predict as the route would; False (nothing sent) when FastAPI must:
+        a missing or unknown key, a body that is not a valid payload, no model yet."""
+        headers = dict(scope["headers"])
+        if headers.get(b"content-type") != b"application/json":
+            return False
+        if valid_key is not None:
+            given = headers.get(key_header)
+            if not valid_key(None if given is None else given.decode("latin-1")):
+                return False
+        try:
+            request = PredictRequest.model_validate(json.loads(body))
+        except (ValueError, ValidationError):  # JSON or payload: FastAPI's 422 says which
+            return False
+        try:
+            response = await answer(request)
+        except ModelNotReady:
+            return False
+        except Exception as exc:
+            response = await internal(Request(scope), exc)
+        await response(scope, _no_body, send)
+        return True
+
+    app.direct = direct
 
     @app.post(
         "/predict/batch",
@@ -279,6 +362,10 @@ def create_app(settings: Settings, *, loader: Loader | None = None,
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _no_body() -> Message:  # a response never reads the request again
+    return {"type": "http.disconnect"}
 
 
 def run(settings: Settings, host: str | None = None, port: int | None = None) -> None:

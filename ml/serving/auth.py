@@ -27,10 +27,26 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def api_key_dependency(settings: Settings) -> Callable[[Request], None] | None:
-    """The dependency that checks a request's API key; None when no key is configured."""
+def api_key_check(settings: Settings) -> Callable[[str | None], bool] | None:
+    """Whether a given header value is a configured key; None when no key is configured."""
     keys = [_digest(k) for k in settings.api_keys]
     if not keys:
+        return None
+
+    def valid(given: str | None) -> bool:
+        if given is None:
+            return False
+        digest = _digest(given)
+        # every key is compared (no early exit): the time does not say which one matched
+        return any([hmac.compare_digest(digest, k) for k in keys])
+
+    return valid
+
+
+def api_key_dependency(settings: Settings) -> Callable[[Request], None] | None:
+    """The dependency that checks a request's API key; None when no key is configured."""
+    valid = api_key_check(settings)
+    if valid is None:
         return None
     header = settings.serving.auth.header
 
@@ -38,12 +54,8 @@ def api_key_dependency(settings: Settings) -> Callable[[Request], None] | None:
         if request.url.path in OPEN_PATHS:
             return
         given = request.headers.get(header)
-        if given is not None:
-            digest = _digest(given)
-            # every key is compared (no early exit): the time does not say which one matched
-            matched = [hmac.compare_digest(digest, k) for k in keys]
-            if any(matched):
-                return
+        if valid(given):
+            return
         log.warning("rejected a request to %s: %s API key", request.url.path,
                     "missing" if given is None else "unknown")
         raise HTTPException(

@@ -9,6 +9,14 @@ the features come from the Feast online store (SQLite by default, Redis in produ
 decoded from Feast's own ValueProtos. Feast's Redis store answers an unknown entity with empty
 values and no timestamp rather than None; that is read as "not in the store" too.
 
+On SQLite the reader asks Feast's tables itself, in one statement for every view: Feast's
+`online_read` issues one query per view, fetches every feature of the lead with its timestamp
+(converted to a datetime per row) and builds a dict of protos per view, about 0.2 ms of a
+request's ~1.5 ms; the one statement takes a quarter of that. The tables, their keys and the
+ValueProto bytes are the ones ml/online_refresh.py writes byte for byte as Feast does (its
+`entity_keys` checks itself against Feast's encoder), and a test compares what this reader
+returns with Feast's public `get_online_features` for every lead.
+
 Surviving the store. Reads run on the event loop, so a store that hangs would stall every
 request: an SQLite store waits at most `SQLITE_BUSY_TIMEOUT_MS` for a lock (Feast's default is
 5 s), and `try_read` answers None ("unavailable") instead of raising. After a failed read the
@@ -24,12 +32,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from feast import FeatureView
-from feast.infra.online_stores.helpers import get_online_store_from_config
+from feast.infra.online_stores.helpers import compute_table_id, get_online_store_from_config
+from feast.infra.online_stores.sqlite import SqliteOnlineStore
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from ml.config import Settings
 from ml.feature_store import feature_service, get_store
+from ml.online_refresh import entity_keys
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +81,19 @@ class OnlineFeatureReader:
             for p in service.feature_view_projections
         ]
         self.feature_names: list[str] = [f for v in self._views for f in v.features]
+        versioning = store.config.registry.enable_online_feature_view_versioning
+        self._tables = [compute_table_id(store.config.project, v.view, versioning)
+                        for v in self._views]
+        if isinstance(self._online_store, SqliteOnlineStore):  # Feast's key encoding, once
+            entity_keys(["__probe__"], store.config.entity_key_serialization_version)
+        self._wanted = frozenset(self.feature_names)
+        self._statements: dict[int, str] = {}  # per number of leads, the one-statement read
         self.failed_reads = 0  # reads that raised, in all (a metrics counter)
         self._failures = 0  # in a row
         self._retry_at = 0.0
         self._bound_waits()
 
     def _bound_waits(self) -> None:
-        from feast.infra.online_stores.sqlite import SqliteOnlineStore
-
         if isinstance(self._online_store, SqliteOnlineStore):
             try:
                 conn = self._online_store._get_conn(self._config)
@@ -118,6 +133,12 @@ class OnlineFeatureReader:
     def read(self, lead_ids: list[str]) -> list[dict[str, Any] | None]:
         """One dict of feature values per lead (None values for nulls), or None for a lead
         the online store does not know (no row in any view)."""
+        if isinstance(self._online_store, SqliteOnlineStore):
+            return self._read_sqlite(lead_ids)
+        return self._read_feast(lead_ids)
+
+    def _read_feast(self, lead_ids: list[str]) -> list[dict[str, Any] | None]:
+        """`read` through Feast's `online_read`, one call per view (every store but SQLite)."""
         keys = [
             EntityKeyProto(join_keys=[JOIN_KEY], entity_values=[ValueProto(string_val=lead)])
             for lead in lead_ids
@@ -135,6 +156,31 @@ class OnlineFeatureReader:
                     proto = values.get(name)
                     found[name] = None if proto is None else _python_value(proto)
         return out
+
+    def _read_sqlite(self, lead_ids: list[str]) -> list[dict[str, Any] | None]:
+        """`read` from Feast's SQLite tables in one statement (see the module's docstring)."""
+        keys = entity_keys(lead_ids, self._config.entity_key_serialization_version, check=False)
+        statement = self._statements.get(len(keys))
+        if statement is None:
+            marks = ",".join("?" * len(keys))
+            statement = self._statements[len(keys)] = " UNION ALL ".join(
+                f'SELECT entity_key, feature_name, value FROM "{table}" '
+                f"WHERE entity_key IN ({marks})"
+                for table in self._tables
+            )
+        conn = self._online_store._get_conn(self._config)
+        rows = conn.execute(statement, keys * len(self._tables)).fetchall()
+        found: dict[bytes, dict[str, Any]] = {}
+        wanted = self._wanted
+        for key, name, value in rows:
+            if name in wanted:
+                proto = ValueProto()
+                proto.ParseFromString(value)
+                features = found.get(key)
+                if features is None:
+                    features = found[key] = dict.fromkeys(self.feature_names)
+                features[name] = _python_value(proto)
+        return [found.get(key) for key in keys]  # a lead asked twice shares its dict
 
     def ping(self) -> bool:
         """Whether the online store can be read now (for /ready; honours the backoff)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,39 @@ def test_copy_refuses_a_non_empty_target_or_a_folder_without_the_demo_stores(
         scenarios.copy_demo(demo, taken)
     with pytest.raises(scenarios.ScenarioError, match="mlflow.db not found"):
         scenarios.copy_demo(tmp_path / "taken", tmp_path / "new")
+
+
+def test_cut_raw_keeps_what_the_crm_held_at_midnight(tmp_path: Path) -> None:
+    """The A/B scenario's "export of last night": every row stamped before the cut and none
+    after, and a lead's attribute corrected after the cut shows its value of then."""
+    import pandas as pd
+
+    from ml.data.generator import generate
+
+    export = tmp_path / "export"
+    generate(export, tmp_path / "truth", n_leads=400, days=120, end_date=date(2026, 11, 1),
+             activities_per_lead=10)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    cut = date(2026, 10, 1)
+    counts = scenarios.cut_raw(export, raw, cut)
+    stamp = {"leads": "created_at", "activities": "occurred_at", "conversions": "converted_at",
+             "lead_attribute_changes": "changed_at"}
+    edge = pd.Timestamp("2026-10-01", tz="UTC")
+    for name, column in stamp.items():
+        full = pd.read_csv(export / f"{name}.csv", dtype=str)
+        kept = pd.read_csv(raw / f"{name}.csv", dtype=str)
+        before = pd.to_datetime(full[column], utc=True) < edge
+        assert 0 < len(kept) == counts[name] == int(before.sum()) < len(full), name
+        assert set(kept.columns) == set(full.columns)
+    full = pd.read_csv(export / "leads.csv", dtype=str).set_index("lead_id")
+    kept = pd.read_csv(raw / "leads.csv", dtype=str).set_index("lead_id")
+    changes = pd.read_csv(export / "lead_attribute_changes.csv", dtype=str)
+    later = changes[(pd.to_datetime(changes["changed_at"], utc=True) >= edge)
+                    & changes["lead_id"].isin(kept.index)].sort_values("changed_at")
+    first = later.drop_duplicates(["lead_id", "field"])
+    assert len(first) > 0, "no attribute corrected after the cut: pick another date"
+    for row in first.itertuples():
+        assert kept.at[row.lead_id, row.field] == row.old_value
+    untouched = kept.index.difference(first["lead_id"])
+    assert kept.loc[untouched].equals(full.loc[untouched])

@@ -34,3 +34,12 @@ def test_reader_serves_what_get_online_features_serves(fresh):
             else:
                 assert row[name] == expected, (lead, name)
     assert reader.ping()
+
+    # The SQLite store is read in one statement of our own (ml/serving/features.py); Feast's
+    # own per-view online_read must give the same, for a few leads at once and a lead asked
+    # twice in one micro-batch.
+    few = [ids[0], "L-unknown", ids[1], ids[0]]
+    direct = reader.read(few)
+    assert direct[0] == direct[3] and direct[1] is None
+    per_view = reader._read_feast(few)
+    assert per_view == direct

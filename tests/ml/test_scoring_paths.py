@@ -18,7 +18,7 @@ from ml.config import Settings, load_settings
 from ml.errors import DataError
 from ml.linear import LinearModel
 from ml.model import CATEGORICAL_FEATURES, Calibrator, LeadScorer, feature_columns
-from ml.scoring import score_frame, score_records
+from ml.scoring import assign_tiers, score_frame, score_records
 
 
 @pytest.fixture
@@ -79,6 +79,10 @@ def test_score_records_equals_score_frame_for_every_family(settings: Settings,
             scorer.calibrator = Calibrator.fit(
                 "sigmoid", scorer.margin(train), (train["n_pricing_page_view_7d"] > 2).to_numpy())
     features = awkward_features(600, seed=23)
+    # The input matrix of the service's records equals the frame's, even for awkward values
+    # (numbers as text, unseen levels, ...), bit for bit.
+    np.testing.assert_array_equal(scorer.matrix_records(_records(features)),
+                                  scorer.matrix(features))
     features["website_visits"] = pd.to_numeric(features["website_visits"])  # service: numbers
     expected = score_frame(scorer, features, settings)
     records = _records(features)
@@ -96,3 +100,15 @@ def test_score_records_names_the_features_a_lead_lacks(settings: Settings) -> No
     del record["industry"], record["n_email_open_7d"]
     with pytest.raises(DataError, match="industry, n_email_open_7d"):
         score_records(scorer, [record], settings)
+
+
+def test_tiers_of_a_few_leads_equal_the_batch_tiers(settings: Settings) -> None:
+    t = settings.scoring.tiers
+    edges = [t.A, t.B, t.C]
+    score = np.array([*edges, *np.nextafter(edges, -np.inf), 0.0, 100.0, np.nan,
+                      *np.random.default_rng(3).uniform(0, 100, 200)])
+    batch = assign_tiers(score, settings)
+    assert batch.dtype == np.dtype("<U1") and set(batch) == {"A", "B", "C", "D"}
+    few = np.concatenate([assign_tiers(score[i:i + 3], settings) for i in range(0, len(score), 3)])
+    np.testing.assert_array_equal(few, batch)
+    assert few.dtype == batch.dtype

@@ -5,6 +5,7 @@ contract, the reference taken from the champion's training window."""
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -261,6 +262,20 @@ def test_reference_is_the_champions_training_window_else_a_named_fallback(settin
         ref = load_reference(settings, scorer, "7", RUN_DATE)
         assert ref.source == "mart" and len(ref.features) == 400 and len(ref.scores) == 300
         assert load_reference(settings, scorer, "7", RUN_DATE).source == "cache"
+        assert str(marts / "lead_features.parquet") in ref.description
+        # the data dir copied elsewhere: its cached reference names the copy's mart
+        copy = settings.paths.data_dir.parent / f"{settings.paths.data_dir.name}-copy"
+        shutil.copytree(settings.paths.data_dir, copy)
+        moved = load_settings(overrides={"paths.data_dir": str(copy)}, env={})
+        cached = load_reference(moved, scorer, "7", RUN_DATE)
+        assert cached.source == "cache"
+        assert str(moved.paths.marts_dir / "lead_features.parquet") in cached.description
+        assert str(marts) not in cached.description
+        assert cached.description.split(" of ")[0] == ref.description.split(" of ")[0]
+        # a cache written before the window was kept apart: its path is replaced too
+        meta = moved.paths.reports_dir / "reference" / "v7" / "reference.json"
+        meta.write_text(json.dumps({"description": ref.description}))
+        assert load_reference(moved, scorer, "7", RUN_DATE).description == cached.description
         scorer.metadata = {}
         fallback = load_reference(settings, scorer, "8", date(2026, 8, 1))
         assert fallback.source == "fallback" and "FALLBACK" in fallback.description

@@ -199,3 +199,34 @@ def test_a_real_scoring_failure_is_a_plain_500(scorers, stack, tmp_path):
     assert r.status_code == 500
     assert r.json() == {"detail": "internal error; the service log has the details"}
     assert "email_opens_v2" not in r.text and "feature service" not in r.text
+
+
+def test_the_direct_predict_path_answers_as_the_fastapi_route(client):
+    """A well-formed POST /predict skips FastAPI's routing (ml/serving/app.py `_Service`); its
+    answers equal the route's, and anything it does not handle goes through FastAPI."""
+    app = client.app
+    direct = app.direct
+    taken: list[bool] = []
+
+    async def counting(scope, body, send):
+        taken.append(await direct(scope, body, send))
+        return taken[-1]
+
+    payloads = [{"lead_id": KNOWN}, ORIGINAL_EXAMPLE, {"lead_id": "no-such-lead"},
+                {"lead_id": KNOWN, "company_size": -1}, {"industry": "Technology"}]
+    app.direct = counting
+    try:
+        fast = [client.post("/predict", json=p) for p in payloads]
+        broken = client.post("/predict", content=b'{"lead_id": ',
+                             headers={"content-type": "application/json"})
+        app.direct = None  # FastAPI's route for everything
+        slow = [client.post("/predict", json=p) for p in payloads]
+    finally:
+        app.direct = direct
+    assert taken == [True, True, True, False, False, False]
+    for a, b in zip(fast, slow, strict=True):
+        assert (a.status_code, a.headers["content-type"]) == (b.status_code,
+                                                               b.headers["content-type"])
+        assert a.json() == b.json()
+    assert broken.status_code == 422 and broken.json()["detail"] == "invalid request: body"
+    assert broken.json()["errors"][0]["message"] == "not valid JSON at character 12"
