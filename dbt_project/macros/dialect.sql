@@ -354,7 +354,7 @@
     an empty table; enforceSchema false makes a header that does not match the contract's
     columns an error (naming the file) instead of a silent shift. In PERMISSIVE mode a malformed
     line is kept with its text in `_corrupt_record` (columnNameOfCorruptRecord) and its fields
-    padded or cut, which staging drops (malformed_rows). -#}
+    padded or cut, which staging drops (macro raw_lines). -#}
 {% macro spark__create_raw_relations() -%}
     {%- if execute -%}
         {%- set raw_dir = env_var('LEAD_SCORING_RAW_DIR', '../data/raw') -%}
