@@ -264,18 +264,97 @@
         and {{ at }} = {{ alias }}._asof_at
 {%- endmacro %}
 
-{#- The raw CSVs as relations. dbt-duckdb reads each through the source's external_location
-    (read_csv); on Spark, this on-run-start hook declares one external CSV table per source
-    table over the raw folder, every column text (as read_csv all_varchar). pathGlobFilter takes
-    the table's file and its increments' part files (`<name>.*csv`, as the DuckDB source) and makes
-    a missing optional file an empty table; enforceSchema false makes a header that does not match
-    the contract's columns an error instead of a silent shift. -#}
+{#- The raw CSVs as relations, one per source table of `crm`, declared by this on-run-start hook
+    (dbt_project.yml) with the same columns on both engines: the contract's columns as text (as
+    the raw files hold them), and `_corrupt_record`, the text of a malformed line (a wrong number
+    of fields, a quote left open), null for a line that parsed. A malformed line is one row with
+    every contract column null, so staging quarantines it (`malformed_line`) instead of failing
+    the build, and accepted + rejected = raw lines still holds. A table is its file
+    `<name>.csv` plus the part files of nightly increments (`<name>.*csv`); a table without any
+    file (the optional lead_attribute_changes) is empty. A file whose first line is not the
+    contract's header (its columns in the contract's order) fails the build, naming the file. -#}
 {% macro create_raw_relations() -%}
     {{ return(adapter.dispatch('create_raw_relations', 'lead_scoring')()) }}
 {%- endmacro %}
+{#- DuckDB: a view per table over read_csv, which skips the lines it cannot parse
+    (ignore_errors), plus those lines from `<name>_malformed_lines`, a small table this hook
+    fills from a first scan with store_rejects (its rejects table is a temporary table of this
+    connection, and the models run on others). The first scan also finds each file's header:
+    the files are read with header false, so the header can be checked (the reader takes the
+    columns by position) and the view drops it. A line of too many fields is recorded once per
+    extra field, hence the distinct. The reader stays strict: lenient (strict_mode false) reads a
+    line of too many fields as a good one, cut. Strict, a file mixing line ends (a CRLF line in
+    an LF file) stops the read, naming the file (Spark reads it). Scanning is cheap next to
+    writing: the raw text is not copied into the warehouse. -#}
 {% macro default__create_raw_relations() -%}
+    {%- if execute -%}
+        {%- set raw_dir = env_var('LEAD_SCORING_RAW_DIR', '../data/raw') -%}
+        {%- for node in graph.sources.values() if node.source_name == 'crm' -%}
+            {%- if loop.first -%}
+                {%- do run_query('create schema if not exists ' ~ node.schema) -%}
+            {%- endif -%}
+            {%- set relation = node.schema ~ '.' ~ node.name -%}
+            {%- set malformed = relation ~ '_malformed_lines' -%}
+            {%- set columns = node.columns.keys() | map('string') | list -%}
+            {%- set glob = (raw_dir ~ '/' ~ node.name ~ '.*csv') | replace("'", "''") -%}
+            {%- set is_header -%}
+                coalesce({% for c in columns %}{{ c }} = '{{ c }}'{{ ' and ' if not loop.last }}{% endfor %}, false)
+            {%- endset -%}
+            {%- set text_columns -%}
+                {%- for c in columns %}cast(null as varchar) as {{ c }}, {% endfor -%}
+            {%- endset -%}
+            {%- set read_csv -%}
+                read_csv('{{ glob }}', auto_detect = false, header = false, delim = ',',
+                    quote = '"', escape = '"', filename = true,
+                    columns = { {%- for c in columns %}'{{ c }}': 'varchar'{{ ', ' if not loop.last }}{% endfor -%} }
+            {%- endset -%}
+            {%- if raw_file_count(raw_dir ~ '/' ~ node.name ~ '.*csv') == 0 -%}
+                {%- do run_query(
+                    'create or replace view ' ~ relation ~ ' as select ' ~ text_columns
+                    ~ 'cast(null as varchar) as filename, cast(null as varchar) as _corrupt_record'
+                    ~ ' where false'
+                ) -%}
+            {%- else -%}
+                {%- set rejects = 'raw_rejects_' ~ node.name -%}
+                {%- set scans = 'raw_scans_' ~ node.name -%}
+                {%- do run_query('drop table if exists temp.main.' ~ rejects) -%}
+                {%- do run_query('drop table if exists temp.main.' ~ scans) -%}
+                {%- set headerless = run_query(
+                    "select file from glob('" ~ glob ~ "') except select filename from "
+                    ~ read_csv ~ ", store_rejects = true, rejects_table = '" ~ rejects
+                    ~ "', rejects_scan = '" ~ scans ~ "') where " ~ is_header ~ ' order by 1'
+                ).columns[0].values() -%}
+                {%- if headerless | length > 0 -%}
+                    {{ exceptions.raise_compiler_error(
+                        "raw file " ~ headerless | join(', ') ~ ": the first line is not the header '"
+                        ~ columns | join(',') ~ "' (the raw contract's columns in this order, "
+                        ~ "docs/contracts.md)"
+                    ) }}
+                {%- endif -%}
+                {%- do run_query(
+                    'create or replace table ' ~ malformed ~ ' as'
+                    ~ ' select distinct s.file_path as filename, e.line,'
+                    ~ ' trim(e.csv_line, chr(13) || chr(10)) as line_text'
+                    ~ ' from ' ~ rejects ~ ' as e join ' ~ scans ~ ' as s'
+                    ~ ' on e.scan_id = s.scan_id and e.file_id = s.file_id'
+                ) -%}
+                {%- do run_query(
+                    'create or replace view ' ~ relation ~ ' as'
+                    ~ ' select ' ~ columns | join(', ') ~ ', filename, cast(null as varchar) as _corrupt_record'
+                    ~ ' from ' ~ read_csv ~ ', ignore_errors = true) where not ' ~ is_header
+                    ~ ' union all select ' ~ text_columns ~ 'filename, line_text from ' ~ malformed
+                ) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
     select 1
 {%- endmacro %}
+{#- Spark: one external CSV table per source table over the raw folder, every column text.
+    pathGlobFilter takes the table's file and its part files and makes a missing optional file
+    an empty table; enforceSchema false makes a header that does not match the contract's
+    columns an error (naming the file) instead of a silent shift. In PERMISSIVE mode a malformed
+    line is kept with its text in `_corrupt_record` (columnNameOfCorruptRecord) and its fields
+    padded or cut, which staging drops (macro raw_lines). -#}
 {% macro spark__create_raw_relations() -%}
     {%- if execute -%}
         {%- set raw_dir = env_var('LEAD_SCORING_RAW_DIR', '../data/raw') -%}
@@ -286,10 +365,12 @@
             {%- do run_query('drop table if exists ' ~ node.schema ~ '.' ~ node.name) -%}
             {%- do run_query(
                 'create table ' ~ node.schema ~ '.' ~ node.name ~ ' ('
-                ~ node.columns.keys() | map('string') | join(' string, ') ~ ' string) using csv'
+                ~ node.columns.keys() | map('string') | join(' string, ') ~ ' string'
+                ~ ', _corrupt_record string) using csv'
                 ~ " options (path '" ~ raw_dir | replace("'", "\\'") ~ "'"
                 ~ ", pathGlobFilter '" ~ node.name ~ ".*csv', header 'true', enforceSchema 'false'"
-                ~ ", multiLine 'true', escape '\"', mode 'PERMISSIVE')"
+                ~ ", multiLine 'true', escape '\"', mode 'PERMISSIVE'"
+                ~ ", columnNameOfCorruptRecord '_corrupt_record')"
             ) -%}
         {%- endfor -%}
     {%- endif -%}

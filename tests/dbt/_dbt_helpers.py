@@ -46,3 +46,8 @@ def append_rows(path: Path, rows: Sequence[Sequence[object]]) -> None:
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def read_csv_header(path: Path) -> list[str]:
+    with path.open(newline="") as fh:
+        return next(csv.reader(fh))

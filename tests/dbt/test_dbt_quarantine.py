@@ -3,15 +3,18 @@ a bad attribute is kept (the value nulled and listed in stg_crm__lead_attribute_
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 import pytest
-from _dbt_helpers import AS_OF, append_rows, read_csv_rows
+from _dbt_helpers import AS_OF, append_rows, read_csv_header, read_csv_rows
 
 from ml.config import Settings
+from ml.errors import DataError
 from ml.warehouse import RAW_FILES, BuildSummary, build_warehouse
 
 LEAD_TAIL = ["Web", "Trading", "10", "Egypt", "Commercial", "1", "<25k"]
@@ -133,8 +136,33 @@ def dirty(small_data: Callable[[str], Settings]) -> tuple[Settings, BuildSummary
             [leads[7]["lead_id"], odd_ts(leads[7]), "company_size", "3", "4"],
         ],
     )
+    # lines no CSV reader splits into the contract's columns, dropped into the raw folder by hand
+    # (`lead-scoring land` refuses them): each is one malformed_line row, the file's other rows
+    # are still read
+    for name, line in MALFORMED_LINES.items():
+        with (raw / f"{name}.csv").open("a", newline="") as fh:
+            fh.write(line + "\n")
+    _write_part_file(raw, "activities", [f"APART001,{first['lead_id']},{good_ts},webinar"])
     summary = build_warehouse(settings, as_of=AS_OF)
     return settings, summary, expected
+
+
+# a line too long, a line too short and, last in its file, a quote left open (it runs to the end
+# of the file, as the CSV rules say, so it must be the file's last line to cost only itself)
+MALFORMED_LINES = {
+    "leads": "LMAL0001,2026-05-01T00:00:00Z,Web,Trading,10,Egypt,Commercial,1,<25k,oops,again",
+    "activities": "AMAL0001,L0000001,2026-05-01T00:00:00Z",
+    "conversions": 'LMAL0002,"2026-05-01T00:00:00Z,1000',
+    "lead_attribute_changes": "LMAL0003,2026-05-01T00:00:00Z,budget_band,<25k,25k-50k,100k+",
+}
+# a nightly increment's part file edited by hand: one good row, one line short of a field
+PART_MALFORMED = "AMAL0002,L0000001"
+
+
+def _write_part_file(raw: Path, name: str, good_lines: list[str]) -> None:
+    header = ",".join(read_csv_header(raw / f"{name}.csv"))
+    lines = [header, *good_lines, PART_MALFORMED]
+    (raw / f"{name}.part-000001-handmade.csv").write_text("\n".join(lines) + "\n")
 
 
 def _rejected(settings: Settings, name: str) -> list[tuple[str, str]]:
@@ -155,14 +183,59 @@ def test_bad_rows_land_in_rejected_with_their_reason(dirty, name: str) -> None:
     for key, reason in expected[name].items():
         assert (key, reason) in rejected, f"{name}: {key!r} not rejected as {reason}"
     # nothing but the planted rows is rejected from clean generated data
-    assert len(rejected) == len(expected[name])
+    assert len(rejected) == len(expected[name]) + len(MALFORMED[name])
+
+
+# the malformed lines of each file, as the *_rejected view shows them (raw_line)
+MALFORMED = {
+    name: [line] + ([PART_MALFORMED] if name == "activities" else [])
+    for name, line in MALFORMED_LINES.items()
+}
 
 
 def test_rows_still_add_up_with_bad_rows(dirty) -> None:
     _, summary, expected = dirty
     for name in RAW_FILES:
-        assert summary.rejected_rows[name] == len(expected[name])
+        assert summary.rejected_rows[name] == len(expected[name]) + len(MALFORMED[name])
         assert summary.accepted_rows[name] + summary.rejected_rows[name] == summary.raw_rows[name]
+
+
+def test_malformed_lines_are_quarantined_with_their_text(dirty) -> None:
+    """A line of too many or too few fields, or with a quote left open, is one rejected row
+    (malformed_line) whose raw_line is the line as it was in the file; its columns are null."""
+    settings, _, _ = dirty
+    for name in RAW_FILES:
+        rows = _query(
+            settings,
+            f"select * exclude (rejection_reason, raw_line), raw_line from stg_crm__{name}_rejected"
+            " where rejection_reason = 'malformed_line' order by raw_line",
+        )
+        assert [row[-1] for row in rows] == sorted(MALFORMED[name]), name
+        assert all(value is None for row in rows for value in row[:-1]), name
+        # the other lines' rows (rejected for another reason) have no raw_line
+        assert _query(
+            settings,
+            f"select count(*) from stg_crm__{name}_rejected"
+            " where rejection_reason != 'malformed_line' and raw_line is not null",
+        ) == [(0,)]
+
+
+def test_good_rows_of_a_file_with_a_malformed_line_are_accepted(dirty) -> None:
+    """Every line of a raw table is a row (the rows_add_up test of dbt checks that too), and the
+    good row of the hand-edited part file is accepted beside its malformed neighbour."""
+    settings, summary, _ = dirty
+    raw = settings.paths.raw_dir
+    # data lines of every file of the table, counted by the csv module (the open quote of
+    # conversions.csv runs to the end of its file: one record)
+    for name in RAW_FILES:
+        records = 0
+        for path in sorted(raw.glob(f"{name}.*csv")):
+            with path.open(newline="") as fh:
+                records += sum(1 for _ in csv.reader(fh)) - 1
+        assert summary.raw_rows[name] == records, name
+    assert _query(
+        settings, "select activity_type from stg_crm__activities where activity_id = 'APART001'"
+    ) == [("webinar",)]
 
 
 def test_duplicate_keeps_exactly_one_copy(dirty) -> None:
@@ -243,3 +316,20 @@ def test_spreadsheet_spellings_are_folded_not_rejected(dirty) -> None:
     assert _query(
         settings, "select count(*) from stg_crm__lead_attribute_issues where lead_id = 'LFIX0001'"
     ) == [(0,)]
+
+
+def test_a_file_without_the_contract_header_fails_naming_it(dirty) -> None:
+    """Columns in another order would be read into the wrong columns: the build stops first,
+    naming the file, and the previous build's tables stay. (Reuses the module's data folder,
+    so dbt parses partially; the file is removed after.)"""
+    settings, summary, _ = dirty
+    path = settings.paths.raw_dir / "conversions.part-999999-reordered.csv"
+    path.write_text("converted_at,lead_id,package_value\n2026-05-01T00:00:00Z,LNOPE,1000\n")
+    try:
+        with pytest.raises(DataError, match=r"conversions\.part-999999-reordered\.csv: the first "):
+            build_warehouse(settings, as_of=AS_OF)
+    finally:
+        path.unlink()
+    assert _query(settings, "select count(*) from base_crm__conversions") == [
+        (summary.raw_rows["conversions"],)
+    ]

@@ -103,6 +103,27 @@ def plant_bad_rows(raw: Path) -> None:
             [leads[7]["lead_id"], odd, "company_size", "3", "4"],
         ],
     )
+    plant_malformed_lines(raw)
+
+
+# Lines no CSV reader splits into the contract's columns (a raw file edited by hand): too many
+# fields, too few, and a quote left open, which runs to the end of its file (so it comes last).
+MALFORMED_LINES = {
+    "leads": ["LMAL0001,2026-05-01T00:00:00Z,Web,Trading,10,Egypt,Commercial,1,<25k,x,y"],
+    "activities": ["AMAL0001,L0000001,2026-05-01T00:00:00Z", 'AMAL0002,"L0000001,x,y'],
+    "conversions": ["LMAL0002,2026-05-01T00:00:00Z"],
+    "lead_attribute_changes": ['LMAL0003,"2026-05-01T00:00:00Z,budget_band,<25k,25k-50k'],
+}
+
+
+def plant_malformed_lines(raw: Path) -> None:
+    """Each file gets its malformed lines at the end, and so does an increment's part file."""
+    for name, lines in MALFORMED_LINES.items():
+        with (raw / f"{name}.csv").open("a", newline="") as fh:
+            fh.write("".join(f"{line}\n" for line in lines))
+    (part,) = sorted(raw.glob("activities.part-*.csv"))
+    with part.open("a", newline="") as fh:
+        fh.write("AMAL0003\n")
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +192,10 @@ def test_quarantine_is_identical(builds, name: str) -> None:
             con.close()
     _assert_same(*frames, f"base_crm__{name}")
     assert frames[0]["rejection_reason"].notna().any(), f"{name}: no planted row rejected"
+    # each malformed line is one row with its text, on both engines alike (compared above)
+    malformed = frames[0].loc[frames[0]["rejection_reason"] == "malformed_line", "line_raw"]
+    planted = MALFORMED_LINES[name] + (["AMAL0003"] if name == "activities" else [])
+    assert sorted(malformed) == sorted(planted), name
     if name == "activities":  # the part file's rows were read and ranked after the base file's
         reasons = set(frames[0]["rejection_reason"].dropna())
         assert {"superseded", "duplicate_id"} <= reasons

@@ -11,7 +11,8 @@ rejected as (
         activity_id_raw as activity_id,
         lead_id_raw as lead_id,
         occurred_at_raw as occurred_at,
-        activity_type_raw as activity_type
+        activity_type_raw as activity_type,
+        line_raw as raw_line
     from base
     where rejection_reason is not null
 

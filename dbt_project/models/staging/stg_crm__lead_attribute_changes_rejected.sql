@@ -12,7 +12,8 @@ rejected as (
         changed_at_raw as changed_at,
         field_raw as field,
         old_value_raw as old_value,
-        new_value_raw as new_value
+        new_value_raw as new_value,
+        line_raw as raw_line
     from base
     where rejection_reason is not null
 

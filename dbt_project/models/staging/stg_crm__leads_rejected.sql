@@ -16,7 +16,8 @@ rejected as (
         country_raw as country,
         license_type_raw as license_type,
         visa_quota_raw as visa_quota,
-        budget_band_raw as budget_band
+        budget_band_raw as budget_band,
+        line_raw as raw_line
     from base
     where rejection_reason is not null
 

@@ -5,7 +5,7 @@
 -- other) and the older files' rows are `superseded`.
 with source as (
 
-    select * from {{ source('crm', 'activities') }}
+    {{ raw_lines('activities', ['activity_id', 'lead_id', 'occurred_at', 'activity_type']) }}
 
 ),
 
@@ -22,7 +22,8 @@ typed as (
         lead_id as lead_id_raw,
         occurred_at as occurred_at_raw,
         activity_type as activity_type_raw,
-        {{ raw_file_name() }} as source_file_raw,
+        raw_file as source_file_raw,
+        line_raw,
         {{ clean_text('activity_id') }} as activity_id,
         {{ clean_text('lead_id') }} as lead_id,
         {{ fold_enum('activity_type', 'activity_type') }} as activity_type,
@@ -36,6 +37,7 @@ checked as (
     select
         typed.*,
         case
+            when typed.line_raw is not null then 'malformed_line'
             when typed.activity_id is null or typed.lead_id is null then 'null_id'
             when typed.occurred_at is null then 'unparseable_timestamp'
             when typed.occurred_at > {{ future_cutoff() }} then 'future_timestamp'

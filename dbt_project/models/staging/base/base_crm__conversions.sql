@@ -2,7 +2,7 @@
 -- accepted). A lead converts at most once: of several clean rows the earliest conversion wins.
 with source as (
 
-    select * from {{ source('crm', 'conversions') }}
+    {{ raw_lines('conversions', ['lead_id', 'converted_at', 'package_value']) }}
 
 ),
 
@@ -18,6 +18,7 @@ typed as (
         lead_id as lead_id_raw,
         converted_at as converted_at_raw,
         package_value as package_value_raw,
+        line_raw,
         {{ clean_text('lead_id') }} as lead_id,
         {{ parse_number('package_value', 'decimal(18, 2)') }} as package_value,
         {{ parse_utc_timestamp('converted_at') }} as converted_at
@@ -30,6 +31,7 @@ checked as (
     select
         typed.*,
         case
+            when typed.line_raw is not null then 'malformed_line'
             when typed.lead_id is null then 'null_id'
             when typed.converted_at is null then 'unparseable_timestamp'
             when typed.converted_at > {{ future_cutoff() }} then 'future_timestamp'

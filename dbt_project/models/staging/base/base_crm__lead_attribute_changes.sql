@@ -9,9 +9,8 @@
 {%- set enum_fields = ['lead_source', 'license_type', 'budget_band'] %}
 with source as (
 
-    select * from {{ optional_source(
-        'crm', 'lead_attribute_changes',
-        ['lead_id', 'changed_at', 'field', 'old_value', 'new_value']
+    {{ raw_lines(
+        'lead_attribute_changes', ['lead_id', 'changed_at', 'field', 'old_value', 'new_value']
     ) }}
 
 ),
@@ -30,6 +29,7 @@ typed as (
         field as field_raw,
         old_value as old_value_raw,
         new_value as new_value_raw,
+        line_raw,
         {{ clean_text('lead_id') }} as lead_id,
         lower({{ clean_text('field') }}) as field,
         {{ clean_text('old_value') }} as old_text,
@@ -64,6 +64,7 @@ checked as (
     select
         normalised.*,
         case
+            when normalised.line_raw is not null then 'malformed_line'
             when normalised.lead_id is null then 'null_id'
             when normalised.changed_at is null then 'unparseable_timestamp'
             when normalised.changed_at > {{ future_cutoff() }} then 'future_timestamp'

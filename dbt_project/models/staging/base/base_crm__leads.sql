@@ -1,12 +1,15 @@
 -- One row per raw leads.csv row: the raw text, the typed values and why the row is rejected
 -- (null when accepted). stg_crm__leads and stg_crm__leads_rejected split this table.
--- Only a row without a usable key is rejected: a null id, an unparseable or future created_at, or
+-- Only a row without a usable key is rejected: a malformed line (malformed_line), a null id, an unparseable or future created_at, or
 -- a duplicated id. A bad attribute value (an unknown lead_source, an unparseable company_size)
 -- does not cost the lead: the value becomes null, the reason is kept in <column>_issue, and
 -- stg_crm__lead_attribute_issues lists it.
 with source as (
 
-    select * from {{ source('crm', 'leads') }}
+    {{ raw_lines('leads', [
+        'lead_id', 'created_at', 'lead_source', 'industry', 'company_size', 'country',
+        'license_type', 'visa_quota', 'budget_band',
+    ]) }}
 
 ),
 
@@ -22,6 +25,7 @@ typed as (
         license_type as license_type_raw,
         visa_quota as visa_quota_raw,
         budget_band as budget_band_raw,
+        line_raw,
         {{ clean_text('lead_id') }} as lead_id,
         {{ fold_enum('lead_source', 'lead_source') }} as lead_source,
         {{ clean_text('industry') }} as industry,
@@ -41,8 +45,9 @@ checked as (
     select
         lead_id, created_at, industry, country,
         lead_id_raw, created_at_raw, lead_source_raw, industry_raw, company_size_raw,
-        country_raw, license_type_raw, visa_quota_raw, budget_band_raw,
+        country_raw, license_type_raw, visa_quota_raw, budget_band_raw, line_raw,
         case
+            when line_raw is not null then 'malformed_line'
             when lead_id is null then 'null_id'
             when created_at is null then 'unparseable_timestamp'
             when created_at > {{ future_cutoff() }} then 'future_timestamp'
