@@ -416,8 +416,9 @@ class LeadScorer:
         return pd.DataFrame(data)
 
 
-# Below this many rows a Python dict lookup per value beats building a hash table per column.
-_SMALL = 64
+# "A few leads" (the service's calls): below this many rows plain Python per value beats numpy's
+# and pandas' per-call set-up (a hash table per column, np.select, ...). One threshold for all.
+FEW_ROWS = 64
 _NUMERIC_TYPES = (int, float, np.integer, np.floating, type(None))
 
 
@@ -445,7 +446,7 @@ def _category_codes(values: pd.Series, lookup: dict[Any, int], levels: pd.Index)
         recode = levels.get_indexer(values.cat.categories)
         codes = values.cat.codes.to_numpy()
         out = np.where(codes >= 0, recode[codes], -1)
-    elif len(values) <= _SMALL:
+    elif len(values) <= FEW_ROWS:
         return _codes_of(values.tolist(), lookup)
     else:
         out = levels.get_indexer(values.to_numpy(dtype=object))
@@ -463,7 +464,7 @@ def _numeric(values: pd.Series) -> np.ndarray:
     """A column as float64, as pd.to_numeric(errors="coerce") gives it, cheaply when possible."""
     if values.dtype.kind in "fiu" and isinstance(values.dtype, np.dtype):
         return values.to_numpy()
-    if values.dtype == object and len(values) <= _SMALL:
+    if values.dtype == object and len(values) <= FEW_ROWS:
         return numbers_of(values.tolist())
     return pd.to_numeric(values, errors="coerce").astype(np.float64).to_numpy()
 

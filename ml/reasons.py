@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ml.config import VocabularySettings
-from ml.model import numbers_of
+from ml.model import FEW_ROWS, numbers_of
 
 # A contribution smaller than this (in log-odds) is no reason either way.
 MIN_CONTRIBUTION = 1e-6
@@ -111,7 +111,7 @@ def _numbers(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind in "fiu":
         return values.astype(np.float64, copy=False)
     flat = values.ravel()
-    if len(flat) <= _SMALL:
+    if len(flat) <= FEW_ROWS:
         out = numbers_of(flat.tolist())
     else:
         out = pd.to_numeric(pd.Series(flat), errors="coerce").to_numpy(np.float64)
@@ -337,7 +337,7 @@ def _phrases_for(
     template = wording.get(feature) or _generic(feature)
     if template.bucket is not None:
         values = template.bucket(values)
-    if len(values) <= _SMALL:  # a few leads (the service): no hash table per call
+    if len(values) <= FEW_ROWS:  # a few leads (the service): no hash table per call
         first: dict[object, int] = {}
         uniques = []
         codes_list = []
@@ -378,7 +378,6 @@ def _reason_groups(feature_names: tuple[str, ...]) -> tuple[tuple[int, ...], ...
 
 # The leads' feature values: a frame, or a mapping of column arrays (the service's records).
 Features = pd.DataFrame | Mapping[str, np.ndarray]
-_SMALL = 64
 
 
 def _key(value: object) -> object:
@@ -580,7 +579,7 @@ def _join(ids: np.ndarray, table: list[str]) -> np.ndarray:
     rows, k = ids.shape
     if k == 0:
         return np.full(rows, "[]", dtype=object)
-    if rows <= _SMALL:  # a few leads (the service): join each row directly
+    if rows <= FEW_ROWS:  # a few leads (the service): join each row directly
         texts = np.empty(rows, dtype=object)
         texts[:] = ["[" + ", ".join(filter(None, (table[i] for i in row))) + "]"
                     for row in ids.tolist()]

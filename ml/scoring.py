@@ -39,7 +39,7 @@ import pandas as pd
 from ml import crm, fast_trees, reasons
 from ml.config import Settings
 from ml.errors import DataError
-from ml.model import LeadScorer
+from ml.model import FEW_ROWS, LeadScorer
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ SCORE_COLUMNS = ["lead_id", "probability", "score", "tier", "reasons_for", "reas
 def assign_tiers(score: np.ndarray, settings: Settings) -> np.ndarray:
     """Tier A–D from the 0–100 score and the lower bounds in settings.scoring.tiers."""
     t = settings.scoring.tiers
-    if len(score) <= 64:  # a few leads (the service): np.select costs ~20 us per call
+    if len(score) <= FEW_ROWS:  # a few leads (the service): np.select costs ~20 us per call
         return np.array(["A" if v >= t.A else "B" if v >= t.B else "C" if v >= t.C else "D"
                          for v in score.tolist()], dtype="<U1")
     return np.select([score >= t.A, score >= t.B, score >= t.C], ["A", "B", "C"], default="D")
@@ -383,28 +383,33 @@ class _ExtractWriter:
         first = True
         try:
             self._pending.parent.mkdir(parents=True, exist_ok=True)
-            with open(self._tmp, "w", newline="", encoding="utf-8") as text_file:
+            with contextlib.ExitStack() as files:
+                text_file = None
+                if self._format != "parquet":
+                    text_file = files.enter_context(
+                        open(self._tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115
+                    )
                 while (chunk := self._queue.get()) is not _END:
                     if self._error is not None:
                         continue  # drained until the end, so `add` never blocks
                     t0 = time.perf_counter()
                     try:
-                        if self._format == "parquet":
+                        if text_file is not None:
+                            chunk.to_csv(text_file, header=first, index=False)
+                        else:
                             table = pa.Table.from_pandas(
                                 chunk, schema=writer.schema if writer else None,
                                 preserve_index=False,
                             )
                             if writer is None:
-                                writer = pq.ParquetWriter(self._tmp, table.schema)
+                                writer = files.enter_context(
+                                    pq.ParquetWriter(self._tmp, table.schema)
+                                )
                             writer.write_table(table)
-                        else:
-                            chunk.to_csv(text_file, header=first, index=False)
                         first = False
                     except BaseException as exc:  # noqa: BLE001 - raised by add/finish
                         self._error = exc
                     self.seconds += time.perf_counter() - t0
-            if writer is not None:
-                writer.close()
         except BaseException as exc:  # noqa: BLE001 - raised by finish
             self._error = self._error or exc
 
