@@ -5,12 +5,17 @@
 -- Why not a range join of activities with snapshots: at 30M activities and 13 weekly snapshots per
 -- 90 days that is hundreds of millions of joined rows. Instead each window is the difference of
 -- two running totals from int_activities_accumulated, each found by an ASOF join (the last bucket
--- ending at or before t, and at or before t - w). The joins are chained rather than joined back
--- on (lead, snapshot), which would cost a hash join per window.
+-- ending at or before t, and at or before t - w). macros/dialect.sql's asof_left_joins makes them
+-- chained ASOF joins on DuckDB and one shared pass on Spark (which has no ASOF join).
 -- A view: lead_features reads it once, so a table would only be written to be read back.
 {{ config(materialized='view') }}
 
 {%- set windows = activity_windows() %}
+{#- the running totals at t, and at t - w for each window w: what the w-day window must not count -#}
+{%- set lookups = [['at_t', 'lead_snapshots.snapshot_ts']] %}
+{%- for w in windows %}
+    {%- do lookups.append(['before_' ~ w ~ 'd', 'lead_snapshots.snapshot_ts - ' ~ days(w)]) %}
+{%- endfor %}
 
 with lead_snapshots as (
 
@@ -44,17 +49,10 @@ windowed as (
         cast(coalesce(at_t.cum_email_open, 0) as integer) as email_opens,
         at_t.last_occurred_at
     from lead_snapshots
-    {{ asof_left_join(
-        'running_totals', 'at_t', 'lead_snapshots.lead_key', 'lead_key', 'bucket_end',
-        'lead_snapshots.snapshot_ts', 'lead_snapshots'
+    {{ asof_left_joins(
+        'running_totals', 'lead_key', 'bucket_end', 'lead_snapshots', 'lead_snapshots.lead_key',
+        lookups
     ) }}
-    {%- for w in windows %}
-    -- running totals at t - {{ w }}d: what the {{ w }}-day window must not count
-    {{ asof_left_join(
-        'running_totals', 'before_' ~ w ~ 'd', 'lead_snapshots.lead_key', 'lead_key', 'bucket_end',
-        'lead_snapshots.snapshot_ts - ' ~ days(w), 'lead_snapshots'
-    ) }}
-    {%- endfor %}
 
 )
 
