@@ -38,7 +38,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
     """The configuration of every Spark session the project starts (Spark batch scoring here,
     Feast's Spark offline store through its `spark_conf`): `settings.spark` (master, memory,
     shuffle partitions, small data), the session time zone UTC like the warehouse, Parquet
-    timestamps as microseconds, pandas conversions through Arrow, and Python workers that import this checkout's `ml` (the
+    timestamps as microseconds, and Python workers that import this checkout's `ml` (the
     scorer's classes).
 
     Whoever starts the session first in a process fixes it (`getOrCreate` keeps the first one's
@@ -53,11 +53,6 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.local.dir": str(Path(spark.warehouse_dir) / "tmp"),
         "spark.ui.enabled": "false",
-        # pandas <-> Spark through Arrow, not pickled Row objects: Feast's Spark offline store
-        # uploads the entity frame with createDataFrame and returns the training set with
-        # toPandas, and Spark scoring collects its scores with toPandas. At 100k leads (741k
-        # entity rows) the two Feast transfers took 107 s without Arrow, 46 s with it (load 5)
-        "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.executorEnv.PYTHONPATH": str(PROJECT_ROOT),
     } | (SMALL_DATA_CONF if spark.small_data else {})
 
