@@ -47,6 +47,34 @@ def test_log_store_is_sqlite_in_wal_mode(tmp_path):
         assert conn.execute(sa.text("select count(*) from prediction_log")).scalar() == 2
 
 
+def test_writer_keeps_its_connection_and_follows_a_rotated_file(tmp_path):
+    """One connection across batches (closing the last one checkpoints the WAL each time); a
+    log file moved away (rotation) keeps its rows, and the next rows start a new file."""
+    path = tmp_path / "predictions.db"
+    url = f"sqlite:///{path}"
+    connects = []
+    writer = PredictionLogWriter(url)
+    writer.start()
+    sa.event.listen(writer._engine, "connect", lambda *_: connects.append(1))
+    for i in range(3):
+        writer.submit([row(i)])
+        assert writer.flush()
+    assert len(connects) == 1 and writer.written == 3
+    path.rename(tmp_path / "predictions.1.db")
+    for wal in tmp_path.glob("predictions.db-*"):
+        wal.rename(tmp_path / wal.name.replace("predictions.db", "predictions.1.db"))
+    writer.submit([row(3), row(4)])
+    assert writer.flush()
+    writer.stop()
+    assert writer.written == 5 and writer.failed == 0
+
+    def count(file):
+        with sa.create_engine(f"sqlite:///{file}").connect() as conn:
+            return conn.execute(sa.text("select count(*) from prediction_log")).scalar()
+
+    assert count(tmp_path / "predictions.1.db") == 3 and count(path) == 2
+
+
 def test_every_served_prediction_is_logged(client):
     ids = [f"L{i:07d}" for i in range(10)]
     for lead in ids:
