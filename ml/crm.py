@@ -16,7 +16,10 @@ executemany on SQLite, COPY on PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
@@ -270,6 +273,9 @@ def write_scores(
             )
         ).inserted_primary_key[0]
 
+    # A run of this process still folding its WAL into the file: done before this one writes
+    # (meanwhile the caller's first chunk is scored), so this run's WAL starts from the top.
+    wait_for_checkpoints()
     constants = {
         "scoring_date": scoring_date,
         "model_name": model_name,
@@ -279,8 +285,14 @@ def write_scores(
     }
     t0 = time.perf_counter()
     written = [0]
+    holder: Any = None  # a connection that keeps the WAL open for the checkpoint after the commit
     try:
         with engine.begin() as conn:
+            if stores.is_sqlite(engine):
+                # This connection only (NullPool: it closes with the transaction): a small page
+                # cache, so a big run's pages go to the WAL as they are inserted (while the next
+                # chunk is scored) instead of all at the commit.
+                conn.exec_driver_sql(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
             conn.execute(
                 lead_score_history.delete().where(lead_score_history.c.scoring_date == scoring_date)
             )
@@ -310,8 +322,22 @@ def write_scores(
             if before_commit is not None:
                 before_commit()
             t_wait = time.perf_counter()
-        # Leaving the block committed (and, for SQLite, ran the WAL auto-checkpoint).
+            if stores.is_sqlite(engine) and written[0] >= FOLD_AFTER_COMMIT_ROWS:
+                # The commit appends the last pages to the WAL and returns; folding the WAL into
+                # the database file (the checkpoint: copy and fsync, a second or more for 1M
+                # rows) follows in a thread. The held connection keeps SQLite from folding it
+                # when this one closes.
+                conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+                holder = engine.raw_connection()
+        # Leaving the block committed (and, for SQLite, ran the WAL auto-checkpoint, unless the
+        # checkpoint was left to the thread started here).
+        if holder is not None:
+            _fold_in_background(holder, run_id)
+            holder = None
     except BaseException:
+        if holder is not None:
+            with contextlib.suppress(Exception):
+                holder.close()
         try:
             with engine.begin() as conn:
                 conn.execute(
@@ -337,6 +363,67 @@ def write_scores(
         t_end - t_wait,
     )
     return written[0]
+
+
+# The writer connection's page cache, KiB: what a run's transaction keeps in memory before its
+# pages go to the WAL (ml/stores.py gives store writers 256 MiB, which for a 1M-lead run left
+# ~256 MiB of pages to write at the commit).
+_WRITER_CACHE_KIB = 16_384
+# From this many rows, the commit of a run on SQLite leaves its WAL checkpoint to a thread (see
+# `wait_for_checkpoints`); below, SQLite's auto-checkpoint at the commit takes milliseconds.
+FOLD_AFTER_COMMIT_ROWS = 100_000
+
+_folding: list[threading.Thread] = []
+_folding_lock = threading.Lock()
+_fork_hook = [False]
+
+
+def _fold_in_background(holder: Any, run_id: str) -> None:
+    """Start the checkpoint of a committed run's WAL in a (non-daemon) thread on `holder`."""
+    thread = threading.Thread(
+        target=_fold, args=(holder, run_id), name="crm-checkpoint", daemon=False
+    )
+    with _folding_lock:
+        if not _fork_hook[0]:
+            # a fork while SQLite works in a thread could leave its locks held in the child
+            os.register_at_fork(before=wait_for_checkpoints)
+            _fork_hook[0] = True
+        _folding.append(thread)
+    thread.start()
+
+
+def _fold(holder: Any, run_id: str) -> None:
+    """Checkpoint the WAL into the database file, then close `holder`."""
+    t0 = time.perf_counter()
+    try:
+        busy, frames, done = holder.driver_connection.execute(
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        ).fetchone()
+        log.info("run %s: checkpointed %d of %d WAL pages into the CRM file in %.2f s%s",
+                 run_id, done, frames, time.perf_counter() - t0,
+                 " (readers held the rest; the next checkpoint folds it)" if done < frames else "")
+    except Exception:  # noqa: BLE001 - the run is committed; the next checkpoint redoes this one
+        log.exception("run %s: the WAL checkpoint failed (the run is committed; SQLite "
+                      "checkpoints again at the next commit or close)", run_id)
+    finally:
+        with contextlib.suppress(Exception):
+            holder.close()
+
+
+def wait_for_checkpoints() -> None:
+    """Wait for the WAL checkpoints of this process's runs that are still under way.
+
+    A run is committed (and visible to every reader) when `write_scores` returns; on SQLite, from
+    FOLD_AFTER_COMMIT_ROWS rows, copying its WAL into the database file happens after that, in a
+    thread. Only a copy of the database *file alone* needs this wait (copy the -wal file with it,
+    or use SQLite's backup API, and it does not); the next `write_scores`, a fork and the
+    interpreter's exit wait by themselves.
+    """
+    with _folding_lock:
+        threads = list(_folding)
+        _folding.clear()
+    for thread in threads:
+        thread.join()
 
 
 def _bind_date(engine: Engine, value: date) -> Any:
