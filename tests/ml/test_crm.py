@@ -340,3 +340,40 @@ def test_a_big_run_commits_then_folds_its_wal_into_the_file(
     assert _same(seen["reader"], _expected(20_000, 2, D2)), "readers do not see the commit"
     assert _same(seen["file alone"], _expected(50, 1, D1)), "the commit folded the WAL itself"
     assert _same(_file_alone(path, tmp_path), _expected(20_000, 2, D2)), "the WAL was not folded"
+
+
+def test_previous_scores_are_exactly_the_stored_ones(settings: Settings, monkeypatch) -> None:
+    """previous_scores (on SQLite read packed, as whole tenths) returns exactly the stored ids
+    and scores, also when a row does not fit that shape (a score that is not k/10, an id with
+    the separator): then row by row."""
+    _write(settings, 2_000, seed=4, day=D1)
+    engine = crm.crm_engine(settings)
+
+    def stored() -> pd.DataFrame:
+        with engine.connect() as conn:
+            rows = conn.execute(text("select lead_id, score from lead_score_history "
+                                     "where scoring_date = :d"), {"d": str(D1)}).fetchall()
+        return pd.DataFrame(rows, columns=["lead_id", "score"]).sort_values("lead_id")
+
+    packed: list[bool] = []
+    real = crm._previous_packed
+    monkeypatch.setattr(crm, "_previous_packed",
+                        lambda *a: packed.append((out := real(*a)) is not None) or out)
+
+    def check() -> None:
+        got = crm.previous_scores(engine, D2).sort_values("lead_id")
+        want = stored()
+        assert got["lead_id"].tolist() == want["lead_id"].tolist()
+        assert got["score"].to_numpy().tobytes() == want["score"].to_numpy(float).tobytes()
+
+    check()
+    with engine.begin() as conn:
+        conn.execute(text("update lead_score_history set score = 0.1 + 0.2 "
+                          "where lead_id = 'L0000007'"))
+    check()  # 0.30000000000000004 is no k/10
+    with engine.begin() as conn:
+        conn.execute(text("update lead_score_history set score = 12.3, lead_id = 'a' || "
+                          "char(31) || 'b' where lead_id = 'L0000007'"))
+    check()
+    engine.dispose()
+    assert packed == ([True, False, False] if engine.dialect.name == "sqlite" else [])
