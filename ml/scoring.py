@@ -363,8 +363,9 @@ class _ExtractWriter:
     disk. File writing and Parquet encoding release the GIL: the extract costs the run no wall
     time of its own."""
 
-    def __init__(self, settings: Settings, pending: Path) -> None:
+    def __init__(self, settings: Settings, pending: Path, constants: Mapping[str, Any]) -> None:
         self._format = settings.scoring.extract_format
+        self._constants = dict(constants)  # the run's columns that hold one value
         self._pending = pending
         self._tmp = pending.with_name(f".{pending.name}.tmp")
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=4)
@@ -398,23 +399,39 @@ class _ExtractWriter:
                     t0 = time.perf_counter()
                     try:
                         if text_file is not None:
-                            chunk.to_csv(text_file, header=first, index=False)
-                        else:
-                            table = pa.Table.from_pandas(
-                                chunk, schema=writer.schema if writer else None,
-                                preserve_index=False,
+                            chunk.assign(**self._constants).to_csv(
+                                text_file, header=first, index=False
                             )
-                            if writer is None:
-                                writer = files.enter_context(
-                                    pq.ParquetWriter(self._tmp, table.schema)
-                                )
+                        elif writer is None:  # the file's schema: pandas' own conversion
+                            table = pa.Table.from_pandas(
+                                chunk.assign(**self._constants), preserve_index=False
+                            )
+                            writer = files.enter_context(
+                                pq.ParquetWriter(self._tmp, table.schema)
+                            )
                             writer.write_table(table)
+                        else:  # the run's constants repeated by Arrow, not as Python objects
+                            writer.write_table(self._with_constants(chunk, writer.schema))
                         first = False
                     except BaseException as exc:  # noqa: BLE001 - raised by add/finish
                         self._error = exc
                     self.seconds += time.perf_counter() - t0
         except BaseException as exc:  # noqa: BLE001 - raised by finish
             self._error = self._error or exc
+
+    def _with_constants(self, chunk: pd.DataFrame, schema: Any) -> Any:
+        """The Arrow table of a chunk and the run's constants, in the file's `schema`."""
+        import pyarrow as pa
+
+        names = [n for n in schema.names if n not in self._constants]
+        table = pa.Table.from_pandas(chunk[names], schema=pa.schema(
+            [schema.field(n) for n in names]), preserve_index=False)
+        columns = [
+            table.column(n) if n in table.column_names
+            else pa.repeat(pa.scalar(self._constants[n], type=schema.field(n).type), len(chunk))
+            for n in schema.names
+        ]
+        return pa.Table.from_arrays(columns, schema=schema)
 
     def finish(self) -> None:
         """Wait for the last chunk, then put the file in place on disk; raise what failed."""
@@ -501,7 +518,6 @@ def _changed(
     chunks: Iterator[tuple[pd.DataFrame, dict[str, float]]],
     previous: pd.DataFrame,
     extract: _ExtractWriter,
-    constants: Mapping[str, Any],
     tally: _Tally,
 ) -> Iterator[pd.DataFrame]:
     """Each scored chunk with its score_change, handed to the extract writer and tallied on its
@@ -511,7 +527,7 @@ def _changed(
     for chunk, seconds in chunks:
         before = _previous_of(chunk["lead_id"], index, values)
         chunk["score_change"] = np.round(chunk["score"].to_numpy() - before.to_numpy(), 1)
-        extract.add(chunk.assign(**constants))
+        extract.add(chunk.copy(deep=False))  # its own frame for the other thread
         tally.add(chunk, before, seconds)
         yield chunk
 
@@ -569,7 +585,6 @@ def batch_score(
         previous = crm.previous_scores(engine, scoring_date)
         seconds["previous"] = time.perf_counter() - t0
         # The extract is complete on disk before the commit, published after it (see above).
-        extract = _ExtractWriter(settings, pending)
         constants = {
             "model_name": model_name,
             "model_version": str(model_version),
@@ -577,10 +592,11 @@ def batch_score(
             "scoring_date": scoring_date,
             "run_id": run_id,
         }
+        extract = _ExtractWriter(settings, pending, constants)
         t1 = time.perf_counter()
         crm.write_scores(
             engine,
-            _changed(iter(chunks), previous, extract, constants, tally),
+            _changed(iter(chunks), previous, extract, tally),
             scoring_date,
             model_name=model_name,
             model_version=str(model_version),
