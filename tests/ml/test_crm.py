@@ -372,8 +372,8 @@ def test_previous_scores_are_exactly_the_stored_ones(settings: Settings, monkeyp
                           "where lead_id = 'L0000007'"))
     check()  # 0.30000000000000004 is no k/10
     with engine.begin() as conn:
-        conn.execute(text("update lead_score_history set score = 12.3, lead_id = 'a' || "
-                          "char(31) || 'b' where lead_id = 'L0000007'"))
+        conn.execute(text("update lead_score_history set score = 12.3, lead_id = :id "
+                          "where lead_id = 'L0000007'"), {"id": "a\x1fb"})
     check()
     engine.dispose()
     assert packed == ([True, False, False] if engine.dialect.name == "sqlite" else [])
