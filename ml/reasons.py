@@ -531,6 +531,11 @@ def explain(
         return empty, empty.copy()
     wording = templates(vocabulary)
     groups = reason_groups(feature_names)
+    if rows == 1:  # the service's usual lead
+        one = _explain_one(contributions[0].tolist(), feature_names, features, n, wording,
+                           groups)
+        if one is not None:
+            return np.array([one[0]], dtype=object), np.array([one[1]], dtype=object)
     says = _Says.of(features, feature_names, rows, wording)
     grouped = _grouped(contributions, groups, says)
     idx_for, ok_for, idx_against, ok_against = top_features(grouped, n)
@@ -568,6 +573,76 @@ def explain(
         ids[row_pos[start:stop], slot[start:stop]] = codes + len(table)
         table.extend(words)
     return _join(ids[:, :k], table), _join(ids[:, k:], table)
+
+
+def _explain_one(
+    contributions: list[float],
+    feature_names: Sequence[str],
+    features: Features,
+    n: int,
+    wording: dict[str, Template],
+    groups: list[tuple[int, ...]],
+) -> tuple[str, str] | None:
+    """`explain` of one lead in plain Python: the same reasons, from the same templates.
+
+    The vectorised path tests every feature's value (absent? favourable?) before it ranks the
+    reasons; one lead needs the tests of the few reasons it is about to quote. Groups are
+    ranked by strength and a candidate is dropped when its tests say so (`explain` sets its
+    contribution to 0, below MIN_CONTRIBUTION). Where `top_features`' order is not fixed by the
+    values (equal strengths among the quoted ones or at the cut), or a value is NaN, it
+    returns None and `explain` takes the vectorised path.
+    """
+    k = min(n, len(groups))
+    sums = []
+    for group in groups:  # summed in member order, as np.add.reduceat does
+        total = contributions[group[0]]
+        for j in group[1:]:
+            total += contributions[j]
+        sums.append(total)
+    if any(v != v for v in sums):
+        return None
+    texts = []
+    for sign, blocked in ((1.0, "absent"), (-1.0, "favourable")):
+        ranked = sorted((i for i, v in enumerate(sums) if v * sign > MIN_CONTRIBUTION),
+                        key=lambda i: -sums[i] * sign)
+        picked: list[int] = []
+        for i in ranked:
+            if len(picked) > k:
+                break
+            if not all(_says(feature_names[j], features, wording, blocked) for j in groups[i]):
+                picked.append(i)
+        strengths = [sums[i] for i in picked]
+        if len(set(strengths)) < len(strengths):
+            return None
+        phrases = []
+        for i in picked[:k]:
+            group = groups[i]
+            member = group[0]
+            if len(group) > 1:  # `_representatives`: the first strongest member not ruled out
+                best = -np.inf
+                for j in group:
+                    value = -np.inf if _says(feature_names[j], features, wording,
+                                             blocked) else contributions[j] * sign
+                    if value > best:
+                        best, member = value, j
+            name = feature_names[member]
+            _, words = _phrases_for(name, _values(features, name, slice(None)), wording)
+            phrases.append(words[0])
+        texts.append("[" + ", ".join(phrases) + "]")
+    return texts[0], texts[1]
+
+
+def _says(name: str, features: Features, wording: dict[str, Template], test: str) -> bool:
+    """Whether one lead's (bucketed) value of a feature is `absent` or `favourable` (see
+    Template), by the template's own vectorised test."""
+    template = wording.get(name) or _generic(name)
+    check = getattr(template, test)
+    if check is None:
+        return False
+    values = _values(features, name, slice(None))
+    if template.bucket is not None:
+        values = template.bucket(values)
+    return bool(check(values)[0])
 
 
 def _join(ids: np.ndarray, table: list[str]) -> np.ndarray:

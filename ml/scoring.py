@@ -174,10 +174,11 @@ def score_records(
             "retrieve features through the `lead_scoring` feature service"
         )
     x = scorer.matrix_records(records)
-    values = {
-        name: np.array([r.get(name) for r in records], dtype=object)
-        for name in scorer.feature_names
-    }
+    names = scorer.feature_names
+    # one object array of every value, each feature a column view of it (the reasons quote them)
+    block = np.empty((len(records), len(names)), dtype=object)
+    block[:] = [[r.get(name) for name in names] for r in records]
+    values = {name: block[:, j] for j, name in enumerate(names)}
     out, _ = _score_matrix(scorer, x, values, settings, n_reasons)
     columns = [out[c].tolist() for c in SCORE_COLUMNS[1:]]
     return [

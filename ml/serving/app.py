@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -241,8 +242,9 @@ def create_app(settings: Settings, *, loader: Loader | None = None,
                                "fields (lead_source, industry, ...) to score it from the request")
         record("/predict", 200, started, result["variant"], result["model_version"])
         # Serialized here: the predictor builds the response's exact fields (tests validate
-        # them against PredictResponse), so FastAPI's per-request re-validation is skipped.
-        return Response(json.dumps(result), media_type="application/json")
+        # them against PredictResponse), so FastAPI's per-request re-validation is skipped;
+        # orjson writes the same JSON in a tenth of json.dumps' time.
+        return Response(orjson.dumps(result), media_type="application/json")
 
     valid_key = api_key_check(settings)
     key_header = settings.serving.auth.header.lower().encode("latin-1")

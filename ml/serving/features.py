@@ -54,6 +54,19 @@ def _python_value(proto: ValueProto) -> Any:
     return None if kind is None or kind == "null_val" else getattr(proto, kind)
 
 
+def _decode(value: bytes) -> Any:
+    proto = ValueProto()
+    proto.ParseFromString(value)
+    return _python_value(proto)
+
+
+# Decoded ValueProto bytes (counts, flags, levels and rates repeat across leads): a dict lookup
+# instead of a parse per feature. Only immutable values are kept; the cache starts anew when full.
+DECODED_CACHE_SIZE = 100_000
+_IMMUTABLE = frozenset([int, float, str, bool, bytes, type(None)])
+_UNDECODED = object()
+
+
 def _has_value(proto: ValueProto) -> bool:
     return proto.WhichOneof("val") not in (None, "null_val")
 
@@ -88,6 +101,7 @@ class OnlineFeatureReader:
             entity_keys(["__probe__"], store.config.entity_key_serialization_version)
         self._wanted = frozenset(self.feature_names)
         self._statements: dict[int, str] = {}  # per number of leads, the one-statement read
+        self._decoded: dict[bytes, Any] = {}  # ValueProto bytes -> value (see DECODED_CACHE_SIZE)
         self.failed_reads = 0  # reads that raised, in all (a metrics counter)
         self._failures = 0  # in a row
         self._retry_at = 0.0
@@ -171,15 +185,20 @@ class OnlineFeatureReader:
         conn = self._online_store._get_conn(self._config)
         rows = conn.execute(statement, keys * len(self._tables)).fetchall()
         found: dict[bytes, dict[str, Any]] = {}
-        wanted = self._wanted
+        wanted, decoded = self._wanted, self._decoded
         for key, name, value in rows:
             if name in wanted:
-                proto = ValueProto()
-                proto.ParseFromString(value)
+                python = decoded.get(value, _UNDECODED)
+                if python is _UNDECODED:
+                    python = _decode(value)
+                    if type(python) in _IMMUTABLE:
+                        if len(decoded) >= DECODED_CACHE_SIZE:
+                            decoded.clear()
+                        decoded[value] = python
                 features = found.get(key)
                 if features is None:
                     features = found[key] = dict.fromkeys(self.feature_names)
-                features[name] = _python_value(proto)
+                features[name] = python
         return [found.get(key) for key in keys]  # a lead asked twice shares its dict
 
     def ping(self) -> bool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import collections
 import logging
+import operator
+import os
 import threading
 from datetime import datetime
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from ml import stores
 from ml.config import Settings
 from ml.monitoring.store import engine_for
 
@@ -48,6 +51,24 @@ prediction_log = sa.Table(
 COLUMNS = [c.name for c in prediction_log.columns if c.name != "id"]
 
 
+_SQLITE_INSERT = (f"INSERT INTO prediction_log ({', '.join(COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(COLUMNS))})")
+
+
+def _sqlite_rows(dialect: sa.Dialect, batch: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """The rows as SQLite parameter tuples in COLUMNS order, each value converted by its
+    column type's bind processor (SQLAlchemy's own conversion: datetimes as text, ...)."""
+    columns = list(zip(*map(_ROW, batch), strict=True))
+    for i, name in enumerate(COLUMNS):
+        proc = prediction_log.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if proc is not None:
+            columns[i] = tuple(map(proc, columns[i]))
+    return list(zip(*columns, strict=True))
+
+
+_ROW = operator.itemgetter(*COLUMNS)  # a logged row's values in COLUMNS order
+
+
 def log_engine(url: str) -> sa.Engine:
     """An engine on the prediction-log store with the table created (SQLite: WAL mode)."""
     engine = engine_for(url)
@@ -75,6 +96,11 @@ class PredictionLogWriter:
     thread per row cost the event loop a thread switch per request); the writer wakes every
     `flush_seconds`, or early when `batch_rows` are waiting or on `flush`/`stop`, and writes what
     is there, one transaction per `batch_rows`.
+
+    The writer keeps its connection between batches: closing the last connection of an SQLite
+    file checkpoints its whole WAL, which cost the service a quarter of its CPU when it ran
+    twice a second. The connection is opened again after an error, and when the SQLite file
+    was replaced or moved away meanwhile (a kept connection would write to the old file).
     """
 
     def __init__(self, url: str, max_queue: int = 100_000, flush_seconds: float = 0.5,
@@ -94,6 +120,9 @@ class PredictionLogWriter:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._engine: sa.Engine | None = None
+        self._conn: sa.Connection | None = None
+        self._file = stores.sqlite_path(url)
+        self._opened: tuple[int, int] | None = None  # (device, inode) of the file connected to
 
     def start(self) -> None:
         self._engine = log_engine(self.url)
@@ -129,6 +158,8 @@ class PredictionLogWriter:
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._disconnect()
         if self._engine is not None:
             self._engine.dispose()
 
@@ -152,10 +183,48 @@ class PredictionLogWriter:
         if not batch:
             return
         try:
-            assert self._engine is not None
-            with self._engine.begin() as conn:
-                conn.execute(prediction_log.insert(), batch)
+            conn = self._connection()
+            with conn.begin():
+                if self._file is not None:
+                    # SQLite: one driver-level executemany of tuples, each value converted as
+                    # SQLAlchemy stores it. The ORM-free path costs ~2 us of the GIL per row
+                    # instead of ~27 us, time the event loop otherwise waits for.
+                    conn.exec_driver_sql(_SQLITE_INSERT, _sqlite_rows(conn.dialect, batch))
+                else:
+                    conn.execute(prediction_log.insert(), batch)
             self.written += len(batch)
         except Exception:  # the log must never take the service down
             self.failed += len(batch)
             log.exception("could not write %d prediction-log rows", len(batch))
+            self._disconnect()
+
+    def _identity(self) -> tuple[int, int] | None:
+        if self._file is None:
+            return None
+        try:
+            st = os.stat(self._file)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _connection(self) -> sa.Connection:
+        """The writer's connection: the kept one unless its SQLite file is no longer there."""
+        if self._conn is not None and self._file is not None:
+            now = self._identity()
+            if now is None or now != self._opened:
+                self._disconnect()
+        if self._conn is None:
+            assert self._engine is not None
+            if self._file is not None and not self._file.exists():
+                metadata.create_all(self._engine, checkfirst=True)  # moved away: start anew
+            self._conn = self._engine.connect()
+            self._opened = self._identity()
+        return self._conn
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # a broken connection: nothing left to close
+                log.debug("prediction-log connection did not close cleanly", exc_info=True)

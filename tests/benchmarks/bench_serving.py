@@ -16,7 +16,7 @@ reads each lead from the online store on every request. Prints p50/p99 and error
 
     .venv/bin/python tests/benchmarks/bench_serving.py                 # the demo's stores
     .venv/bin/python tests/benchmarks/bench_serving.py --build 20000   # a fresh tmp stack
-        [--config PATH] [--seconds 10] [--rates 100,300,500] [--serial 2000] [--ids 10]
+        [--config PATH] [--seconds 10] [--rates 100,300,500] [--serial 2000] [--ids 10] [--pin]
 
 The demo's stores have champion == challenger after the demo (nothing to shadow); --build
 registers v2 @challenger, so the shadow challenger scores every request too.
@@ -85,10 +85,15 @@ def wait_for(url: str, ok: str | None = None, timeout: float = 600) -> None:
     raise RuntimeError(f"{url} did not become ready")
 
 
+# --pin: taskset prefixes of the servers and of the hey processes (empty: not pinned).
+PIN: dict[str, list[str]] = {"server": [], "client": []}
+
+
 def hey(url: str, body: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        ["hey", *extra, "-c", "1", "-m", "POST", "-T", "application/json", "-D", str(body),
-         "-o", "csv", url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [*PIN["client"], "hey", *extra, "-c", "1", "-m", "POST", "-T", "application/json",
+         "-D", str(body), "-o", "csv", url],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
 def collect(procs: list[subprocess.Popen]) -> tuple[list[float], int, int]:
@@ -142,8 +147,17 @@ def main() -> None:
     parser.add_argument("--online-store", choices=("sqlite", "redis"), default="sqlite")
     parser.add_argument("--redis-url", default=os.environ.get("LEAD_SCORING_TEST_REDIS_URL"),
                         help="Redis server for --online-store redis (databases 1-15 claimed).")
+    parser.add_argument("--pin", action="store_true",
+                        help="Pin both servers to core 0 and hey to the other cores (taskset): "
+                             "the load generator then takes no CPU from the server it measures, "
+                             "as on separate machines.")
     args = parser.parse_args()
     ensure_hey()
+    if args.pin:
+        cores = os.cpu_count() or 1
+        if cores < 2 or shutil.which("taskset") is None:
+            sys.exit("--pin needs 2 or more cores and taskset (util-linux)")
+        PIN["server"], PIN["client"] = ["taskset", "-c", "0"], ["taskset", "-c", f"1-{cores - 1}"]
 
     from ml.config import load_settings
 
@@ -207,10 +221,10 @@ def main() -> None:
     if config is not None:
         serve += ["--config", str(config)]
     procs = [
-        subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL,
+        subprocess.Popen([*PIN["server"], *serve], env=env, stdout=subprocess.DEVNULL,
                          stderr=open(tmp / "serve.log", "w")),  # noqa: SIM115
-        subprocess.Popen([str(BIN / "feast"), "-c", str(repo), "serve", "-h", "127.0.0.1",
-                          "-p", str(feast), "--no-access-log"], env=env,
+        subprocess.Popen([*PIN["server"], str(BIN / "feast"), "-c", str(repo), "serve",
+                          "-h", "127.0.0.1", "-p", str(feast), "--no-access-log"], env=env,
                          stdout=subprocess.DEVNULL, stderr=open(tmp / "feast.log", "w")),  # noqa: SIM115
     ]
     targets = {"ours": f"http://127.0.0.1:{ours}/predict",
@@ -238,7 +252,9 @@ def main() -> None:
                 p.wait(10)
     load = os.getloadavg()[0]
     print(f"\nonline store: {args.online_store}")
-    print(f"hey on loopback, {args.ids} lead ids rotating, {args.seconds:g} s per rate, "
+    pinned = (f"servers pinned to core 0, hey to cores {PIN['client'][-1]}" if args.pin
+              else "servers and hey not pinned (sharing every core)")
+    print(f"{pinned}; hey on loopback, {args.ids} lead ids rotating, {args.seconds:g} s per rate, "
           f"{os.cpu_count()} cores, load average {load:.1f} at the end; mode "
           f"{model['mode']}, champion v{model['champion']['version']}, challenger "
           f"{'v' + model['challenger']['version'] if model['challenger'] else 'none'}")

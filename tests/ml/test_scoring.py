@@ -166,6 +166,49 @@ def test_recent_activity_is_never_a_reason_against() -> None:
             assert idle, words
 
 
+@pytest.mark.parametrize("case", ["model", "absences pull up", "recent activity pulls down",
+                                  "equal strengths"])
+def test_one_leads_reasons_equal_the_batchs(case: str, monkeypatch) -> None:
+    """`explain` of one lead (plain Python, the service's path) gives exactly the vectorised
+    path's reasons, also where the tests of absent and favourable values decide, and where
+    equal strengths leave the order to the vectorised path."""
+    scorer, _ = make_scorer()
+    features = awkward_features(300, seed=31)
+    features["website_visits"] = pd.to_numeric(features["website_visits"])
+    contribs = scorer.contributions(features)[0].astype(np.float64)
+    names = list(scorer.feature_names)
+    windowed = [j for j, name in enumerate(names) if name.startswith("n_")]
+    if case == "absences pull up":
+        contribs[:, windowed] = np.abs(contribs[:, windowed]) + 0.5
+    elif case == "recent activity pulls down":
+        j = names.index("days_since_last_activity")
+        contribs[:, j] = -np.abs(contribs[:, j]) - 5.0
+    elif case == "equal strengths":  # two single-feature reasons tie, both strongest
+        a, b = names.index("engagement_score"), names.index("company_size")
+        contribs[::2, a] = contribs[::2, b] = 9.0
+        contribs[1::2, a] = contribs[1::2, b] = -9.0
+    want_for, want_against = reasons.explain(contribs, names, features, 3)
+    plain = [0]
+    one = reasons._explain_one
+
+    def counted(*args):
+        out = one(*args)
+        plain[0] += out is not None
+        return out
+
+    monkeypatch.setattr(reasons, "_explain_one", counted)
+    records = features.astype(object).where(features.notna(), None)
+    for i in range(len(features)):
+        as_service = {n: np.array([records[n].iloc[i]], dtype=object) for n in names}
+        for values in (features.iloc[[i]], as_service):
+            got_for, got_against = reasons.explain(contribs[i : i + 1], names, values, 3)
+            assert (got_for[0], got_against[0]) == (want_for[i], want_against[i]), i
+    if case == "equal strengths":  # the vectorised way, unless a test rules one of the two out
+        assert plain[0] < 2 * len(features) * 0.2
+    else:
+        assert plain[0] > 2 * len(features) * 0.95
+
+
 def test_score_frame_is_the_same_for_one_lead_and_for_a_batch(settings: Settings) -> None:
     scorer, _ = make_scorer()
     features = make_features(200, seed=3)

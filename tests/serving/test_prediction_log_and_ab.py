@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ml.config import load_settings
 from ml.serving.ab_report import ab_report, sample_size, two_proportion_test
-from ml.serving.prediction_log import PredictionLogWriter, log_engine, read_log
+from ml.serving.prediction_log import PredictionLogWriter, log_engine, prediction_log, read_log
 
 
 def row(i: int, variant: str = "champion") -> dict:
@@ -45,6 +45,58 @@ def test_log_store_is_sqlite_in_wal_mode(tmp_path):
     with log_engine(url).connect() as conn:
         assert conn.execute(sa.text("pragma journal_mode")).scalar() == "wal"
         assert conn.execute(sa.text("select count(*) from prediction_log")).scalar() == 2
+
+
+def test_writer_keeps_its_connection_and_follows_a_rotated_file(tmp_path):
+    """One connection across batches (closing the last one checkpoints the WAL each time); a
+    log file moved away (rotation) keeps its rows, and the next rows start a new file."""
+    path = tmp_path / "predictions.db"
+    url = f"sqlite:///{path}"
+    connects = []
+    writer = PredictionLogWriter(url)
+    writer.start()
+    sa.event.listen(writer._engine, "connect", lambda *_: connects.append(1))
+    for i in range(3):
+        writer.submit([row(i)])
+        assert writer.flush()
+    assert len(connects) == 1 and writer.written == 3
+    path.rename(tmp_path / "predictions.1.db")
+    for wal in tmp_path.glob("predictions.db-*"):
+        wal.rename(tmp_path / wal.name.replace("predictions.db", "predictions.1.db"))
+    writer.submit([row(3), row(4)])
+    assert writer.flush()
+    writer.stop()
+    assert writer.written == 5 and writer.failed == 0
+
+    def count(file):
+        with sa.create_engine(f"sqlite:///{file}").connect() as conn:
+            return conn.execute(sa.text("select count(*) from prediction_log")).scalar()
+
+    assert count(tmp_path / "predictions.1.db") == 3 and count(path) == 2
+
+
+def test_writer_stores_exactly_what_sqlalchemy_stores(tmp_path):
+    """The writer's SQLite executemany of tuples stores each value as SQLAlchemy's insert does
+    (datetimes as text, booleans as 0/1, NULLs), byte for byte."""
+    rows = [row(0), {**row(1, "challenger"), "served": False, "probability": None,
+                     "score": None, "tier": None, "status": "error",
+                     "error": "model 'x' failed: ünïcode, \"quotes\"",
+                     "logged_at": datetime(2026, 3, 4, 5, 6, 7, 89)}]
+    writer = PredictionLogWriter(f"sqlite:///{tmp_path / 'fast.db'}")
+    writer.start()
+    writer.submit(rows)
+    writer.stop()
+    plain = log_engine(f"sqlite:///{tmp_path / 'plain.db'}")
+    with plain.begin() as conn:
+        conn.execute(prediction_log.insert(), rows)
+
+    def stored(file):
+        with sa.create_engine(f"sqlite:///{file}").connect() as conn:
+            return conn.execute(sa.text(
+                "select *, typeof(logged_at), typeof(served), typeof(probability) "
+                "from prediction_log order by id")).all()
+
+    assert writer.written == 2 and stored(tmp_path / "fast.db") == stored(tmp_path / "plain.db")
 
 
 def test_every_served_prediction_is_logged(client):
