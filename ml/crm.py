@@ -9,6 +9,9 @@ is replaced by the view, losing nothing, since the table always held exactly tha
 import, dashboard, service) open the database read-only; with SQLite in WAL mode they never wait
 for the writer and see the last committed run.
 
+On SQLite the commit record in the WAL is the commit: a big run's commit returns without copying
+the run from the WAL into the database file, which a thread does next (`wait_for_checkpoints`).
+
 The URL is `settings.paths.crm_url` (an SQLite file of its own by default, never the warehouse;
 or PostgreSQL), its engine from ml/stores.py. The bulk path uses the DBAPI inside that transaction:
 executemany on SQLite, COPY on PostgreSQL.
@@ -329,7 +332,10 @@ def write_scores(
                 # rows) follows in a thread. The held connection keeps SQLite from folding it
                 # when this one closes.
                 conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
-                holder = engine.raw_connection()
+                try:
+                    holder = engine.raw_connection()
+                except Exception:  # noqa: BLE001 - then this connection's close folds it
+                    log.warning("no connection to hold the WAL open: checkpoint at the commit")
         # Leaving the block committed (and, for SQLite, ran the WAL auto-checkpoint, unless the
         # checkpoint was left to the thread started here).
         if holder is not None:
@@ -397,7 +403,7 @@ def _fold(holder: Any, run_id: str) -> None:
     """Checkpoint the WAL into the database file, then close `holder`."""
     t0 = time.perf_counter()
     try:
-        busy, frames, done = holder.driver_connection.execute(
+        _busy, frames, done = holder.driver_connection.execute(
             "PRAGMA wal_checkpoint(PASSIVE)"
         ).fetchone()
         log.info("run %s: checkpointed %d of %d WAL pages into the CRM file in %.2f s%s",
