@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 TIERS = ("A", "B", "C", "D")
 # From this many leads a batch's margin and contributions come from the compiled tree walker
 # (ml/fast_trees.py: bit-identical to XGBoost's, several times faster); below it XGBoost's own
-# predict is as quick, and nothing is compiled for a handful of leads (the service's calls).
+# predict is as quick. The service's few leads (`score_records`) use the walker's one-thread
+# kernel once its model loader has compiled it.
 COMPILED_MIN_ROWS = 20_000
 SCORE_COLUMNS = ["lead_id", "probability", "score", "tier", "reasons_for", "reasons_against"]
 
@@ -79,7 +80,7 @@ def _score_matrix(
     t0 = time.perf_counter()
     if n > 0:
         # One input matrix for both: the margin and the contributions behind the reasons.
-        margin, contribs = _margin_and_contributions(scorer, x, compiled)
+        margin, contribs = scorer.margin_and_masked_contributions(x, compiled=compiled)
     else:
         margin, contribs = scorer.margin_and_contributions_of(x)[0], None
     probability = scorer.probability(margin)
@@ -101,19 +102,6 @@ def _score_matrix(
         "reasons_against": reasons_against,
     }
     return out, timings
-
-
-def _margin_and_contributions(
-    scorer: LeadScorer, x: np.ndarray, compiled: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Margin and contributions (missing inputs masked) of input matrix `x`."""
-    if compiled and scorer.linear is None and scorer.booster is not None and fast_trees.available():
-        try:
-            return fast_trees.margin_and_contributions(scorer.booster, x, mask_missing=True)
-        except fast_trees.Unsupported as exc:
-            log.info("compiled tree walker not used (%s): XGBoost computes the contributions", exc)
-    margin, contribs, _bias = scorer.margin_and_contributions_of(x, mask_missing=True)
-    return margin, contribs
 
 
 def _score(
@@ -179,7 +167,9 @@ def score_records(
     block = np.empty((len(records), len(names)), dtype=object)
     block[:] = [[r.get(name) for name in names] for r in records]
     values = {name: block[:, j] for j, name in enumerate(names)}
-    out, _ = _score_matrix(scorer, x, values, settings, n_reasons)
+    # The compiled walker once the service's model loader warmed it up (never compiled here).
+    out, _ = _score_matrix(scorer, x, values, settings, n_reasons,
+                           compiled=fast_trees.serial_ready())
     columns = [out[c].tolist() for c in SCORE_COLUMNS[1:]]
     return [
         dict(zip(SCORE_COLUMNS, (str(r["lead_id"]), *row), strict=True))
