@@ -25,6 +25,7 @@ import dataclasses
 import json
 import math
 import threading
+import types
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -351,8 +352,20 @@ def _kernel(serial: bool = False):  # noqa: ANN202 - a numba dispatcher
     if kernel is None:
         numba = _numba()
         kernel = _KERNELS[serial] = numba.njit(parallel=not serial, cache=True,
-                                               nogil=True)(_walk)
+                                               nogil=True)(_walk_named(serial))
     return kernel
+
+
+def _walk_named(serial: bool):  # noqa: ANN202 - a function
+    """`_walk` under a name of its own per kernel: numba's on-disk cache is keyed by the
+    function's name, line and signature, not by `parallel`, so two kernels of one function share
+    their cache entries and the second loads the first's machine code (the batch's 1M leads
+    walked on one thread after the service's one-thread kernel was cached)."""
+    name = "_walk_serial" if serial else "_walk_parallel"
+    func = types.FunctionType(_walk.__code__, _walk.__globals__, name, _walk.__defaults__,
+                              _walk.__closure__)
+    func.__qualname__ = name
+    return func
 
 
 def _walk(x, depth, node_word, threshold, categories, leaf_value, entry_feature, entry_value,

@@ -239,3 +239,11 @@ def test_latest_features_read_as_categoricals_score_the_same(
     expected = reference_scores(scorer, pd.read_parquet(path),
                                 settings.scoring.tiers.model_dump())
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+def test_the_two_kernels_never_share_numbas_disk_cache() -> None:
+    """numba keys its on-disk cache by function name, line and signature, not by `parallel`: one
+    function behind both kernels would let the batch load the service's one-thread machine code
+    (or the service the thread pool's) from the cache."""
+    paths = {fast_trees._kernel(serial)._cache._cache_file._index_path for serial in (True, False)}
+    assert len(paths) == 2
