@@ -9,6 +9,9 @@ is replaced by the view, losing nothing, since the table always held exactly tha
 import, dashboard, service) open the database read-only; with SQLite in WAL mode they never wait
 for the writer and see the last committed run.
 
+On SQLite the commit record in the WAL is the commit: a big run's commit returns without copying
+the run from the WAL into the database file, which a thread does next (`wait_for_checkpoints`).
+
 The URL is `settings.paths.crm_url` (an SQLite file of its own by default, never the warehouse;
 or PostgreSQL), its engine from ml/stores.py. The bulk path uses the DBAPI inside that transaction:
 executemany on SQLite, COPY on PostgreSQL.
@@ -16,7 +19,11 @@ executemany on SQLite, COPY on PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
@@ -270,6 +277,9 @@ def write_scores(
             )
         ).inserted_primary_key[0]
 
+    # A run of this process still folding its WAL into the file: done before this one writes
+    # (meanwhile the caller's first chunk is scored), so this run's WAL starts from the top.
+    wait_for_checkpoints()
     constants = {
         "scoring_date": scoring_date,
         "model_name": model_name,
@@ -279,8 +289,14 @@ def write_scores(
     }
     t0 = time.perf_counter()
     written = [0]
+    holder: Any = None  # a connection that keeps the WAL open for the checkpoint after the commit
     try:
         with engine.begin() as conn:
+            if stores.is_sqlite(engine):
+                # This connection only (NullPool: it closes with the transaction): a small page
+                # cache, so a big run's pages go to the WAL as they are inserted (while the next
+                # chunk is scored) instead of all at the commit.
+                conn.exec_driver_sql(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
             conn.execute(
                 lead_score_history.delete().where(lead_score_history.c.scoring_date == scoring_date)
             )
@@ -310,8 +326,25 @@ def write_scores(
             if before_commit is not None:
                 before_commit()
             t_wait = time.perf_counter()
-        # Leaving the block committed (and, for SQLite, ran the WAL auto-checkpoint).
+            if stores.is_sqlite(engine) and written[0] >= FOLD_AFTER_COMMIT_ROWS:
+                # The commit appends the last pages to the WAL and returns; folding the WAL into
+                # the database file (the checkpoint: copy and fsync, a second or more for 1M
+                # rows) follows in a thread. The held connection keeps SQLite from folding it
+                # when this one closes.
+                conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+                try:
+                    holder = engine.raw_connection()
+                except Exception:  # noqa: BLE001 - then this connection's close folds it
+                    log.warning("no connection to hold the WAL open: checkpoint at the commit")
+        # Leaving the block committed (and, for SQLite, ran the WAL auto-checkpoint, unless the
+        # checkpoint was left to the thread started here).
+        if holder is not None:
+            _fold_in_background(holder, run_id)
+            holder = None
     except BaseException:
+        if holder is not None:
+            with contextlib.suppress(Exception):
+                holder.close()
         try:
             with engine.begin() as conn:
                 conn.execute(
@@ -337,6 +370,67 @@ def write_scores(
         t_end - t_wait,
     )
     return written[0]
+
+
+# The writer connection's page cache, KiB: what a run's transaction keeps in memory before its
+# pages go to the WAL (ml/stores.py gives store writers 256 MiB, which for a 1M-lead run left
+# ~256 MiB of pages to write at the commit).
+_WRITER_CACHE_KIB = 16_384
+# From this many rows, the commit of a run on SQLite leaves its WAL checkpoint to a thread (see
+# `wait_for_checkpoints`); below, SQLite's auto-checkpoint at the commit takes milliseconds.
+FOLD_AFTER_COMMIT_ROWS = 100_000
+
+_folding: list[threading.Thread] = []
+_folding_lock = threading.Lock()
+_fork_hook = [False]
+
+
+def _fold_in_background(holder: Any, run_id: str) -> None:
+    """Start the checkpoint of a committed run's WAL in a (non-daemon) thread on `holder`."""
+    thread = threading.Thread(
+        target=_fold, args=(holder, run_id), name="crm-checkpoint", daemon=False
+    )
+    with _folding_lock:
+        if not _fork_hook[0]:
+            # a fork while SQLite works in a thread could leave its locks held in the child
+            os.register_at_fork(before=wait_for_checkpoints)
+            _fork_hook[0] = True
+        _folding.append(thread)
+    thread.start()
+
+
+def _fold(holder: Any, run_id: str) -> None:
+    """Checkpoint the WAL into the database file, then close `holder`."""
+    t0 = time.perf_counter()
+    try:
+        _busy, frames, done = holder.driver_connection.execute(
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        ).fetchone()
+        log.info("run %s: checkpointed %d of %d WAL pages into the CRM file in %.2f s%s",
+                 run_id, done, frames, time.perf_counter() - t0,
+                 " (readers held the rest; the next checkpoint folds it)" if done < frames else "")
+    except Exception:  # noqa: BLE001 - the run is committed; the next checkpoint redoes this one
+        log.exception("run %s: the WAL checkpoint failed (the run is committed; SQLite "
+                      "checkpoints again at the next commit or close)", run_id)
+    finally:
+        with contextlib.suppress(Exception):
+            holder.close()
+
+
+def wait_for_checkpoints() -> None:
+    """Wait for the WAL checkpoints of this process's runs that are still under way.
+
+    A run is committed (and visible to every reader) when `write_scores` returns; on SQLite, from
+    FOLD_AFTER_COMMIT_ROWS rows, copying its WAL into the database file happens after that, in a
+    thread. Only a copy of the database *file alone* needs this wait (copy the -wal file with it,
+    or use SQLite's backup API, and it does not); the next `write_scores`, a fork and the
+    interpreter's exit wait by themselves.
+    """
+    with _folding_lock:
+        threads = list(_folding)
+        _folding.clear()
+    for thread in threads:
+        thread.join()
 
 
 def _bind_date(engine: Engine, value: date) -> Any:
@@ -461,16 +555,49 @@ def previous_scores(engine: Engine, scoring_date: date) -> pd.DataFrame:
         return empty
     day = prev_date.iloc[0, 0]
     if stores.is_sqlite(engine):
-        # A million (lead_id, score) pairs: the DBAPI cursor skips SQLAlchemy's per-row Row
-        # objects and result processing (seconds at that size); both columns need none.
         with engine.connect() as conn:
-            cursor = conn.connection.driver_connection.execute(
+            dbapi = conn.connection.driver_connection
+            packed = _previous_packed(dbapi, _bind_date(engine, day))
+            if packed is not None:
+                return packed
+            # A million (lead_id, score) pairs: the DBAPI cursor skips SQLAlchemy's per-row Row
+            # objects and result processing (seconds at that size); both columns need none.
+            cursor = dbapi.execute(
                 "SELECT lead_id, score FROM lead_score_history WHERE scoring_date = ?",
                 (_bind_date(engine, day),),
             )
             return pd.DataFrame(cursor.fetchall(), columns=["lead_id", "score"])
     query = select(h.c.lead_id, h.c.score).where(h.c.scoring_date == day)
     return _read(engine, query)
+
+
+_UNIT_SEPARATOR = "\x1f"
+
+
+def _previous_packed(dbapi: Any, day: Any) -> pd.DataFrame | None:
+    """previous_scores' rows of `day` read by SQLite in one step: the ids joined into one text
+    and the scores as whole tenths, so the scan runs in C without the GIL (the rows are read
+    while the run's first chunk is scored, in another thread) and no row becomes a Python
+    tuple. None when that is not exact: a lead_id holding the separator, a score that is not
+    k/10 exactly (every score batch scoring writes is, round(p * 100, 1)); the caller then
+    reads the rows one by one. k / 10 in numpy is the same IEEE division as SQLite's check."""
+    try:
+        rows, ids, tenths, inexact = dbapi.execute(
+            "SELECT count(*), group_concat(lead_id, char(31)), "
+            "group_concat(CAST(round(score * 10) AS INTEGER), ','), "
+            "sum(score IS NULL OR typeof(score) <> 'real' OR score <> round(score * 10) / 10.0) "
+            "FROM lead_score_history WHERE scoring_date = ?",
+            (day,),
+        ).fetchone()
+    except sqlite3.DataError:  # SQLITE_TOOBIG: more ids than one text may hold
+        return None
+    if not rows or inexact:
+        return None
+    lead_ids = ids.split(_UNIT_SEPARATOR)
+    scores = np.fromstring(tenths, dtype=np.int64, sep=",")
+    if len(lead_ids) != rows or len(scores) != rows:
+        return None
+    return pd.DataFrame({"lead_id": np.array(lead_ids, dtype=object), "score": scores / 10.0})
 
 
 def _has_table(engine: Engine, name: str) -> bool:

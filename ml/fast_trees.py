@@ -25,8 +25,10 @@ import dataclasses
 import json
 import math
 import threading
+import types
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import xgboost as xgb
@@ -259,7 +261,7 @@ def compiled(booster: xgb.Booster) -> CompiledTrees:
 
 def available() -> bool:
     """Whether the compiled walker can run here: numba (the `pipeline` extra) is installed.
-    Imported only when a batch needs it, never by the service's small calls."""
+    Imported when a batch needs it, or by the service's model loader (`warm_up`)."""
     return _numba() is not None
 
 
@@ -303,30 +305,67 @@ def margin_and_contributions(
         raise Unsupported("infinite inputs")
     margin = np.empty(len(x), dtype=np.float32)
     contribs = np.empty(x.shape, dtype=np.float32)
-    # Blocks handed out a few at a time, not split in halves up front: on a shared machine one
-    # descheduled thread would otherwise hold the whole run back.
-    with nb.parallel_chunksize(_CHUNK):
-        _kernel()(
-            x, trees.depth, trees.node_word, trees.threshold, trees.categories,
+    args = (x, trees.depth, trees.node_word, trees.threshold, trees.categories,
             trees.leaf_value, trees.entry_feature, trees.entry_value, trees.base_margin,
-            bool(mask_missing), margin, contribs,
-        )
+            bool(mask_missing), margin, contribs)
+    if len(x) <= SERIAL_ROWS:  # a few leads (the service): no thread pool to wake
+        _kernel(serial=True)(*args)
+    else:
+        # Blocks handed out a few at a time, not split in halves up front: on a shared machine
+        # one descheduled thread would otherwise hold the whole run back.
+        with nb.parallel_chunksize(_CHUNK):
+            _kernel()(*args)
     return margin.astype(np.float64), contribs
 
 
-_KERNEL = None
+def serial_ready() -> bool:
+    """Whether the few-leads walker is compiled in this process (`warm_up` did it): the
+    service then walks its requests' trees with it, and never compiles on a request."""
+    kernel = _KERNELS.get(True)
+    return kernel is not None and bool(kernel.signatures)
+
+
+def warm_up(booster: xgb.Booster, n_features: int) -> bool:
+    """Compile (or load from numba's cache) the few-leads walker for a model, off the request
+    path (the service's model loader); False when the walker does not cover the model here."""
+    try:
+        margin_and_contributions(booster, np.full((1, n_features), np.nan, dtype=np.float32),
+                                 mask_missing=True)
+    except Unsupported:
+        return False
+    return True
+
+
+# The walker of more than SERIAL_ROWS leads runs on every core; up to it, on the caller's.
+SERIAL_ROWS = 64
+_KERNELS: dict[bool, Any] = {}  # serial? -> numba dispatcher
 # Rows walked together: a tree's nodes, the rows' inputs and their contributions stay in L1.
 _BLOCK = 64
 _CHUNK = 8  # blocks per scheduling chunk
 
 
-def _kernel():  # noqa: ANN202 - a numba dispatcher
-    """The compiled walker (built on first use; numba caches the machine code on disk)."""
-    global _KERNEL, numba
-    if _KERNEL is None:
+def _kernel(serial: bool = False):  # noqa: ANN202 - a numba dispatcher
+    """The compiled walker (built on first use; numba caches the machine code on disk);
+    `serial`: without `parallel` (its prange a plain range), the same code on one thread."""
+    global numba
+    kernel = _KERNELS.get(serial)
+    if kernel is None:
         numba = _numba()
-        _KERNEL = numba.njit(parallel=True, cache=True, nogil=True)(_walk)
-    return _KERNEL
+        kernel = _KERNELS[serial] = numba.njit(parallel=not serial, cache=True,
+                                               nogil=True)(_walk_named(serial))
+    return kernel
+
+
+def _walk_named(serial: bool):  # noqa: ANN202 - a function
+    """`_walk` under a name of its own per kernel: numba's on-disk cache is keyed by the
+    function's name, line and signature, not by `parallel`, so two kernels of one function share
+    their cache entries and the second loads the first's machine code (the batch's 1M leads
+    walked on one thread after the service's one-thread kernel was cached)."""
+    name = "_walk_serial" if serial else "_walk_parallel"
+    func = types.FunctionType(_walk.__code__, _walk.__globals__, name, _walk.__defaults__,
+                              _walk.__closure__)
+    func.__qualname__ = name
+    return func
 
 
 def _walk(x, depth, node_word, threshold, categories, leaf_value, entry_feature, entry_value,

@@ -23,6 +23,7 @@ import pandas as pd
 import xgboost as xgb
 from scipy.special import expit
 
+from ml import fast_trees
 from ml.contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from ml.errors import DataError
 from ml.linear import LinearModel
@@ -325,6 +326,25 @@ class LeadScorer:
         if mask_missing:
             contribs[np.isnan(x)] = 0
         return margin, contribs, bias
+
+    def margin_and_masked_contributions(
+        self, x: np.ndarray, *, compiled: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Margin and contributions of input matrix `x`, a missing input's contribution 0 (what
+        the reasons read): every scoring path ends here.
+
+        `compiled`: from the compiled tree walker (ml/fast_trees.py, the same numbers as
+        XGBoost's bit for bit) where it covers the model and numba is installed.
+        """
+        if compiled and self.linear is None and self.booster is not None \
+                and fast_trees.available():
+            try:
+                return fast_trees.margin_and_contributions(self.booster, x, mask_missing=True)
+            except fast_trees.Unsupported as exc:
+                log.info("compiled tree walker not used (%s): XGBoost computes the "
+                         "contributions", exc)
+        margin, contribs, _bias = self.margin_and_contributions_of(x, mask_missing=True)
+        return margin, contribs
 
     def feature_importance(self, kind: str = "total_gain") -> dict[str, float]:
         """Importance per feature (0 for features never split on), largest first. Linear

@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 TIERS = ("A", "B", "C", "D")
 # From this many leads a batch's margin and contributions come from the compiled tree walker
 # (ml/fast_trees.py: bit-identical to XGBoost's, several times faster); below it XGBoost's own
-# predict is as quick, and nothing is compiled for a handful of leads (the service's calls).
+# predict is as quick. The service's few leads (`score_records`) use the walker's one-thread
+# kernel once its model loader has compiled it.
 COMPILED_MIN_ROWS = 20_000
 SCORE_COLUMNS = ["lead_id", "probability", "score", "tier", "reasons_for", "reasons_against"]
 
@@ -79,7 +80,7 @@ def _score_matrix(
     t0 = time.perf_counter()
     if n > 0:
         # One input matrix for both: the margin and the contributions behind the reasons.
-        margin, contribs = _margin_and_contributions(scorer, x, compiled)
+        margin, contribs = scorer.margin_and_masked_contributions(x, compiled=compiled)
     else:
         margin, contribs = scorer.margin_and_contributions_of(x)[0], None
     probability = scorer.probability(margin)
@@ -101,19 +102,6 @@ def _score_matrix(
         "reasons_against": reasons_against,
     }
     return out, timings
-
-
-def _margin_and_contributions(
-    scorer: LeadScorer, x: np.ndarray, compiled: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Margin and contributions (missing inputs masked) of input matrix `x`."""
-    if compiled and scorer.linear is None and scorer.booster is not None and fast_trees.available():
-        try:
-            return fast_trees.margin_and_contributions(scorer.booster, x, mask_missing=True)
-        except fast_trees.Unsupported as exc:
-            log.info("compiled tree walker not used (%s): XGBoost computes the contributions", exc)
-    margin, contribs, _bias = scorer.margin_and_contributions_of(x, mask_missing=True)
-    return margin, contribs
 
 
 def _score(
@@ -179,7 +167,9 @@ def score_records(
     block = np.empty((len(records), len(names)), dtype=object)
     block[:] = [[r.get(name) for name in names] for r in records]
     values = {name: block[:, j] for j, name in enumerate(names)}
-    out, _ = _score_matrix(scorer, x, values, settings, n_reasons)
+    # The compiled walker once the service's model loader warmed it up (never compiled here).
+    out, _ = _score_matrix(scorer, x, values, settings, n_reasons,
+                           compiled=fast_trees.serial_ready())
     columns = [out[c].tolist() for c in SCORE_COLUMNS[1:]]
     return [
         dict(zip(SCORE_COLUMNS, (str(r["lead_id"]), *row), strict=True))
@@ -301,6 +291,9 @@ def _aligned(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
 # Leads per chunk of the nightly pipeline (see batch_score): large enough that the tree walker's
 # threads and numpy's calls run long, small enough that scoring and writing overlap closely.
 PIPELINE_ROWS = 100_000
+# The last PIPELINE_ROWS leads go in chunks of this many: once the last chunk is scored the run
+# still inserts it before the commit, alone on the critical path (~0.4 s for 100k leads).
+PIPELINE_TAIL_ROWS = 25_000
 
 
 class _Failed:
@@ -361,8 +354,9 @@ class _ExtractWriter:
     disk. File writing and Parquet encoding release the GIL: the extract costs the run no wall
     time of its own."""
 
-    def __init__(self, settings: Settings, pending: Path) -> None:
+    def __init__(self, settings: Settings, pending: Path, constants: Mapping[str, Any]) -> None:
         self._format = settings.scoring.extract_format
+        self._constants = dict(constants)  # the run's columns that hold one value
         self._pending = pending
         self._tmp = pending.with_name(f".{pending.name}.tmp")
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=4)
@@ -396,23 +390,39 @@ class _ExtractWriter:
                     t0 = time.perf_counter()
                     try:
                         if text_file is not None:
-                            chunk.to_csv(text_file, header=first, index=False)
-                        else:
-                            table = pa.Table.from_pandas(
-                                chunk, schema=writer.schema if writer else None,
-                                preserve_index=False,
+                            chunk.assign(**self._constants).to_csv(
+                                text_file, header=first, index=False
                             )
-                            if writer is None:
-                                writer = files.enter_context(
-                                    pq.ParquetWriter(self._tmp, table.schema)
-                                )
+                        elif writer is None:  # the file's schema: pandas' own conversion
+                            table = pa.Table.from_pandas(
+                                chunk.assign(**self._constants), preserve_index=False
+                            )
+                            writer = files.enter_context(
+                                pq.ParquetWriter(self._tmp, table.schema)
+                            )
                             writer.write_table(table)
+                        else:  # the run's constants repeated by Arrow, not as Python objects
+                            writer.write_table(self._with_constants(chunk, writer.schema))
                         first = False
                     except BaseException as exc:  # noqa: BLE001 - raised by add/finish
                         self._error = exc
                     self.seconds += time.perf_counter() - t0
         except BaseException as exc:  # noqa: BLE001 - raised by finish
             self._error = self._error or exc
+
+    def _with_constants(self, chunk: pd.DataFrame, schema: Any) -> Any:
+        """The Arrow table of a chunk and the run's constants, in the file's `schema`."""
+        import pyarrow as pa
+
+        names = [n for n in schema.names if n not in self._constants]
+        table = pa.Table.from_pandas(chunk[names], schema=pa.schema(
+            [schema.field(n) for n in names]), preserve_index=False)
+        columns = [
+            table.column(n) if n in table.column_names
+            else pa.repeat(pa.scalar(self._constants[n], type=schema.field(n).type), len(chunk))
+            for n in schema.names
+        ]
+        return pa.Table.from_arrays(columns, schema=schema)
 
     def finish(self) -> None:
         """Wait for the last chunk, then put the file in place on disk; raise what failed."""
@@ -462,13 +472,19 @@ def _chunks_of(
     """(scores, seconds) per PIPELINE_ROWS leads of `features`, in its order: scored here, or
     slices of `scores` computed elsewhere (aligned to `features`). At least one chunk."""
     compiled = len(features) >= COMPILED_MIN_ROWS
-    for lo in range(0, max(len(features), 1), PIPELINE_ROWS):
+    for lo, hi in _chunk_bounds(len(features)):
         if scores is None:
-            yield _score(
-                scorer, features.iloc[lo : lo + PIPELINE_ROWS], settings, None, compiled=compiled
-            )
+            yield _score(scorer, features.iloc[lo:hi], settings, None, compiled=compiled)
         else:
-            yield scores.iloc[lo : lo + PIPELINE_ROWS].reset_index(drop=True), {}
+            yield scores.iloc[lo:hi].reset_index(drop=True), {}
+
+
+def _chunk_bounds(n: int) -> list[tuple[int, int]]:
+    """[lo, hi) of the pipeline's chunks of `n` leads: PIPELINE_ROWS each, the last PIPELINE_ROWS
+    (or fewer) in chunks of PIPELINE_TAIL_ROWS. At least one chunk, empty if n is 0."""
+    tail = max(n - PIPELINE_ROWS, 0)
+    starts = [*range(0, tail, PIPELINE_ROWS), *range(tail, n, PIPELINE_TAIL_ROWS)] or [0]
+    return list(zip(starts, [*starts[1:], n], strict=True))
 
 
 @dataclass
@@ -493,7 +509,6 @@ def _changed(
     chunks: Iterator[tuple[pd.DataFrame, dict[str, float]]],
     previous: pd.DataFrame,
     extract: _ExtractWriter,
-    constants: Mapping[str, Any],
     tally: _Tally,
 ) -> Iterator[pd.DataFrame]:
     """Each scored chunk with its score_change, handed to the extract writer and tallied on its
@@ -503,7 +518,7 @@ def _changed(
     for chunk, seconds in chunks:
         before = _previous_of(chunk["lead_id"], index, values)
         chunk["score_change"] = np.round(chunk["score"].to_numpy() - before.to_numpy(), 1)
-        extract.add(chunk.assign(**constants))
+        extract.add(chunk.copy(deep=False))  # its own frame for the other thread
         tally.add(chunk, before, seconds)
         yield chunk
 
@@ -561,7 +576,6 @@ def batch_score(
         previous = crm.previous_scores(engine, scoring_date)
         seconds["previous"] = time.perf_counter() - t0
         # The extract is complete on disk before the commit, published after it (see above).
-        extract = _ExtractWriter(settings, pending)
         constants = {
             "model_name": model_name,
             "model_version": str(model_version),
@@ -569,10 +583,11 @@ def batch_score(
             "scoring_date": scoring_date,
             "run_id": run_id,
         }
+        extract = _ExtractWriter(settings, pending, constants)
         t1 = time.perf_counter()
         crm.write_scores(
             engine,
-            _changed(iter(chunks), previous, extract, constants, tally),
+            _changed(iter(chunks), previous, extract, tally),
             scoring_date,
             model_name=model_name,
             model_version=str(model_version),

@@ -297,3 +297,83 @@ def test_an_older_lead_scores_table_becomes_the_view(settings: Settings) -> None
     assert "lead_scores" in inspect(engine).get_view_names()
     assert _same(_fingerprint(settings), _expected(50, 1, D1))
     engine.dispose()
+
+
+def _file_alone(path: Path, tmp: Path) -> tuple[int, float, str | None, str | None]:
+    """The _fingerprint of a copy of the SQLite database file without its WAL."""
+    import shutil
+    import sqlite3
+
+    copy = tmp / "file-alone.db"
+    copy.unlink(missing_ok=True)
+    shutil.copyfile(path, copy)
+    with sqlite3.connect(copy) as conn:
+        row = conn.execute("select count(*), coalesce(sum(score), 0), min(model_version), "
+                           "max(scoring_date) from lead_scores").fetchone()
+    conn.close()
+    return int(row[0]), float(row[1]), row[2], row[3]
+
+
+def test_a_big_run_commits_then_folds_its_wal_into_the_file(
+    settings: Settings, monkeypatch, tmp_path: Path
+) -> None:
+    """SQLite, from crm.FOLD_AFTER_COMMIT_ROWS rows: the commit does not copy the run's WAL into
+    the database file (the checkpoint a thread then runs finds the run committed and visible to
+    readers, but not yet in the file); after the checkpoint the file alone holds it."""
+    if not settings.paths.crm_url.startswith("sqlite"):
+        pytest.skip("the WAL checkpoint is SQLite's")
+    monkeypatch.setattr(crm, "FOLD_AFTER_COMMIT_ROWS", 10_000)
+    path = Path(settings.paths.crm_url.removeprefix("sqlite:///"))
+    _write(settings, 50, seed=1, day=D1)  # below the threshold: folded at the commit and close
+    assert _same(_file_alone(path, tmp_path), _expected(50, 1, D1))
+    seen: dict[str, tuple] = {}
+    fold = crm._fold
+
+    def observed(holder, run_id: str) -> None:
+        seen["reader"] = _fingerprint(settings)
+        seen["file alone"] = _file_alone(path, tmp_path)
+        fold(holder, run_id)
+
+    monkeypatch.setattr(crm, "_fold", observed)
+    _write(settings, 20_000, seed=2, day=D2)  # a WAL of ~2,000 pages: SQLite's auto-checkpoint
+    crm.wait_for_checkpoints()                # would have folded it at the commit
+    assert _same(seen["reader"], _expected(20_000, 2, D2)), "readers do not see the commit"
+    assert _same(seen["file alone"], _expected(50, 1, D1)), "the commit folded the WAL itself"
+    assert _same(_file_alone(path, tmp_path), _expected(20_000, 2, D2)), "the WAL was not folded"
+
+
+def test_previous_scores_are_exactly_the_stored_ones(settings: Settings, monkeypatch) -> None:
+    """previous_scores (on SQLite read packed, as whole tenths) returns exactly the stored ids
+    and scores, also when a row does not fit that shape (a score that is not k/10, an id with
+    the separator): then row by row."""
+    _write(settings, 2_000, seed=4, day=D1)
+    engine = crm.crm_engine(settings)
+
+    def stored() -> pd.DataFrame:
+        with engine.connect() as conn:
+            rows = conn.execute(text("select lead_id, score from lead_score_history "
+                                     "where scoring_date = :d"), {"d": str(D1)}).fetchall()
+        return pd.DataFrame(rows, columns=["lead_id", "score"]).sort_values("lead_id")
+
+    packed: list[bool] = []
+    real = crm._previous_packed
+    monkeypatch.setattr(crm, "_previous_packed",
+                        lambda *a: packed.append((out := real(*a)) is not None) or out)
+
+    def check() -> None:
+        got = crm.previous_scores(engine, D2).sort_values("lead_id")
+        want = stored()
+        assert got["lead_id"].tolist() == want["lead_id"].tolist()
+        assert got["score"].to_numpy().tobytes() == want["score"].to_numpy(float).tobytes()
+
+    check()
+    with engine.begin() as conn:
+        conn.execute(text("update lead_score_history set score = 0.1 + 0.2 "
+                          "where lead_id = 'L0000007'"))
+    check()  # 0.30000000000000004 is no k/10
+    with engine.begin() as conn:
+        conn.execute(text("update lead_score_history set score = 12.3, lead_id = :id "
+                          "where lead_id = 'L0000007'"), {"id": "a\x1fb"})
+    check()
+    engine.dispose()
+    assert packed == ([True, False, False] if engine.dialect.name == "sqlite" else [])

@@ -116,6 +116,31 @@ def test_margin_and_contributions_equal_xgboost_bit_for_bit() -> None:
     assert np.array_equal(raw, full[:, :-1])
 
 
+def test_the_few_leads_kernel_equals_xgboost_bit_for_bit(settings: Settings) -> None:
+    """The service's walker (one thread, up to SERIAL_ROWS leads, compiled by `warm_up` off
+    the request path) gives XGBoost's numbers, and `score_records` uses it once warm."""
+    scorer, _ = _trained()
+    assert fast_trees.warm_up(scorer.booster, len(scorer.feature_names))
+    assert fast_trees.serial_ready()
+    features = awkward_features(300, seed=41)
+    x = scorer.matrix(features)
+    want_margin, want_contribs = _xgboost(scorer, x)
+    for rows in [slice(i, i + 1) for i in range(0, 300, 3)] + [slice(0, fast_trees.SERIAL_ROWS)]:
+        margin, contribs = fast_trees.margin_and_contributions(scorer.booster, x[rows],
+                                                               mask_missing=True)
+        assert np.array_equal(margin, want_margin[rows])
+        assert np.array_equal(contribs, want_contribs[rows])
+    walked = []
+    real = fast_trees.margin_and_contributions
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fast_trees, "margin_and_contributions",
+                   lambda *a, **k: walked.append(1) or real(*a, **k))
+        records = features.astype(object).where(features.notna(), None).to_dict("records")
+        (one,) = scoring.score_records(scorer, records[:1], settings)
+    assert walked and one == scoring.score_frame(scorer, features.iloc[:1], settings).iloc[
+        0].to_dict()
+
+
 @pytest.mark.parametrize("calibrated", [False, True])
 def test_batch_scores_and_reasons_equal_the_reference_scorer(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, calibrated: bool
@@ -214,3 +239,11 @@ def test_latest_features_read_as_categoricals_score_the_same(
     expected = reference_scores(scorer, pd.read_parquet(path),
                                 settings.scoring.tiers.model_dump())
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+def test_the_two_kernels_never_share_numbas_disk_cache() -> None:
+    """numba keys its on-disk cache by function name, line and signature, not by `parallel`: one
+    function behind both kernels would let the batch load the service's one-thread machine code
+    (or the service the thread pool's) from the cache."""
+    paths = {fast_trees._kernel(serial)._cache._cache_file._index_path for serial in (True, False)}
+    assert len(paths) == 2

@@ -25,9 +25,20 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
-    # 8 chunks of 40 leads and a last one of 7: below reasons' small-input size (64) as well
+    # 327 leads: 7 chunks of 40, one of 7, then the last 40 in 4 of 10 (below reasons'
+    # small-input size, 64, as well)
     monkeypatch.setattr(scoring, "PIPELINE_ROWS", 40)
+    monkeypatch.setattr(scoring, "PIPELINE_TAIL_ROWS", 10)
     return 40
+
+
+@pytest.mark.parametrize("n", [0, 1, 39, 40, 41, 100, 327])
+def test_chunks_cover_every_lead_once_the_last_ones_small(small_chunks, n) -> None:
+    bounds = scoring._chunk_bounds(n)
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(hi == lo for (_, hi), (lo, _) in zip(bounds, bounds[1:], strict=False))
+    assert all(0 < hi - lo <= 40 for lo, hi in bounds) or n == 0
+    assert all(hi - lo <= 10 for lo, hi in bounds if hi > n - 40)  # the run's tail
 
 
 def _shuffled(n: int, seed: int) -> pd.DataFrame:

@@ -90,3 +90,33 @@ def test_kill_9_anywhere_in_a_run_keeps_tables_and_extract_one_unit(settings, po
     assert extract_is_committed_run(settings, D2)
     runs = crm.read_runs(engine)
     assert "running" not in set(runs["status"])
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_kill_9_around_the_wal_checkpoint_after_the_commit_keeps_the_run(
+    settings, monkeypatch, when
+) -> None:
+    """A big run's commit leaves its WAL checkpoint to a thread (crm.FOLD_AFTER_COMMIT_ROWS,
+    lowered here): a kill -9 before or after it keeps the committed run, whole, for every reader
+    and the next run, which puts its extract in place."""
+    monkeypatch.setattr(crm, "FOLD_AFTER_COMMIT_ROWS", 1)
+    _run(settings, D1, 300, seed=1, run_id="night-1")
+
+    def night_2() -> None:
+        _run(settings, D2, 320, seed=2, run_id="night-2")
+        crm.wait_for_checkpoints()  # the kill lands in the checkpoint's thread
+
+    kill_at(night_2, crm, "_fold", when)
+
+    engine = crm.crm_engine(settings, read_only=True)
+    current = crm.read_current_scores(engine)
+    assert checksum(current) == checksum(crm.read_history(engine, D2.date()))
+    assert len(current) == 320
+    assert set(crm.read_history(engine, D2.date())["run_id"]) == {"night-2"}
+    # (its extract may still be pending: the kill can come before batch_score put it in place)
+    _run(settings, D3, 330, seed=3, run_id="night-3")
+    crm.wait_for_checkpoints()
+    history = crm.read_history(engine)
+    assert history.groupby("scoring_date").size().tolist() == [300, 320, 330]
+    for day in (D1, D2, D3):
+        assert extract_is_committed_run(settings, day), f"extract of {day.date()} is not its run"

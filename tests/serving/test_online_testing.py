@@ -184,19 +184,18 @@ class Slower(LeadScorer):
     size, a cold cache). Latency only ever adds to the sleep, so the p95 the guard sees is at
     least 200 ms on any machine: the test does not depend on timing."""
 
-    def margin_and_contributions_of(self, *args, **kwargs):  # every scoring path ends here
+    def margin_and_masked_contributions(self, *args, **kwargs):  # every scoring path ends here
         time.sleep(0.2)
-        return super().margin_and_contributions_of(*args, **kwargs)
+        return super().margin_and_masked_contributions(*args, **kwargs)
 
 
 class Uninformed(LeadScorer):
     """A genuinely worse model: what training on shuffled labels gives, one log-odds for every
     lead (the base rate), so it cannot tell a good lead from a bad one (AUC 0.5)."""
 
-    def margin_and_contributions_of(self, *args, **kwargs):  # every scoring path ends here
-        margin, contribs, bias = super().margin_and_contributions_of(*args, **kwargs)
-        flat = np.full_like(margin, -1.5)  # ~18 %: a plausible conversion base rate
-        return flat, np.zeros_like(contribs), np.full_like(bias, -1.5)
+    def margin_and_masked_contributions(self, *args, **kwargs):  # every scoring path ends here
+        margin, contribs = super().margin_and_masked_contributions(*args, **kwargs)
+        return np.full_like(margin, -1.5), np.zeros_like(contribs)  # ~18 %: a base rate
 
 
 def _as(cls, scorer):
