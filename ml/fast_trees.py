@@ -321,8 +321,7 @@ def margin_and_contributions(
 def serial_ready() -> bool:
     """Whether the few-leads walker is compiled in this process (`warm_up` did it): the
     service then walks its requests' trees with it, and never compiles on a request."""
-    kernel = _KERNELS.get(True)
-    return kernel is not None and bool(kernel.signatures)
+    return _SERIAL_WARM[0]
 
 
 def warm_up(booster: xgb.Booster, n_features: int) -> bool:
@@ -333,12 +332,14 @@ def warm_up(booster: xgb.Booster, n_features: int) -> bool:
                                  mask_missing=True)
     except Unsupported:
         return False
+    _SERIAL_WARM[0] = True
     return True
 
 
 # The walker of more than SERIAL_ROWS leads runs on every core; up to it, on the caller's.
 SERIAL_ROWS = 64
 _KERNELS: dict[bool, Any] = {}  # serial? -> numba dispatcher
+_SERIAL_WARM = [False]  # set by warm_up (read per request: no look into numba's dispatcher)
 # Rows walked together: a tree's nodes, the rows' inputs and their contributions stay in L1.
 _BLOCK = 64
 _CHUNK = 8  # blocks per scheduling chunk

@@ -605,24 +605,24 @@ def _explain_one(
     for sign, blocked in ((1.0, "absent"), (-1.0, "favourable")):
         ranked = sorted((i for i, v in enumerate(sums) if v * sign > MIN_CONTRIBUTION),
                         key=lambda i: -sums[i] * sign)
-        picked: list[int] = []
+        picked: list[tuple[int, list[bool]]] = []  # (group, which members are ruled out)
         for i in ranked:
             if len(picked) > k:
                 break
-            if not all(_says(feature_names[j], features, wording, blocked) for j in groups[i]):
-                picked.append(i)
-        strengths = [sums[i] for i in picked]
+            ruled_out = [_says(feature_names[j], features, wording, blocked) for j in groups[i]]
+            if not all(ruled_out):
+                picked.append((i, ruled_out))
+        strengths = [sums[i] for i, _ in picked]
         if len(set(strengths)) < len(strengths):
             return None
         phrases = []
-        for i in picked[:k]:
+        for i, ruled_out in picked[:k]:
             group = groups[i]
             member = group[0]
             if len(group) > 1:  # `_representatives`: the first strongest member not ruled out
                 best = -np.inf
-                for j in group:
-                    value = -np.inf if _says(feature_names[j], features, wording,
-                                             blocked) else contributions[j] * sign
+                for j, out in zip(group, ruled_out, strict=True):
+                    value = -np.inf if out else contributions[j] * sign
                     if value > best:
                         best, member = value, j
             name = feature_names[member]

@@ -109,8 +109,8 @@ def prepare_for_serving(scorer: LeadScorer) -> LeadScorer:
             continue
         if part.booster is not None:
             part.booster.set_param({"nthread": 1})
-            if fast_trees.available():  # the compiled walker, ready before the first request
-                fast_trees.warm_up(part.booster, len(part.feature_names))
+            # the compiled walker, ready before the first request (no-op without numba)
+            fast_trees.warm_up(part.booster, len(part.feature_names))
         part.predict_proba(part.example_input(2))  # warm-up: first-call allocations
     return scorer
 
