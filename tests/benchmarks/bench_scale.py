@@ -2,7 +2,7 @@
 
 Run: `PYTHONPATH=. .venv/bin/python tests/benchmarks/bench_scale.py [--leads 100000 1000000]
 [--engines duckdb spark] [--spark-steps build pit score] [--days 240] [--train-leads 20000]
-[--data-dir DIR] [--top-nodes 12]`
+[--data-dir DIR] [--reuse-raw] [--spark-driver-memory 8g] [--top-nodes 12]`
 (Spark needs Java 17 and the `spark` extra: `make demo-spark` installs both.)
 
 For each lead count, one generated raw folder (the generator, seeded) is built by each engine, as
@@ -18,6 +18,10 @@ For each lead count, one generated raw folder (the generator, seeded) is built b
 
 After each dbt build the slowest nodes of its run_results.json are printed (models and data
 tests, seconds each, and the totals per kind): where a build's time goes.
+
+At 1M leads Spark's build and PIT set take long: run them as two commands over one
+`--data-dir` (`--spark-steps build`, then `--spark-steps pit --reuse-raw`, which keeps the raw
+files and the Spark-built marts), each one's figures printed as it ends.
 
 `--spark-steps score` skips Spark's dbt build and PIT set (at 1M leads they take too long on
 two cores) and scores the DuckDB-built latest-features mart on Spark: the same rows the Spark
@@ -137,7 +141,7 @@ def run_size(n_leads: int, days: int, engines: list[str], train_leads: int, root
             frame, seconds, lb, la = timed(training)
             rows.append({"leads": n_leads, "engine": engine, "step": "PIT training set (Feast)",
                          "rows": len(frame), "s": seconds, "load before": lb, "load after": la})
-            if scorer is None:
+            if scorer is None and "score" in steps:
                 leads = frame["lead_id"].drop_duplicates()
                 keep = leads.sample(min(train_leads, len(leads)), random_state=1)
                 sample = frame[frame["lead_id"].isin(set(keep))].reset_index(drop=True)
@@ -189,8 +193,8 @@ def main() -> None:
     parser.add_argument("--spark-driver-memory", default=None,
                         help="spark.driver_memory for this run (default: the settings' value)")
     args = parser.parse_args()
-    if "spark" in args.engines and "build" not in args.spark_steps \
-            and "duckdb" not in args.engines:
+    if "spark" in args.engines and "score" in args.spark_steps \
+            and "build" not in args.spark_steps and "duckdb" not in args.engines:
         parser.error("--spark-steps without build scores the DuckDB-built mart: "
                      "add --engines duckdb")
     logging.basicConfig(level=logging.WARNING)
