@@ -148,6 +148,7 @@ def run_size(n_leads: int, days: int, engines: list[str], train_leads: int, root
                 scorer = fit_scorer(final_split(sample, settings), settings).scorer
             del frame
         if "score" not in steps:
+            print_table(rows)
             continue
         if scorer is None:
             raise SystemExit("no scorer: the first engine must build the PIT training set")
