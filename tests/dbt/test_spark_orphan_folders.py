@@ -109,7 +109,7 @@ def test_a_build_killed_mid_write_does_not_block_the_next(
     assert again.returncode == 0, log[-3000:]
     assert "LOCATION_ALREADY_EXISTS" not in log
     assert not (folder / "_temporary").exists()
-    rows = duckdb.sql(f"select count(*) from read_parquet('{folder}/*.parquet')").fetchone()
+    rows = duckdb.sql(f"select count(*) from read_parquet('{folder}/*.parquet')").fetchall()
     with (Path(spark_settings.paths.raw_dir) / "leads.csv").open() as fh:
         raw_rows = sum(1 for _ in fh) - 1
-    assert rows == (raw_rows,)
+    assert rows == [(raw_rows,)]
