@@ -453,7 +453,9 @@
     text, a fraction of the unsplittable multiLine parse it replaces. A file name with a glob
     character keeps every file of the table in 'records' (the filter lists file names). -#}
 {% macro raw_files_by_reading(raw_dir, name) -%}
-    {%- set field -%}(?:[^",\\r\\x{feff}\\x{fffd}]*+|"(?:[^"\\r\\x{feff}\\x{fffd}]++|"")*+"){%- endset -%}
+    {#- the quoted form first: the repetitions are possessive (no backtracking on long lines),
+        so an empty unquoted match must not win before a quote -#}
+    {%- set field -%}(?:"(?:[^"\\r\\x{feff}\\x{fffd}]++|"")*+"|[^",\\r\\x{feff}\\x{fffd}]*+){%- endset -%}
     {%- set line = "regexp_replace(value, '\\r$', '')" -%}
     {%- set view = 'raw_text_' ~ name -%}
     {%- do run_query(
