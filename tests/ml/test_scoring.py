@@ -207,6 +207,14 @@ def test_one_leads_reasons_equal_the_batchs(case: str, monkeypatch) -> None:
         assert plain[0] < 2 * len(features) * 0.2
     else:
         assert plain[0] > 2 * len(features) * 0.95
+    # A micro-batch of the service: each lead alone, the ones with ties by the vectorised path.
+    for start in range(0, len(features), 7):
+        rows = slice(start, start + 7)
+        as_service = {n: records[n].to_numpy()[rows] for n in names}
+        for values in (features.iloc[rows], as_service):
+            got_for, got_against = reasons.explain(contribs[rows], names, values, 3)
+            assert list(got_for) == list(want_for[rows]), start
+            assert list(got_against) == list(want_against[rows]), start
 
 
 def test_score_frame_is_the_same_for_one_lead_and_for_a_batch(settings: Settings) -> None:
