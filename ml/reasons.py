@@ -109,13 +109,17 @@ class Template:
         absent / favourable (`what` "absent" / "favourable"). The vectorised code's answer for
         a one-value column, remembered per distinct value (its type included: 3 and "3" are
         not phrased alike)."""
-        key = (what, type(value), _MISSING if _missing(value) else value)
+        key = (what, type(value), value)
         try:
             return self._memo[key]
         except KeyError:
             pass
         except TypeError:  # an unhashable value: answered, not remembered
             return self._one(value, what)
+        if value is not None and _missing(value):  # NaN is no key (NaN != NaN)
+            key = (what, type(value), _MISSING)
+            if key in self._memo:
+                return self._memo[key]
         answer = self._one(value, what)
         if len(self._memo) >= ONE_MEMO_SIZE:
             self._memo.clear()
@@ -138,7 +142,7 @@ class Template:
 ONE_BY_ONE_ROWS = 16
 # Distinct values remembered per template by `Template.one` (then forgotten all at once).
 ONE_MEMO_SIZE = 4096
-_MISSING = object()  # every missing value (None, NaN, NA) of a type is one key
+_MISSING = object()  # every NaN (or NA) of a type is one key
 
 
 def _numbers(values: np.ndarray) -> np.ndarray:

@@ -308,3 +308,28 @@ def test_fast_scoring_path_gives_exactly_the_previous_scores_and_reasons(
         pd.testing.assert_frame_equal(
             single, expected.iloc[[i]].reset_index(drop=True), check_exact=True
         )
+
+
+def test_template_memo_answers_as_the_vectorised_code() -> None:
+    """`Template.one` remembers each value's answer: asked twice, in any order, it answers as
+    the vectorised code does for a one-value column (3, 3.0 and "3" each by their own type)."""
+    values = [None, float("nan"), pd.NA, 0, 1, 3, 3.0, "3", 150, 0.25, 1.5, -2, "Web", True]
+
+    def vectorised(template: reasons.Template, value: object, what: str) -> object:
+        column = np.empty(1, dtype=object)
+        column[0] = value
+        if what == "phrase":
+            return reasons._phrases_of(template, column)[1][0]
+        test = template.absent if what == "absent" else template.favourable
+        if test is None:
+            return False
+        return bool(test(column if template.bucket is None else template.bucket(column))[0])
+
+    for name, template in reasons.templates().items():
+        for what in ("phrase", "absent", "favourable"):
+            for value in values * 2 + values[::-1]:
+                try:
+                    want = vectorised(template, value, what)
+                except (TypeError, ValueError):
+                    continue  # e.g. "Web" as a count: the vectorised code cannot phrase it
+                assert template.one(value, what) == want, (name, what, value)
