@@ -584,8 +584,13 @@ def explain(
         reasons_for = np.empty(rows, dtype=object)
         reasons_against = np.empty(rows, dtype=object)
         left = []  # leads whose order of reasons needs the vectorised path
+        if groups:  # each reason's contribution, summed as the vectorised path sums it
+            order, starts = _group_layout(tuple(groups))
+            sums = np.add.reduceat(contributions[:, order], starts, axis=1).tolist()
+        else:
+            sums = [[] for _ in range(rows)]
         for r, row in enumerate(contributions.tolist()):
-            one = _explain_one(row, feature_names, features, r, n, wording, groups)
+            one = _explain_one(row, sums[r], feature_names, features, r, n, wording, groups)
             if one is None:
                 left.append(r)
             else:
@@ -656,6 +661,7 @@ def _explain_all(
 
 def _explain_one(
     contributions: list[float],
+    sums: list[float],
     feature_names: Sequence[str],
     features: Features,
     row: int,
@@ -664,6 +670,8 @@ def _explain_one(
     groups: list[tuple[int, ...]],
 ) -> tuple[str, str] | None:
     """`explain` of lead `row` in plain Python: the same reasons, from the same templates.
+    `contributions` are the lead's per feature, `sums` per reason group (`np.add.reduceat`'s,
+    as the vectorised path sums them).
 
     The vectorised path tests every feature's value (absent? favourable?) before it ranks the
     reasons; one lead needs the tests of the few reasons it is about to quote, each answered by
@@ -680,12 +688,6 @@ def _explain_one(
         return wording.get(name) or _generic(name)
 
     k = min(n, len(groups))
-    sums = []
-    for group in groups:  # summed in member order, as np.add.reduceat does
-        total = contributions[group[0]]
-        for j in group[1:]:
-            total += contributions[j]
-        sums.append(total)
     if any(v != v for v in sums):
         return None
     texts = []
