@@ -589,8 +589,9 @@ def explain(
             sums = np.add.reduceat(contributions[:, order], starts, axis=1).tolist()
         else:
             sums = [[] for _ in range(rows)]
+        members = _members(wording, feature_names, groups)
         for r, row in enumerate(contributions.tolist()):
-            one = _explain_one(row, sums[r], feature_names, features, r, n, wording, groups)
+            one = _explain_one(row, sums[r], members, features, r, n)
             if one is None:
                 left.append(r)
             else:
@@ -659,19 +660,30 @@ def _explain_all(
     return _join(ids[:, :k], table), _join(ids[:, k:], table)
 
 
+_Member = tuple[int, str, Template]  # (column, feature name, its template)
+
+
+def _members(wording: dict[str, Template], feature_names: Sequence[str],
+             groups: list[tuple[int, ...]]) -> list[tuple[_Member, ...]]:
+    """Per reason group, its members with their names and templates (looked up once)."""
+    def build() -> list[tuple[_Member, ...]]:
+        return [tuple((j, feature_names[j], wording.get(feature_names[j])
+                       or _generic(feature_names[j])) for j in group) for group in groups]
+
+    return _by_identity("members", wording, tuple(feature_names), build)
+
+
 def _explain_one(
     contributions: list[float],
     sums: list[float],
-    feature_names: Sequence[str],
+    members: list[tuple[_Member, ...]],
     features: Features,
     row: int,
     n: int,
-    wording: dict[str, Template],
-    groups: list[tuple[int, ...]],
 ) -> tuple[str, str] | None:
     """`explain` of lead `row` in plain Python: the same reasons, from the same templates.
     `contributions` are the lead's per feature, `sums` per reason group (`np.add.reduceat`'s,
-    as the vectorised path sums them).
+    as the vectorised path sums them), `members` the groups' (`_members`).
 
     The vectorised path tests every feature's value (absent? favourable?) before it ranks the
     reasons; one lead needs the tests of the few reasons it is about to quote, each answered by
@@ -681,13 +693,7 @@ def _explain_one(
     among the quoted ones or at the cut), or a contribution is NaN, it returns None and
     `explain` takes the vectorised path.
     """
-    def value_of(name: str) -> object:
-        return _value(features, name, row)
-
-    def template_of(name: str) -> Template:
-        return wording.get(name) or _generic(name)
-
-    k = min(n, len(groups))
+    k = min(n, len(members))
     if any(v != v for v in sums):
         return None
     texts = []
@@ -698,8 +704,8 @@ def _explain_one(
         for i in ranked:
             if len(picked) > k:
                 break
-            ruled_out = [bool(template_of(name).one(value_of(name), blocked))
-                         for name in (feature_names[j] for j in groups[i])]
+            ruled_out = [bool(template.one(_value(features, name, row), blocked))
+                         for _, name, template in members[i]]
             if not all(ruled_out):
                 picked.append((i, ruled_out))
         strengths = [sums[i] for i, _ in picked]
@@ -707,16 +713,15 @@ def _explain_one(
             return None
         phrases = []
         for i, ruled_out in picked[:k]:
-            group = groups[i]
-            member = group[0]
+            group = members[i]
+            _, name, template = group[0]
             if len(group) > 1:  # `_representatives`: the first strongest member not ruled out
                 best = -np.inf
-                for j, out in zip(group, ruled_out, strict=True):
+                for (j, member, member_template), out in zip(group, ruled_out, strict=True):
                     value = -np.inf if out else contributions[j] * sign
                     if value > best:
-                        best, member = value, j
-            name = feature_names[member]
-            phrases.append(str(template_of(name).one(value_of(name), "phrase")))
+                        best, name, template = value, member, member_template
+            phrases.append(str(template.one(_value(features, name, row), "phrase")))
         texts.append("[" + ", ".join(phrases) + "]")
     return texts[0], texts[1]
 
