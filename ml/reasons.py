@@ -137,9 +137,11 @@ class Template:
         return bool(test(values if self.bucket is None else self.bucket(values))[0])
 
 
-# Up to this many leads, `explain` phrases each lead alone (`_explain_one`): a micro-batch of the
-# service costs its leads' sum, not the vectorised set-up (~0.2 ms per call at 2-4 leads).
-ONE_BY_ONE_ROWS = 16
+# Up to this many leads, `explain` phrases each lead alone (`_explain_one`): the vectorised path's
+# set-up costs ~0.8 ms per call. Measured on a 44-feature model's leads (one process, best of 3):
+# 4 leads 0.12 ms alone against 0.87 ms vectorised, 64: 1.5 / 2.3 ms, 128: 3.1 / 3.8 ms, 256:
+# 6.2 / 5.8 ms. So every micro-batch of the service (`serving.micro_batch`, 64) goes one by one.
+ONE_BY_ONE_ROWS = 128
 # Distinct values remembered per template by `Template.one` (then forgotten all at once).
 ONE_MEMO_SIZE = 4096
 _MISSING = object()  # every NaN (or NA) of a type is one key
