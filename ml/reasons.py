@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -98,35 +98,46 @@ class Template:
     # linear model's missing-value indicator can pull such a lead below the average one, but
     # "active today" is no reason a sales agent would accept for a low score.
     favourable: Callable[[np.ndarray], np.ndarray] | None = None
-    # One lead's answers by value (see `one`): counts, categories and rounded numbers repeat
-    # across leads, so the service phrases and tests each distinct value once.
+    # One lead's answers by value (`phrase_of`, `says`): counts, categories and rounded numbers
+    # repeat across leads, so the service phrases and tests each distinct value once.
     _memo: dict[tuple[object, ...], object] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
-    def one(self, value: object, what: str) -> object:
-        """For one raw value: its JSON-quoted phrase (`what` "phrase"), or whether it is
-        absent / favourable (`what` "absent" / "favourable"). The vectorised code's answer for
-        a one-value column, remembered per distinct value (its type included: 3 and "3" are
-        not phrased alike)."""
+    def phrase_of(self, value: object) -> str:
+        """The JSON-quoted phrase of one raw value, as the vectorised code phrases a one-value
+        column (remembered per distinct value, see `_remembered`)."""
+        return str(self._remembered(value, "phrase"))
+
+    def says(self, value: object, test: Literal["absent", "favourable"]) -> bool:
+        """Whether one raw value is `absent` / `favourable` by this template's test (False
+        without one), as the vectorised code tests a one-value column."""
+        return bool(self._remembered(value, test))
+
+    def _remembered(self, value: object, what: str) -> object:
+        # Only values whose answer cannot depend on how an equal value is spelled: any value
+        # of a bucketed template (the bucket is numeric: 3, 3.0 and True are all 3.0) and
+        # strings; a categorical 0.0 and -0.0 compare equal but print differently.
+        if self.bucket is None and not isinstance(value, str):
+            return self._answer(value, what)
         key = (what, type(value), value)
         try:
             return self._memo[key]
         except KeyError:
             pass
         except TypeError:  # an unhashable value: answered, not remembered
-            return self._one(value, what)
-        if value is not None and _missing(value):  # NaN is no key (NaN != NaN)
+            return self._answer(value, what)
+        if value is not None and _missing_or_nan(value):  # NaN is no key: NaN != NaN
             key = (what, type(value), _MISSING)
             if key in self._memo:
                 return self._memo[key]
-        answer = self._one(value, what)
+        answer = self._answer(value, what)
         if len(self._memo) >= ONE_MEMO_SIZE:
             self._memo.clear()
         self._memo[key] = answer
         return answer
 
-    def _one(self, value: object, what: str) -> object:
+    def _answer(self, value: object, what: str) -> object:
         values = np.empty(1, dtype=object)
         values[0] = value
         if what == "phrase":
@@ -137,14 +148,24 @@ class Template:
         return bool(test(values if self.bucket is None else self.bucket(values))[0])
 
 
+def _missing_or_nan(value: object) -> bool:
+    """`_missing`, or any other value unequal to itself (np.float32 NaN, NaT, Decimal NaN)."""
+    if _missing(value):
+        return True
+    try:
+        return bool(value != value)
+    except (TypeError, ValueError):
+        return False
+
+
 # Up to this many leads, `explain` phrases each lead alone (`_explain_one`): the vectorised path's
 # set-up costs ~0.8 ms per call. Measured on a 44-feature model's leads (one process, best of 3):
 # 4 leads 0.12 ms alone against 0.87 ms vectorised, 64: 1.5 / 2.3 ms, 128: 3.1 / 3.8 ms, 256:
 # 6.2 / 5.8 ms. So every micro-batch of the service (`serving.micro_batch`, 64) goes one by one.
 ONE_BY_ONE_ROWS = 128
-# Distinct values remembered per template by `Template.one` (then forgotten all at once).
+# Distinct values remembered per template by `Template._remembered` (then all forgotten).
 ONE_MEMO_SIZE = 4096
-_MISSING = object()  # every NaN (or NA) of a type is one key
+_MISSING = object()  # every NaN (NA, NaT) of a type is one key
 
 
 def _numbers(values: np.ndarray) -> np.ndarray:
@@ -330,7 +351,7 @@ def templates(vocabulary: VocabularySettings | None = None) -> dict[str, Templat
 TEMPLATES: dict[str, Template] = templates()
 
 
-@lru_cache(maxsize=1024)  # one long-lived template per name: its `one` memo is kept
+@lru_cache(maxsize=1024)  # one long-lived template per name: its memo is kept
 def _generic(feature: str) -> Template:
     label = feature.replace("_", " ")
     return Template(lambda v: f"{label} unknown" if _missing(v) else f"{label}: {v}")
@@ -592,8 +613,9 @@ def explain(
         else:
             sums = [[] for _ in range(rows)]
         members = _members(wording, feature_names, groups)
+        columns = _Columns(features)
         for r, row in enumerate(contributions.tolist()):
-            one = _explain_one(row, sums[r], members, features, r, n)
+            one = _explain_one(row, sums[r], members, columns, r, n)
             if one is None:
                 left.append(r)
             else:
@@ -675,11 +697,26 @@ def _members(wording: dict[str, Template], feature_names: Sequence[str],
     return _by_identity("members", wording, tuple(feature_names), build)
 
 
+class _Columns:
+    """The leads' feature values read as the vectorised path reads them (`_values`: a frame's
+    `to_numpy()`, a mapping's `np.asarray`, positional), each feature once per call."""
+
+    def __init__(self, features: Features) -> None:
+        self._features = features
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def value(self, name: str, row: int) -> object:
+        array = self._arrays.get(name)
+        if array is None:
+            array = self._arrays[name] = _values(self._features, name, slice(None))
+        return array[row]
+
+
 def _explain_one(
     contributions: list[float],
     sums: list[float],
     members: list[tuple[_Member, ...]],
-    features: Features,
+    columns: _Columns,
     row: int,
     n: int,
 ) -> tuple[str, str] | None:
@@ -689,24 +726,26 @@ def _explain_one(
 
     The vectorised path tests every feature's value (absent? favourable?) before it ranks the
     reasons; one lead needs the tests of the few reasons it is about to quote, each answered by
-    its template's memo of values (`Template.one`). Groups are ranked by strength and a
-    candidate is dropped when its tests say so (`explain` sets its contribution to 0, below
-    MIN_CONTRIBUTION). Where `top_features`' order is not fixed by the values (equal strengths
-    among the quoted ones or at the cut), or a contribution is NaN, it returns None and
-    `explain` takes the vectorised path.
+    its template's memo of values (`Template.says`, `Template.phrase_of`). Groups are ranked by
+    strength and a candidate is dropped when its tests say so (`explain` sets its contribution
+    to 0, below MIN_CONTRIBUTION). Where `top_features`' order is not fixed by the values (equal
+    strengths among the quoted ones or at the cut), or a contribution is NaN, it returns None
+    and `explain` takes the vectorised path.
     """
     k = min(n, len(members))
     if any(v != v for v in sums):
         return None
     texts = []
-    for sign, blocked in ((1.0, "absent"), (-1.0, "favourable")):
+    sides: tuple[tuple[float, Literal["absent", "favourable"]], ...] = (
+        (1.0, "absent"), (-1.0, "favourable"))
+    for sign, blocked in sides:
         ranked = sorted((i for i, v in enumerate(sums) if v * sign > MIN_CONTRIBUTION),
                         key=lambda i: -sums[i] * sign)
         picked: list[tuple[int, list[bool]]] = []  # (group, which members are ruled out)
         for i in ranked:
             if len(picked) > k:
                 break
-            ruled_out = [bool(template.one(_value(features, name, row), blocked))
+            ruled_out = [template.says(columns.value(name, row), blocked)
                          for _, name, template in members[i]]
             if not all(ruled_out):
                 picked.append((i, ruled_out))
@@ -723,17 +762,9 @@ def _explain_one(
                     value = -np.inf if out else contributions[j] * sign
                     if value > best:
                         best, name, template = value, member, member_template
-            phrases.append(str(template.one(_value(features, name, row), "phrase")))
+            phrases.append(template.phrase_of(columns.value(name, row)))
         texts.append("[" + ", ".join(phrases) + "]")
     return texts[0], texts[1]
-
-
-def _value(features: Features, name: str, row: int) -> object:
-    """Lead `row`'s value of a feature (None where the features lack it)."""
-    if isinstance(features, pd.DataFrame):
-        return features[name].iat[row] if name in features.columns else None
-    column = features.get(name)
-    return None if column is None else column[row]
 
 
 def _join(ids: np.ndarray, table: list[str]) -> np.ndarray:

@@ -310,26 +310,71 @@ def test_fast_scoring_path_gives_exactly_the_previous_scores_and_reasons(
         )
 
 
-def test_template_memo_answers_as_the_vectorised_code() -> None:
-    """`Template.one` remembers each value's answer: asked twice, in any order, it answers as
-    the vectorised code does for a one-value column (3, 3.0 and "3" each by their own type)."""
-    values = [None, float("nan"), pd.NA, 0, 1, 3, 3.0, "3", 150, 0.25, 1.5, -2, "Web", True]
+def _both_paths(monkeypatch, contributions, names, features, n=3):
+    """explain's reasons by the vectorised path and one lead at a time, for the same input."""
+    out = []
+    for limit in (0, 128):
+        monkeypatch.setattr(reasons, "ONE_BY_ONE_ROWS", limit)
+        got_for, got_against = reasons.explain(contributions, names, features, n)
+        out.append((list(got_for), list(got_against)))
+    return out
 
-    def vectorised(template: reasons.Template, value: object, what: str) -> object:
-        column = np.empty(1, dtype=object)
-        column[0] = value
-        if what == "phrase":
-            return reasons._phrases_of(template, column)[1][0]
-        test = template.absent if what == "absent" else template.favourable
-        if test is None:
-            return False
-        return bool(test(column if template.bucket is None else template.bucket(column))[0])
 
-    for name, template in reasons.templates().items():
-        for what in ("phrase", "absent", "favourable"):
-            for value in values * 2 + values[::-1]:
-                try:
-                    want = vectorised(template, value, what)
-                except (TypeError, ValueError):
-                    continue  # e.g. "Web" as a count: the vectorised code cannot phrase it
-                assert template.one(value, what) == want, (name, what, value)
+def test_one_by_one_reads_values_as_the_vectorised_path(monkeypatch) -> None:
+    """Values reach a phrase the same way on both paths: a frame's nullable and datetime
+    columns, a mapping of lists, a Series with its own index, and -0.0 asked after 0.0 (equal,
+    but a memo must not answer one with the other's phrase)."""
+    names = ["x", "industry", "company_size", "n_email_open_7d"]
+    contributions = np.array([[3.0, 2.0, 1.0, 0.5], [-3.0, -2.0, -1.0, -0.5]])
+    frames = [
+        pd.DataFrame({"x": pd.array([3, None], dtype="Int64"), "industry": ["Media", None],
+                      "company_size": pd.array([12, None], dtype="Int64"),
+                      "n_email_open_7d": pd.array([2, 0], dtype="Int64")}),
+        pd.DataFrame({"x": pd.to_datetime(["2024-01-02", "2024-03-04"]),
+                      "industry": pd.Categorical(["Media", "Trading"]),
+                      "company_size": [12.0, np.nan], "n_email_open_7d": [1, 0]}),
+        {"x": [1, 2.5], "industry": ["Media", None], "company_size": [True, 2],
+         "n_email_open_7d": [0, 3]},
+        {"x": pd.Series([5.0, 7.0], index=[1, 0]), "industry": pd.Series(["A", "B"], index=[9, 8]),
+         "company_size": np.array([3, 4]), "n_email_open_7d": np.array([1, 2])},
+    ]
+    for features in frames:
+        vectorised, one_by_one = _both_paths(monkeypatch, contributions, names, features)
+        assert one_by_one == vectorised, features
+    for value in (0.0, -0.0, 0.0):  # one value per call: across calls, as the service asks
+        features = {"x": np.array([value], dtype=object),
+                    "industry": np.array([value], dtype=object),
+                    "company_size": np.array([value], dtype=object),
+                    "n_email_open_7d": np.array([value], dtype=object)}
+        vectorised, one_by_one = _both_paths(monkeypatch, contributions[:1], names, features)
+        assert one_by_one == vectorised, value
+
+
+def test_a_tie_at_the_cut_takes_the_vectorised_order(monkeypatch) -> None:
+    """Two reasons of equal strength at the n-th place: the vectorised path decides which is
+    quoted, for every lead of a micro-batch."""
+    names = [f"f{i}" for i in range(8)]
+    contributions = np.array([[-0.0, 2, 1, 1, -1, -2, 0, 0], [0, 3, 2, 2, 2, -1, -1, -1.0]])
+    features = {name: np.arange(1, 3) + i for i, name in enumerate(names)}
+    for n in (1, 2, 3):
+        vectorised, one_by_one = _both_paths(monkeypatch, contributions, names, features, n)
+        assert one_by_one == vectorised, n
+
+
+def test_template_memo_answers_as_the_vectorised_code(monkeypatch) -> None:
+    """Asked again and again, in any order, one lead's reasons from remembered answers equal
+    the vectorised path's, for every template and numbers, strings, None, NaN, NA and
+    booleans (3, 3.0 and "3" each by their own type)."""
+    values = [None, float("nan"), pd.NA, 0, 1, 3, 3.0, "3", 150, 0.25, 1.5, -2, "Web", True,
+              np.float32("nan"), -0.0]
+    for name in reasons.templates():
+        for value in values * 2 + values[::-1]:
+            features = {name: np.array([value], dtype=object)}
+            try:
+                vectorised, one_by_one = _both_paths(
+                    monkeypatch, np.array([[1.0], [-1.0]])[:1], [name], features)
+                flipped = _both_paths(monkeypatch, np.array([[-1.0]]), [name], features)
+            except (TypeError, ValueError):
+                continue  # e.g. "Web" as a count: neither path can phrase it
+            assert one_by_one == vectorised, (name, value)
+            assert flipped[1] == flipped[0], (name, value)
