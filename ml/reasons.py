@@ -14,9 +14,8 @@ reason *for*: a model can give it a small positive weight against the average le
 counts are correlated), but no sales agent accepts "has not booked a meeting" as a reason to
 call. Such a contribution is dropped from the reasons for, and the next one is shown.
 
-The wording of activity counts and of categorical values comes from the settings' vocabulary
-(`vocabulary.activity_types.*.phrases`, `vocabulary.categoricals`); an activity type without
-phrases is phrased from its name.
+How a value is phrased, and whether it says that nothing happened (an absence) or something
+good did, is ml/wording.py's (one template per feature, from the settings' vocabulary).
 
 Vectorised for a million leads: `argpartition` picks the 2N features per lead, and phrases are
 built once per distinct (feature, value) pair and then gathered, never per row.
@@ -24,347 +23,27 @@ built once per distinct (feature, value) pair and then gathered, never per row.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from ml.config import VocabularySettings
-from ml.model import FEW_ROWS, numbers_of
+from ml.model import FEW_ROWS
+from ml.wording import Template, by_identity, phrases, template_of, templates
 
 # A contribution smaller than this (in log-odds) is no reason either way.
 MIN_CONTRIBUTION = 1e-6
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
-
-
-def _count(none: str, one: str, many: str, suffix: str = "") -> Callable[[object], str]:
-    def phrase(value: object) -> str:
-        if _missing(value):
-            return none + suffix
-        n = int(value)
-        text = none if n <= 0 else one if n == 1 else many.format(n=n)
-        return text + suffix
-
-    return phrase
-
-
-def _days_since_last_activity(value: object) -> str:
-    if _missing(value):
-        return "no activity recorded yet"
-    days = int(value)
-    if days <= 0:
-        return "active today"
-    if days == 1:
-        return "last active yesterday"
-    return f"no activity for {days} days" if days >= 14 else f"last active {days} days ago"
-
-
-def _licence(value: object) -> str:
-    if _missing(value):
-        return "licence type not given"
-    word = str(value).lower()
-    article = "an" if word[:1] in "aeiou" else "a"
-    return f"wants {article} {word} licence"
-
-
-def _rate(template: str, missing: str) -> Callable[[object], str]:
-    def phrase(value: object) -> str:
-        return missing if _missing(value) else template.format(pct=int(value))
-
-    return phrase
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-@dataclass(frozen=True)
-class Template:
-    """How to phrase one feature: `bucket` rounds values (vectorised) so that only distinct
-    buckets are phrased; `phrase` turns one bucket value into words."""
-
-    phrase: Callable[[object], str]
-    bucket: Callable[[np.ndarray], np.ndarray] | None = None
-    # Where a (bucketed) value says that nothing happened: never a reason *for*.
-    absent: Callable[[np.ndarray], np.ndarray] | None = None
-    # Where it says something good happened ("active today"): never a reason *against*. A
-    # linear model's missing-value indicator can pull such a lead below the average one, but
-    # "active today" is no reason a sales agent would accept for a low score.
-    favourable: Callable[[np.ndarray], np.ndarray] | None = None
-    # One lead's answers by value (`phrase_of`, `says`): counts, categories and rounded numbers
-    # repeat across leads, so the service phrases and tests each distinct value once.
-    _memo: dict[tuple[object, ...], object] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
-
-    def phrase_of(self, value: object) -> str:
-        """The JSON-quoted phrase of one raw value, as the vectorised code phrases a one-value
-        column (remembered per distinct value, see `_remembered`)."""
-        return str(self._remembered(value, "phrase"))
-
-    def says(self, value: object, test: Literal["absent", "favourable"]) -> bool:
-        """Whether one raw value is `absent` / `favourable` by this template's test (False
-        without one), as the vectorised code tests a one-value column."""
-        return bool(self._remembered(value, test))
-
-    def _remembered(self, value: object, what: str) -> object:
-        # Only values whose answer cannot depend on how an equal value is spelled: any value
-        # of a bucketed template (the bucket is numeric: 3, 3.0 and True are all 3.0) and
-        # strings; a categorical 0.0 and -0.0 compare equal but print differently.
-        if self.bucket is None and not isinstance(value, str):
-            return self._answer(value, what)
-        key = (what, type(value), value)
-        try:
-            return self._memo[key]
-        except KeyError:
-            pass
-        except TypeError:  # an unhashable value: answered, not remembered
-            return self._answer(value, what)
-        if value is not None and _missing_or_nan(value):  # NaN is no key: NaN != NaN
-            key = (what, type(value), _MISSING)
-            if key in self._memo:
-                return self._memo[key]
-        answer = self._answer(value, what)
-        if len(self._memo) >= ONE_MEMO_SIZE:
-            self._memo.clear()
-        self._memo[key] = answer
-        return answer
-
-    def _answer(self, value: object, what: str) -> object:
-        values = np.empty(1, dtype=object)
-        values[0] = value
-        if what == "phrase":
-            return _phrases_of(self, values)[1][0]
-        test = self.absent if what == "absent" else self.favourable
-        if test is None:
-            return False
-        return bool(test(values if self.bucket is None else self.bucket(values))[0])
-
-
-def _missing_or_nan(value: object) -> bool:
-    """`_missing`, or any other value unequal to itself (np.float32 NaN, NaT, Decimal NaN)."""
-    if _missing(value):
-        return True
-    try:
-        return bool(value != value)
-    except (TypeError, ValueError):
-        return False
-
 
 # Up to this many leads, `explain` phrases each lead alone (`_explain_one`): the vectorised path's
 # set-up costs ~0.8 ms per call. Measured on a 44-feature model's leads (one process, best of 3):
 # 4 leads 0.12 ms alone against 0.87 ms vectorised, 64: 1.5 / 2.3 ms, 128: 3.1 / 3.8 ms, 256:
 # 6.2 / 5.8 ms. So every micro-batch of the service (`serving.micro_batch`, 64) goes one by one.
 ONE_BY_ONE_ROWS = 128
-# Distinct values remembered per template by `Template._remembered` (then all forgotten).
-ONE_MEMO_SIZE = 4096
-_MISSING = object()  # every NaN (NA, NaT) of a type is one key
-
-
-def _numbers(values: np.ndarray) -> np.ndarray:
-    """`values` (any shape) as float64, as pd.to_numeric(errors="coerce") gives them.
-
-    Numeric arrays pass through; a few leads' object values (the service) go through the
-    model's own conversion of a few values, since building a Series costs more than the whole
-    row's reasons.
-    """
-    values = np.asarray(values)
-    if values.dtype.kind in "fiu":
-        return values.astype(np.float64, copy=False)
-    flat = values.ravel()
-    if len(flat) <= FEW_ROWS:
-        out = numbers_of(flat.tolist())
-    else:
-        out = pd.to_numeric(pd.Series(flat), errors="coerce").to_numpy(np.float64)
-    return out.reshape(values.shape)
-
-
-def _none_or_zero(values: np.ndarray) -> np.ndarray:
-    return ~(_numbers(values) > 0)  # NaN (not recorded) counts as none
-
-
-def _long_idle(values: np.ndarray) -> np.ndarray:
-    return ~(_numbers(values) < 14)  # "no activity for N days" (N >= 14) or none recorded yet
-
-
-def _recently_active(values: np.ndarray) -> np.ndarray:
-    # "active today", "last active yesterday", "last active N days ago"
-    return _numbers(values) < 14
-
-
-def _round(values: np.ndarray) -> np.ndarray:
-    return np.floor(_numbers(values))
-
-
-def _percent(values: np.ndarray) -> np.ndarray:
-    # A rate is a share: the CRM can record more clicks than opens (a click from a preview
-    # pane registers no open), but "clicked 150 % of opened emails" reads wrong to a person.
-    return np.round(np.clip(_numbers(values), 0.0, 1.0) * 100)
-
-
-def _activity_phrases(name: str, phrases: tuple[str, str, str] | None) -> tuple[str, str, str]:
-    if phrases is not None:
-        return phrases
-    label = name.replace("_", " ")
-    return f"no {label}", f"1 {label}", f"{{n}} × {label}"
-
-
-def _templates(vocabulary: VocabularySettings) -> dict[str, Template]:
-    lead_source = vocabulary.categoricals["lead_source"]
-    budget = vocabulary.categoricals["budget_band"]
-    t: dict[str, Template] = {
-        "lead_source": Template(
-            lambda v: (
-                "lead source not given"
-                if _missing(v)
-                else lead_source.get(str(v)) or f"came in through {v}"
-            )
-        ),
-        "industry": Template(
-            lambda v: "industry not given" if _missing(v) else f"company in the {v} sector"
-        ),
-        "country": Template(
-            lambda v: "country not given" if _missing(v) else f"applicant from {v}"
-        ),
-        "license_type": Template(_licence),
-        "budget_band": Template(
-            lambda v: "budget not given" if _missing(v) else budget.get(str(v)) or f"budget {v}"
-        ),
-        "company_size": Template(
-            lambda v: (
-                "company size not given"
-                if _missing(v)
-                else f"company of {_plural(int(v), 'employee')}"
-            ),
-            _round,
-        ),
-        "visa_quota": Template(
-            lambda v: (
-                "visa needs not given"
-                if _missing(v)
-                else "needs no visas"
-                if int(v) <= 0
-                else f"needs {_plural(int(v), 'visa')}"
-            ),
-            _round,
-        ),
-        "days_since_created": Template(
-            lambda v: (
-                "lead age unknown"
-                if _missing(v)
-                else "lead created today"
-                if int(v) <= 0
-                else f"lead created {_plural(int(v), 'day')} ago"
-            ),
-            _round,
-        ),
-        "website_visits": Template(
-            _count(
-                "never visited the website",
-                "visited the website once",
-                "visited the website {n} times",
-                " in total",
-            ),
-            _round,
-            _none_or_zero,
-        ),
-        "email_opens": Template(
-            _count("never opened an email", "opened 1 email", "opened {n} emails", " in total"),
-            _round,
-            _none_or_zero,
-        ),
-        "days_since_last_activity": Template(
-            _days_since_last_activity, _round, _long_idle, _recently_active
-        ),
-        "email_click_rate_90d": Template(
-            _rate(
-                "clicked through {pct}% of opened emails in the last 90 days",
-                "opened no emails in the last 90 days",
-            ),
-            _percent,
-            _none_or_zero,
-        ),
-        "pricing_view_rate_90d": Template(
-            _rate(
-                "{pct}% of website visits in the last 90 days were to the pricing page",
-                "no website visits in the last 90 days",
-            ),
-            _percent,
-            _none_or_zero,
-        ),
-        "engagement_score": Template(
-            lambda v: (
-                "engagement score unknown" if _missing(v) else f"engagement score {int(v)} of 100"
-            ),
-            _round,
-            _none_or_zero,
-        ),
-    }
-    for activity, spec in vocabulary.activity_types.items():
-        none, one, many = _activity_phrases(activity, spec.phrases)
-        for w in vocabulary.activity_windows_days:
-            t[f"n_{activity}_{w}d"] = Template(
-                _count(none, one, many, f" in the last {w} days"), _round, _none_or_zero
-            )
-    return t
-
-
-@lru_cache(maxsize=8)
-def _templates_of(vocabulary_json: str) -> dict[str, Template]:
-    return _templates(VocabularySettings.model_validate_json(vocabulary_json))
-
-
-_T = TypeVar("_T")
-# Per-call lookups keyed by a long-lived object's identity (hashing or serialising it would
-# cost more than the reasons of one lead); the object is kept with its entry, so a recycled id
-# is never mistaken for it.
-_BY_IDENTITY: dict[tuple[str, int, Hashable], tuple[object, Any]] = {}
-
-
-def _by_identity(kind: str, owner: object, key: Hashable, build: Callable[[], _T]) -> _T:
-    hit = _BY_IDENTITY.get((kind, id(owner), key))
-    if hit is not None and hit[0] is owner:
-        return hit[1]
-    value = build()
-    if len(_BY_IDENTITY) > 128:
-        _BY_IDENTITY.clear()
-    _BY_IDENTITY[(kind, id(owner), key)] = (owner, value)
-    return value
-
-
-def templates(vocabulary: VocabularySettings | None = None) -> dict[str, Template]:
-    """The phrase templates of every feature of a vocabulary (default: the default one)."""
-    if vocabulary is None:
-        return _templates_of(VocabularySettings().model_dump_json())
-    # the service asks per request: the same settings object is found by identity
-    return _by_identity("templates", vocabulary, None,
-                        lambda: _templates_of(vocabulary.model_dump_json()))
-
-
-TEMPLATES: dict[str, Template] = templates()
-
-
-@lru_cache(maxsize=1024)  # one long-lived template per name: its memo is kept
-def _generic(feature: str) -> Template:
-    label = feature.replace("_", " ")
-    return Template(lambda v: f"{label} unknown" if _missing(v) else f"{label}: {v}")
-
-
-def phrase(feature: str, value: object, vocabulary: VocabularySettings | None = None) -> str:
-    """The words for one feature value (e.g. for a single explanation in the API)."""
-    template = templates(vocabulary).get(feature) or _generic(feature)
-    if template.bucket is not None:
-        value = template.bucket(np.asarray([value], dtype=object))[0]
-    return template.phrase(value)
-
-
 def top_features(
     contributions: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -403,32 +82,8 @@ def _phrases_for(
 ) -> tuple[np.ndarray, list[str]]:
     """Codes into a list of JSON-quoted phrases for one feature's values; each distinct bucket
     is phrased once."""
-    return _phrases_of(wording.get(feature) or _generic(feature), values)
+    return phrases(template_of(wording, feature), values)
 
-
-def _phrases_of(template: Template, values: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    if template.bucket is not None:
-        values = template.bucket(values)
-    if len(values) <= FEW_ROWS:  # a few leads (the service): no hash table per call
-        first: dict[object, int] = {}
-        uniques = []
-        codes_list = []
-        for v in values:
-            code = first.setdefault(_key(v), len(first))
-            if code == len(uniques):
-                uniques.append(v)
-            codes_list.append(code)
-        codes = np.array(codes_list, dtype=np.int64)
-    else:
-        codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    words = [
-        _quoted(template.phrase(None if _missing(u) else u)) for u in uniques
-    ]
-    return codes, words
-
-
-# json.dumps(text, ensure_ascii=False) of a str, without building an encoder per call.
-_quoted: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 _WINDOWED = re.compile(r"^n_(?P<activity>.+)_(?P<days>\d+)d$")
 
@@ -450,11 +105,6 @@ def _reason_groups(feature_names: tuple[str, ...]) -> tuple[tuple[int, ...], ...
 
 # The leads' feature values: a frame, or a mapping of column arrays (the service's records).
 Features = pd.DataFrame | Mapping[str, np.ndarray]
-
-
-def _key(value: object) -> object:
-    # Every missing value (None, NaN, NA) is one bucket, as pd.factorize counts them.
-    return None if _missing(value) else value
 
 
 def _values(features: Features, name: str, rows: np.ndarray | slice) -> np.ndarray:
@@ -514,13 +164,13 @@ def _test_plan(wording: dict[str, Template], feature_names: tuple[str, ...]) -> 
     def build() -> _Plan:
         plan: dict[tuple[_Test, _Test, _Test], list[int]] = {}
         for j, name in enumerate(feature_names):
-            template = wording.get(name) or _generic(name)
+            template = template_of(wording, name)
             if template.absent is not None or template.favourable is not None:
                 key = (template.bucket, template.absent, template.favourable)
                 plan.setdefault(key, []).append(j)
         return list(plan.items())
 
-    return _by_identity("test_plan", wording, feature_names, build)
+    return by_identity("test_plan", wording, feature_names, build)
 
 
 @lru_cache(maxsize=32)
@@ -691,10 +341,10 @@ def _members(wording: dict[str, Template], feature_names: Sequence[str],
              groups: list[tuple[int, ...]]) -> list[tuple[_Member, ...]]:
     """Per reason group, its members with their names and templates (looked up once)."""
     def build() -> list[tuple[_Member, ...]]:
-        return [tuple((j, feature_names[j], wording.get(feature_names[j])
-                       or _generic(feature_names[j])) for j in group) for group in groups]
+        return [tuple((j, feature_names[j], template_of(wording, feature_names[j]))
+                      for j in group) for group in groups]
 
-    return _by_identity("members", wording, tuple(feature_names), build)
+    return by_identity("members", wording, tuple(feature_names), build)
 
 
 class _Columns:

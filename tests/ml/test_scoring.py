@@ -19,7 +19,7 @@ from _scoring_fixtures import (
     reference_scores,
 )
 
-from ml import crm, reasons
+from ml import crm, reasons, wording
 from ml.config import Settings, load_settings
 from ml.model import Calibrator, feature_columns
 from ml.scoring import batch_score, extract_path, score_frame
@@ -31,7 +31,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def test_every_contract_feature_has_its_own_phrase() -> None:
-    assert set(feature_columns()) <= set(reasons.TEMPLATES)
+    assert set(feature_columns()) <= set(wording.TEMPLATES)
     examples = {
         ("n_pricing_page_view_7d", 4): "viewed the pricing page 4 times in the last 7 days",
         ("n_meeting_booked_30d", 1): "booked a meeting in the last 30 days",
@@ -44,7 +44,7 @@ def test_every_contract_feature_has_its_own_phrase() -> None:
         ("some_new_feature", 3): "some new feature: 3",
     }
     for (feature, value), words in examples.items():
-        assert reasons.phrase(feature, value) == words
+        assert wording.phrase(feature, value) == words
 
 
 def _says_nothing_happened(name: str, value: object) -> bool:
@@ -97,7 +97,7 @@ def _reference_reasons(
                 members = [j for j in members
                            if not _says_something_good(names[j], values[names[j]])]
             best = max(members, key=lambda j: sign * row[j])
-            words.append(reasons.phrase(names[best], values[names[best]]))
+            words.append(wording.phrase(names[best], values[names[best]]))
         out.append(words)
     return out[0], out[1]
 
@@ -367,7 +367,7 @@ def test_template_memo_answers_as_the_vectorised_code(monkeypatch) -> None:
     booleans (3, 3.0 and "3" each by their own type)."""
     values = [None, float("nan"), pd.NA, 0, 1, 3, 3.0, "3", 150, 0.25, 1.5, -2, "Web", True,
               np.float32("nan"), -0.0]
-    for name in reasons.templates():
+    for name in wording.templates():
         for value in values * 2 + values[::-1]:
             features = {name: np.array([value], dtype=object)}
             try:
