@@ -40,9 +40,9 @@ from ml.wording import Template, by_identity, phrases, template_of, templates
 MIN_CONTRIBUTION = 1e-6
 
 # Up to this many leads, `explain` phrases each lead alone (`_explain_one`): the vectorised path's
-# set-up costs ~0.8 ms per call. Measured on a 44-feature model's leads (one process, best of 3):
-# 4 leads 0.12 ms alone against 0.87 ms vectorised, 64: 1.5 / 2.3 ms, 128: 3.1 / 3.8 ms, 256:
-# 6.2 / 5.8 ms. So every micro-batch of the service (`serving.micro_batch`, 64) goes one by one.
+# set-up costs ~1 ms per call. `tests/benchmarks/bench_reasons.py` (41 features, load ~2.5): 4
+# leads 0.41 ms one by one against 1.72 ms vectorised, 64: 2.3 / 3.3 ms, 128: 4.4 / 5.6 ms, 256:
+# 10.2 / 8.2 ms. So every micro-batch of the service (`serving.micro_batch`, 64) goes one by one.
 ONE_BY_ONE_ROWS = 128
 def top_features(
     contributions: np.ndarray, n: int
