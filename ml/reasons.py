@@ -14,9 +14,8 @@ reason *for*: a model can give it a small positive weight against the average le
 counts are correlated), but no sales agent accepts "has not booked a meeting" as a reason to
 call. Such a contribution is dropped from the reasons for, and the next one is shown.
 
-The wording of activity counts and of categorical values comes from the settings' vocabulary
-(`vocabulary.activity_types.*.phrases`, `vocabulary.categoricals`); an activity type without
-phrases is phrased from its name.
+How a value is phrased, and whether it says that nothing happened (an absence) or something
+good did, is ml/wording.py's (one template per feature, from the settings' vocabulary).
 
 Vectorised for a million leads: `argpartition` picks the 2N features per lead, and phrases are
 built once per distinct (feature, value) pair and then gathered, never per row.
@@ -24,278 +23,27 @@ built once per distinct (feature, value) pair and then gathered, never per row.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from ml.config import VocabularySettings
-from ml.model import FEW_ROWS, numbers_of
+from ml.model import FEW_ROWS
+from ml.wording import Template, by_identity, phrases, template_of, templates
 
 # A contribution smaller than this (in log-odds) is no reason either way.
 MIN_CONTRIBUTION = 1e-6
 
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
-
-
-def _count(none: str, one: str, many: str, suffix: str = "") -> Callable[[object], str]:
-    def phrase(value: object) -> str:
-        if _missing(value):
-            return none + suffix
-        n = int(value)
-        text = none if n <= 0 else one if n == 1 else many.format(n=n)
-        return text + suffix
-
-    return phrase
-
-
-def _days_since_last_activity(value: object) -> str:
-    if _missing(value):
-        return "no activity recorded yet"
-    days = int(value)
-    if days <= 0:
-        return "active today"
-    if days == 1:
-        return "last active yesterday"
-    return f"no activity for {days} days" if days >= 14 else f"last active {days} days ago"
-
-
-def _licence(value: object) -> str:
-    if _missing(value):
-        return "licence type not given"
-    word = str(value).lower()
-    article = "an" if word[:1] in "aeiou" else "a"
-    return f"wants {article} {word} licence"
-
-
-def _rate(template: str, missing: str) -> Callable[[object], str]:
-    def phrase(value: object) -> str:
-        return missing if _missing(value) else template.format(pct=int(value))
-
-    return phrase
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-@dataclass(frozen=True)
-class Template:
-    """How to phrase one feature: `bucket` rounds values (vectorised) so that only distinct
-    buckets are phrased; `phrase` turns one bucket value into words."""
-
-    phrase: Callable[[object], str]
-    bucket: Callable[[np.ndarray], np.ndarray] | None = None
-    # Where a (bucketed) value says that nothing happened: never a reason *for*.
-    absent: Callable[[np.ndarray], np.ndarray] | None = None
-    # Where it says something good happened ("active today"): never a reason *against*. A
-    # linear model's missing-value indicator can pull such a lead below the average one, but
-    # "active today" is no reason a sales agent would accept for a low score.
-    favourable: Callable[[np.ndarray], np.ndarray] | None = None
-
-
-def _numbers(values: np.ndarray) -> np.ndarray:
-    """`values` (any shape) as float64, as pd.to_numeric(errors="coerce") gives them.
-
-    Numeric arrays pass through; a few leads' object values (the service) go through the
-    model's own conversion of a few values, since building a Series costs more than the whole
-    row's reasons.
-    """
-    values = np.asarray(values)
-    if values.dtype.kind in "fiu":
-        return values.astype(np.float64, copy=False)
-    flat = values.ravel()
-    if len(flat) <= FEW_ROWS:
-        out = numbers_of(flat.tolist())
-    else:
-        out = pd.to_numeric(pd.Series(flat), errors="coerce").to_numpy(np.float64)
-    return out.reshape(values.shape)
-
-
-def _none_or_zero(values: np.ndarray) -> np.ndarray:
-    return ~(_numbers(values) > 0)  # NaN (not recorded) counts as none
-
-
-def _long_idle(values: np.ndarray) -> np.ndarray:
-    return ~(_numbers(values) < 14)  # "no activity for N days" (N >= 14) or none recorded yet
-
-
-def _recently_active(values: np.ndarray) -> np.ndarray:
-    # "active today", "last active yesterday", "last active N days ago"
-    return _numbers(values) < 14
-
-
-def _round(values: np.ndarray) -> np.ndarray:
-    return np.floor(_numbers(values))
-
-
-def _percent(values: np.ndarray) -> np.ndarray:
-    # A rate is a share: the CRM can record more clicks than opens (a click from a preview
-    # pane registers no open), but "clicked 150 % of opened emails" reads wrong to a person.
-    return np.round(np.clip(_numbers(values), 0.0, 1.0) * 100)
-
-
-def _activity_phrases(name: str, phrases: tuple[str, str, str] | None) -> tuple[str, str, str]:
-    if phrases is not None:
-        return phrases
-    label = name.replace("_", " ")
-    return f"no {label}", f"1 {label}", f"{{n}} × {label}"
-
-
-def _templates(vocabulary: VocabularySettings) -> dict[str, Template]:
-    lead_source = vocabulary.categoricals["lead_source"]
-    budget = vocabulary.categoricals["budget_band"]
-    t: dict[str, Template] = {
-        "lead_source": Template(
-            lambda v: (
-                "lead source not given"
-                if _missing(v)
-                else lead_source.get(str(v)) or f"came in through {v}"
-            )
-        ),
-        "industry": Template(
-            lambda v: "industry not given" if _missing(v) else f"company in the {v} sector"
-        ),
-        "country": Template(
-            lambda v: "country not given" if _missing(v) else f"applicant from {v}"
-        ),
-        "license_type": Template(_licence),
-        "budget_band": Template(
-            lambda v: "budget not given" if _missing(v) else budget.get(str(v)) or f"budget {v}"
-        ),
-        "company_size": Template(
-            lambda v: (
-                "company size not given"
-                if _missing(v)
-                else f"company of {_plural(int(v), 'employee')}"
-            ),
-            _round,
-        ),
-        "visa_quota": Template(
-            lambda v: (
-                "visa needs not given"
-                if _missing(v)
-                else "needs no visas"
-                if int(v) <= 0
-                else f"needs {_plural(int(v), 'visa')}"
-            ),
-            _round,
-        ),
-        "days_since_created": Template(
-            lambda v: (
-                "lead age unknown"
-                if _missing(v)
-                else "lead created today"
-                if int(v) <= 0
-                else f"lead created {_plural(int(v), 'day')} ago"
-            ),
-            _round,
-        ),
-        "website_visits": Template(
-            _count(
-                "never visited the website",
-                "visited the website once",
-                "visited the website {n} times",
-                " in total",
-            ),
-            _round,
-            _none_or_zero,
-        ),
-        "email_opens": Template(
-            _count("never opened an email", "opened 1 email", "opened {n} emails", " in total"),
-            _round,
-            _none_or_zero,
-        ),
-        "days_since_last_activity": Template(
-            _days_since_last_activity, _round, _long_idle, _recently_active
-        ),
-        "email_click_rate_90d": Template(
-            _rate(
-                "clicked through {pct}% of opened emails in the last 90 days",
-                "opened no emails in the last 90 days",
-            ),
-            _percent,
-            _none_or_zero,
-        ),
-        "pricing_view_rate_90d": Template(
-            _rate(
-                "{pct}% of website visits in the last 90 days were to the pricing page",
-                "no website visits in the last 90 days",
-            ),
-            _percent,
-            _none_or_zero,
-        ),
-        "engagement_score": Template(
-            lambda v: (
-                "engagement score unknown" if _missing(v) else f"engagement score {int(v)} of 100"
-            ),
-            _round,
-            _none_or_zero,
-        ),
-    }
-    for activity, spec in vocabulary.activity_types.items():
-        none, one, many = _activity_phrases(activity, spec.phrases)
-        for w in vocabulary.activity_windows_days:
-            t[f"n_{activity}_{w}d"] = Template(
-                _count(none, one, many, f" in the last {w} days"), _round, _none_or_zero
-            )
-    return t
-
-
-@lru_cache(maxsize=8)
-def _templates_of(vocabulary_json: str) -> dict[str, Template]:
-    return _templates(VocabularySettings.model_validate_json(vocabulary_json))
-
-
-_T = TypeVar("_T")
-# Per-call lookups keyed by a long-lived object's identity (hashing or serialising it would
-# cost more than the reasons of one lead); the object is kept with its entry, so a recycled id
-# is never mistaken for it.
-_BY_IDENTITY: dict[tuple[str, int, Hashable], tuple[object, Any]] = {}
-
-
-def _by_identity(kind: str, owner: object, key: Hashable, build: Callable[[], _T]) -> _T:
-    hit = _BY_IDENTITY.get((kind, id(owner), key))
-    if hit is not None and hit[0] is owner:
-        return hit[1]
-    value = build()
-    if len(_BY_IDENTITY) > 128:
-        _BY_IDENTITY.clear()
-    _BY_IDENTITY[(kind, id(owner), key)] = (owner, value)
-    return value
-
-
-def templates(vocabulary: VocabularySettings | None = None) -> dict[str, Template]:
-    """The phrase templates of every feature of a vocabulary (default: the default one)."""
-    if vocabulary is None:
-        return _templates_of(VocabularySettings().model_dump_json())
-    # the service asks per request: the same settings object is found by identity
-    return _by_identity("templates", vocabulary, None,
-                        lambda: _templates_of(vocabulary.model_dump_json()))
-
-
-TEMPLATES: dict[str, Template] = templates()
-
-
-def _generic(feature: str) -> Template:
-    label = feature.replace("_", " ")
-    return Template(lambda v: f"{label} unknown" if _missing(v) else f"{label}: {v}")
-
-
-def phrase(feature: str, value: object, vocabulary: VocabularySettings | None = None) -> str:
-    """The words for one feature value (e.g. for a single explanation in the API)."""
-    template = templates(vocabulary).get(feature) or _generic(feature)
-    if template.bucket is not None:
-        value = template.bucket(np.asarray([value], dtype=object))[0]
-    return template.phrase(value)
-
-
+# Up to this many leads, `explain` phrases each lead alone (`_explain_one`): the vectorised path's
+# set-up costs ~1 ms per call. `tests/benchmarks/bench_reasons.py` (41 features, load ~2.5): 4
+# leads 0.41 ms one by one against 1.72 ms vectorised, 64: 2.3 / 3.3 ms, 128: 4.4 / 5.6 ms, 256:
+# 10.2 / 8.2 ms. So every micro-batch of the service (`serving.micro_batch`, 64) goes one by one.
+ONE_BY_ONE_ROWS = 128
 def top_features(
     contributions: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -334,29 +82,8 @@ def _phrases_for(
 ) -> tuple[np.ndarray, list[str]]:
     """Codes into a list of JSON-quoted phrases for one feature's values; each distinct bucket
     is phrased once."""
-    template = wording.get(feature) or _generic(feature)
-    if template.bucket is not None:
-        values = template.bucket(values)
-    if len(values) <= FEW_ROWS:  # a few leads (the service): no hash table per call
-        first: dict[object, int] = {}
-        uniques = []
-        codes_list = []
-        for v in values:
-            code = first.setdefault(_key(v), len(first))
-            if code == len(uniques):
-                uniques.append(v)
-            codes_list.append(code)
-        codes = np.array(codes_list, dtype=np.int64)
-    else:
-        codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    words = [
-        _quoted(template.phrase(None if _missing(u) else u)) for u in uniques
-    ]
-    return codes, words
+    return phrases(template_of(wording, feature), values)
 
-
-# json.dumps(text, ensure_ascii=False) of a str, without building an encoder per call.
-_quoted: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 _WINDOWED = re.compile(r"^n_(?P<activity>.+)_(?P<days>\d+)d$")
 
@@ -378,11 +105,6 @@ def _reason_groups(feature_names: tuple[str, ...]) -> tuple[tuple[int, ...], ...
 
 # The leads' feature values: a frame, or a mapping of column arrays (the service's records).
 Features = pd.DataFrame | Mapping[str, np.ndarray]
-
-
-def _key(value: object) -> object:
-    # Every missing value (None, NaN, NA) is one bucket, as pd.factorize counts them.
-    return None if _missing(value) else value
 
 
 def _values(features: Features, name: str, rows: np.ndarray | slice) -> np.ndarray:
@@ -442,13 +164,13 @@ def _test_plan(wording: dict[str, Template], feature_names: tuple[str, ...]) -> 
     def build() -> _Plan:
         plan: dict[tuple[_Test, _Test, _Test], list[int]] = {}
         for j, name in enumerate(feature_names):
-            template = wording.get(name) or _generic(name)
+            template = template_of(wording, name)
             if template.absent is not None or template.favourable is not None:
                 key = (template.bucket, template.absent, template.favourable)
                 plan.setdefault(key, []).append(j)
         return list(plan.items())
 
-    return _by_identity("test_plan", wording, feature_names, build)
+    return by_identity("test_plan", wording, feature_names, build)
 
 
 @lru_cache(maxsize=32)
@@ -531,11 +253,48 @@ def explain(
         return empty, empty.copy()
     wording = templates(vocabulary)
     groups = reason_groups(feature_names)
-    if rows == 1:  # the service's usual lead
-        one = _explain_one(contributions[0].tolist(), feature_names, features, n, wording,
-                           groups)
-        if one is not None:
-            return np.array([one[0]], dtype=object), np.array([one[1]], dtype=object)
+    if rows <= ONE_BY_ONE_ROWS:  # the service's few leads: each alone, in plain Python
+        reasons_for = np.empty(rows, dtype=object)
+        reasons_against = np.empty(rows, dtype=object)
+        left = []  # leads whose order of reasons needs the vectorised path
+        if groups:  # each reason's contribution, summed as the vectorised path sums it
+            order, starts = _group_layout(tuple(groups))
+            sums = np.add.reduceat(contributions[:, order], starts, axis=1).tolist()
+        else:
+            sums = [[] for _ in range(rows)]
+        members = _members(wording, feature_names, groups)
+        columns = _Columns(features)
+        for r, row in enumerate(contributions.tolist()):
+            one = _explain_one(row, sums[r], members, columns, r, n)
+            if one is None:
+                left.append(r)
+            else:
+                reasons_for[r], reasons_against[r] = one
+        if left:
+            rest = np.asarray(left)
+            reasons_for[rest], reasons_against[rest] = _explain_all(
+                contributions[rest], feature_names, _take(features, rest), n, wording, groups)
+        return reasons_for, reasons_against
+    return _explain_all(contributions, feature_names, features, n, wording, groups)
+
+
+def _take(features: Features, rows: np.ndarray) -> Features:
+    """The leads `rows` of a frame or of a mapping of columns."""
+    if isinstance(features, pd.DataFrame):
+        return features.iloc[rows]
+    return {name: np.asarray(column)[rows] for name, column in features.items()}
+
+
+def _explain_all(
+    contributions: np.ndarray,
+    feature_names: Sequence[str],
+    features: Features,
+    n: int,
+    wording: dict[str, Template],
+    groups: list[tuple[int, ...]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """`explain`, vectorised over the leads."""
+    rows = contributions.shape[0]
     says = _Says.of(features, feature_names, rows, wording)
     grouped = _grouped(contributions, groups, says)
     idx_for, ok_for, idx_against, ok_against = top_features(grouped, n)
@@ -575,41 +334,69 @@ def explain(
     return _join(ids[:, :k], table), _join(ids[:, k:], table)
 
 
+_Member = tuple[int, str, Template]  # (column, feature name, its template)
+
+
+def _members(wording: dict[str, Template], feature_names: Sequence[str],
+             groups: list[tuple[int, ...]]) -> list[tuple[_Member, ...]]:
+    """Per reason group, its members with their names and templates (looked up once)."""
+    def build() -> list[tuple[_Member, ...]]:
+        return [tuple((j, feature_names[j], template_of(wording, feature_names[j]))
+                      for j in group) for group in groups]
+
+    return by_identity("members", wording, tuple(feature_names), build)
+
+
+class _Columns:
+    """The leads' feature values read as the vectorised path reads them (`_values`: a frame's
+    `to_numpy()`, a mapping's `np.asarray`, positional), each feature once per call."""
+
+    def __init__(self, features: Features) -> None:
+        self._features = features
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def value(self, name: str, row: int) -> object:
+        array = self._arrays.get(name)
+        if array is None:
+            array = self._arrays[name] = _values(self._features, name, slice(None))
+        return array[row]
+
+
 def _explain_one(
     contributions: list[float],
-    feature_names: Sequence[str],
-    features: Features,
+    sums: list[float],
+    members: list[tuple[_Member, ...]],
+    columns: _Columns,
+    row: int,
     n: int,
-    wording: dict[str, Template],
-    groups: list[tuple[int, ...]],
 ) -> tuple[str, str] | None:
-    """`explain` of one lead in plain Python: the same reasons, from the same templates.
+    """`explain` of lead `row` in plain Python: the same reasons, from the same templates.
+    `contributions` are the lead's per feature, `sums` per reason group (`np.add.reduceat`'s,
+    as the vectorised path sums them), `members` the groups' (`_members`).
 
     The vectorised path tests every feature's value (absent? favourable?) before it ranks the
-    reasons; one lead needs the tests of the few reasons it is about to quote. Groups are
-    ranked by strength and a candidate is dropped when its tests say so (`explain` sets its
-    contribution to 0, below MIN_CONTRIBUTION). Where `top_features`' order is not fixed by the
-    values (equal strengths among the quoted ones or at the cut), or a value is NaN, it
-    returns None and `explain` takes the vectorised path.
+    reasons; one lead needs the tests of the few reasons it is about to quote, each answered by
+    its template's memo of values (`Template.says`, `Template.phrase_of`). Groups are ranked by
+    strength and a candidate is dropped when its tests say so (`explain` sets its contribution
+    to 0, below MIN_CONTRIBUTION). Where `top_features`' order is not fixed by the values (equal
+    strengths among the quoted ones or at the cut), or a contribution is NaN, it returns None
+    and `explain` takes the vectorised path.
     """
-    k = min(n, len(groups))
-    sums = []
-    for group in groups:  # summed in member order, as np.add.reduceat does
-        total = contributions[group[0]]
-        for j in group[1:]:
-            total += contributions[j]
-        sums.append(total)
+    k = min(n, len(members))
     if any(v != v for v in sums):
         return None
     texts = []
-    for sign, blocked in ((1.0, "absent"), (-1.0, "favourable")):
+    sides: tuple[tuple[float, Literal["absent", "favourable"]], ...] = (
+        (1.0, "absent"), (-1.0, "favourable"))
+    for sign, blocked in sides:
         ranked = sorted((i for i, v in enumerate(sums) if v * sign > MIN_CONTRIBUTION),
                         key=lambda i: -sums[i] * sign)
         picked: list[tuple[int, list[bool]]] = []  # (group, which members are ruled out)
         for i in ranked:
             if len(picked) > k:
                 break
-            ruled_out = [_says(feature_names[j], features, wording, blocked) for j in groups[i]]
+            ruled_out = [template.says(columns.value(name, row), blocked)
+                         for _, name, template in members[i]]
             if not all(ruled_out):
                 picked.append((i, ruled_out))
         strengths = [sums[i] for i, _ in picked]
@@ -617,32 +404,17 @@ def _explain_one(
             return None
         phrases = []
         for i, ruled_out in picked[:k]:
-            group = groups[i]
-            member = group[0]
+            group = members[i]
+            _, name, template = group[0]
             if len(group) > 1:  # `_representatives`: the first strongest member not ruled out
                 best = -np.inf
-                for j, out in zip(group, ruled_out, strict=True):
+                for (j, member, member_template), out in zip(group, ruled_out, strict=True):
                     value = -np.inf if out else contributions[j] * sign
                     if value > best:
-                        best, member = value, j
-            name = feature_names[member]
-            _, words = _phrases_for(name, _values(features, name, slice(None)), wording)
-            phrases.append(words[0])
+                        best, name, template = value, member, member_template
+            phrases.append(template.phrase_of(columns.value(name, row)))
         texts.append("[" + ", ".join(phrases) + "]")
     return texts[0], texts[1]
-
-
-def _says(name: str, features: Features, wording: dict[str, Template], test: str) -> bool:
-    """Whether one lead's (bucketed) value of a feature is `absent` or `favourable` (see
-    Template), by the template's own vectorised test."""
-    template = wording.get(name) or _generic(name)
-    check = getattr(template, test)
-    if check is None:
-        return False
-    values = _values(features, name, slice(None))
-    if template.bucket is not None:
-        values = template.bucket(values)
-    return bool(check(values)[0])
 
 
 def _join(ids: np.ndarray, table: list[str]) -> np.ndarray:

@@ -19,7 +19,7 @@ import pytest
 import xgboost as xgb
 from _scoring_fixtures import LEVELS, awkward_features, make_features, reference_scores
 
-from ml import fast_trees, reasons, scoring
+from ml import fast_trees, reasons, scoring, wording
 from ml.config import Settings, load_settings
 from ml.model import CATEGORICAL_FEATURES, Calibrator, LeadScorer, feature_columns
 
@@ -191,7 +191,7 @@ def test_batch_scores_and_reasons_equal_the_reference_scorer(
     expected = reference_scores(scorer, features, settings.scoring.tiers.model_dump())
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
     # a tie shows in the reasons: the twins' phrases side by side for many leads
-    phrase_a = reasons.phrase(TWIN_A, 1).split(" in the last ")[0].split()[0]
+    phrase_a = wording.phrase(TWIN_A, 1).split(" in the last ")[0].split()[0]
     both = [r for r in got["reasons_for"][tied] if "website" in r and phrase_a in r]
     assert len(both) > 20
 

@@ -19,7 +19,7 @@ from _scoring_fixtures import (
     reference_scores,
 )
 
-from ml import crm, reasons
+from ml import crm, reasons, wording
 from ml.config import Settings, load_settings
 from ml.model import Calibrator, feature_columns
 from ml.scoring import batch_score, extract_path, score_frame
@@ -31,7 +31,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def test_every_contract_feature_has_its_own_phrase() -> None:
-    assert set(feature_columns()) <= set(reasons.TEMPLATES)
+    assert set(feature_columns()) <= set(wording.TEMPLATES)
     examples = {
         ("n_pricing_page_view_7d", 4): "viewed the pricing page 4 times in the last 7 days",
         ("n_meeting_booked_30d", 1): "booked a meeting in the last 30 days",
@@ -44,7 +44,7 @@ def test_every_contract_feature_has_its_own_phrase() -> None:
         ("some_new_feature", 3): "some new feature: 3",
     }
     for (feature, value), words in examples.items():
-        assert reasons.phrase(feature, value) == words
+        assert wording.phrase(feature, value) == words
 
 
 def _says_nothing_happened(name: str, value: object) -> bool:
@@ -97,7 +97,7 @@ def _reference_reasons(
                 members = [j for j in members
                            if not _says_something_good(names[j], values[names[j]])]
             best = max(members, key=lambda j: sign * row[j])
-            words.append(reasons.phrase(names[best], values[names[best]]))
+            words.append(wording.phrase(names[best], values[names[best]]))
         out.append(words)
     return out[0], out[1]
 
@@ -207,6 +207,14 @@ def test_one_leads_reasons_equal_the_batchs(case: str, monkeypatch) -> None:
         assert plain[0] < 2 * len(features) * 0.2
     else:
         assert plain[0] > 2 * len(features) * 0.95
+    # A micro-batch of the service: each lead alone, the ones with ties by the vectorised path.
+    for start in range(0, len(features), 7):
+        rows = slice(start, start + 7)
+        as_service = {n: records[n].to_numpy()[rows] for n in names}
+        for values in (features.iloc[rows], as_service):
+            got_for, got_against = reasons.explain(contribs[rows], names, values, 3)
+            assert list(got_for) == list(want_for[rows]), start
+            assert list(got_against) == list(want_against[rows]), start
 
 
 def test_score_frame_is_the_same_for_one_lead_and_for_a_batch(settings: Settings) -> None:
@@ -300,3 +308,73 @@ def test_fast_scoring_path_gives_exactly_the_previous_scores_and_reasons(
         pd.testing.assert_frame_equal(
             single, expected.iloc[[i]].reset_index(drop=True), check_exact=True
         )
+
+
+def _both_paths(monkeypatch, contributions, names, features, n=3):
+    """explain's reasons by the vectorised path and one lead at a time, for the same input."""
+    out = []
+    for limit in (0, 128):
+        monkeypatch.setattr(reasons, "ONE_BY_ONE_ROWS", limit)
+        got_for, got_against = reasons.explain(contributions, names, features, n)
+        out.append((list(got_for), list(got_against)))
+    return out
+
+
+def test_one_by_one_reads_values_as_the_vectorised_path(monkeypatch) -> None:
+    """Values reach a phrase the same way on both paths: a frame's nullable and datetime
+    columns, a mapping of lists, a Series with its own index, and -0.0 asked after 0.0 (equal,
+    but a memo must not answer one with the other's phrase)."""
+    names = ["x", "industry", "company_size", "n_email_open_7d"]
+    contributions = np.array([[3.0, 2.0, 1.0, 0.5], [-3.0, -2.0, -1.0, -0.5]])
+    frames = [
+        pd.DataFrame({"x": pd.array([3, None], dtype="Int64"), "industry": ["Media", None],
+                      "company_size": pd.array([12, None], dtype="Int64"),
+                      "n_email_open_7d": pd.array([2, 0], dtype="Int64")}),
+        pd.DataFrame({"x": pd.to_datetime(["2024-01-02", "2024-03-04"]),
+                      "industry": pd.Categorical(["Media", "Trading"]),
+                      "company_size": [12.0, np.nan], "n_email_open_7d": [1, 0]}),
+        {"x": [1, 2.5], "industry": ["Media", None], "company_size": [True, 2],
+         "n_email_open_7d": [0, 3]},
+        {"x": pd.Series([5.0, 7.0], index=[1, 0]), "industry": pd.Series(["A", "B"], index=[9, 8]),
+         "company_size": np.array([3, 4]), "n_email_open_7d": np.array([1, 2])},
+    ]
+    for features in frames:
+        vectorised, one_by_one = _both_paths(monkeypatch, contributions, names, features)
+        assert one_by_one == vectorised, features
+    for value in (0.0, -0.0, 0.0):  # one value per call: across calls, as the service asks
+        features = {"x": np.array([value], dtype=object),
+                    "industry": np.array([value], dtype=object),
+                    "company_size": np.array([value], dtype=object),
+                    "n_email_open_7d": np.array([value], dtype=object)}
+        vectorised, one_by_one = _both_paths(monkeypatch, contributions[:1], names, features)
+        assert one_by_one == vectorised, value
+
+
+def test_a_tie_at_the_cut_takes_the_vectorised_order(monkeypatch) -> None:
+    """Two reasons of equal strength at the n-th place: the vectorised path decides which is
+    quoted, for every lead of a micro-batch."""
+    names = [f"f{i}" for i in range(8)]
+    contributions = np.array([[-0.0, 2, 1, 1, -1, -2, 0, 0], [0, 3, 2, 2, 2, -1, -1, -1.0]])
+    features = {name: np.arange(1, 3) + i for i, name in enumerate(names)}
+    for n in (1, 2, 3):
+        vectorised, one_by_one = _both_paths(monkeypatch, contributions, names, features, n)
+        assert one_by_one == vectorised, n
+
+
+def test_template_memo_answers_as_the_vectorised_code(monkeypatch) -> None:
+    """Asked again and again, in any order, one lead's reasons from remembered answers equal
+    the vectorised path's, for every template and numbers, strings, None, NaN, NA and
+    booleans (3, 3.0 and "3" each by their own type)."""
+    values = [None, float("nan"), pd.NA, 0, 1, 3, 3.0, "3", 150, 0.25, 1.5, -2, "Web", True,
+              np.float32("nan"), -0.0]
+    for name in wording.templates():
+        for value in values * 2 + values[::-1]:
+            features = {name: np.array([value], dtype=object)}
+            try:
+                vectorised, one_by_one = _both_paths(
+                    monkeypatch, np.array([[1.0], [-1.0]])[:1], [name], features)
+                flipped = _both_paths(monkeypatch, np.array([[-1.0]]), [name], features)
+            except (TypeError, ValueError):
+                continue  # e.g. "Web" as a count: neither path can phrase it
+            assert one_by_one == vectorised, (name, value)
+            assert flipped[1] == flipped[0], (name, value)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import reasons
+from ml import wording
 from ml.config import Settings, load_settings
 from ml.feature_store import apply_feature_repo, feature_names, get_store
 from ml.scoring import score_frame
@@ -119,5 +119,5 @@ def test_scoring_words_the_new_type_from_the_settings(pipeline: dict) -> None:
     reasons_for = " ".join(scores["reasons_for"])
     assert "replied on WhatsApp" in reasons_for
     vocab = pipeline["settings"].vocabulary
-    words = reasons.phrase(f"n_{NEW}_7d", 2, vocab)
+    words = wording.phrase(f"n_{NEW}_7d", 2, vocab)
     assert words == "replied on WhatsApp 2 times in the last 7 days"
