@@ -2,7 +2,7 @@
 
 Run: `PYTHONPATH=. .venv/bin/python tests/benchmarks/bench_scale.py [--leads 100000 1000000]
 [--engines duckdb spark] [--spark-steps build pit score] [--days 240] [--train-leads 20000]
-[--data-dir DIR] [--top-nodes 12]`
+[--data-dir DIR] [--reuse-raw] [--spark-driver-memory 8g] [--top-nodes 12]`
 (Spark needs Java 17 and the `spark` extra: `make demo-spark` installs both.)
 
 For each lead count, one generated raw folder (the generator, seeded) is built by each engine, as
@@ -18,6 +18,10 @@ For each lead count, one generated raw folder (the generator, seeded) is built b
 
 After each dbt build the slowest nodes of its run_results.json are printed (models and data
 tests, seconds each, and the totals per kind): where a build's time goes.
+
+At 1M leads Spark's build and PIT set take long: run them as two commands over one
+`--data-dir` (`--spark-steps build`, then `--spark-steps pit --reuse-raw`, which keeps the raw
+files and the Spark-built marts), each one's figures printed as it ends.
 
 `--spark-steps score` skips Spark's dbt build and PIT set (at 1M leads they take too long on
 two cores) and scores the DuckDB-built latest-features mart on Spark: the same rows the Spark
@@ -51,13 +55,17 @@ ENGINES = ("duckdb", "spark")
 SPARK_STEPS = ("build", "pit", "score")
 
 
-def engine_settings(data_dir: Path, raw_dir: Path, engine: str) -> Settings:
+def engine_settings(data_dir: Path, raw_dir: Path, engine: str,
+                    driver_memory: str | None = None) -> Settings:
     # real volumes: compiled Spark queries (spark.small_data stays off)
-    return load_settings(overrides={
+    overrides = {
         "engine": engine,
         "paths.data_dir": str(data_dir / engine),
         "paths.raw_dir": str(raw_dir),
-    })
+    }
+    if driver_memory:
+        overrides["spark.driver_memory"] = driver_memory
+    return load_settings(overrides=overrides)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float, float]:
@@ -88,7 +96,8 @@ def print_dbt_timings(target_dir: Path, engine: str, top: int) -> None:
 
 def run_size(n_leads: int, days: int, engines: list[str], train_leads: int, root: Path,
              rows: list[dict[str, Any]], spark_steps: list[str] | None = None,
-             top_nodes: int = 12) -> None:
+             top_nodes: int = 12, driver_memory: str | None = None,
+             reuse_raw: bool = False) -> None:
     from ml.data.generator import generate
     from ml.feature_store import apply_feature_repo
     from ml.scoring import score_frame
@@ -98,15 +107,17 @@ def run_size(n_leads: int, days: int, engines: list[str], train_leads: int, root
 
     data_dir = root / f"leads_{n_leads}"
     raw_dir = data_dir / "raw"
-    _, seconds, lb, la = timed(lambda: generate(raw_dir, data_dir / "truth", n_leads=n_leads,
-                                                days=days, end_date=END, seed=7))
-    activities = sum(1 for _ in open(raw_dir / "activities.csv")) - 1  # noqa: SIM115
-    rows.append({"leads": n_leads, "engine": "-", "step": "generate raw (not compared)",
-                 "rows": activities, "s": seconds, "load before": lb, "load after": la})
+    if not (reuse_raw and (raw_dir / "activities.csv").is_file()):
+        _, seconds, lb, la = timed(lambda: generate(raw_dir, data_dir / "truth",
+                                                    n_leads=n_leads, days=days, end_date=END,
+                                                    seed=7))
+        activities = sum(1 for _ in open(raw_dir / "activities.csv")) - 1  # noqa: SIM115
+        rows.append({"leads": n_leads, "engine": "-", "step": "generate raw (not compared)",
+                     "rows": activities, "s": seconds, "load before": lb, "load after": la})
     as_of = datetime.combine(END, datetime.min.time())
     scorer = None
     for engine in engines:
-        settings = engine_settings(data_dir, raw_dir, engine)
+        settings = engine_settings(data_dir, raw_dir, engine, driver_memory)
         steps = SPARK_STEPS if engine != "spark" else tuple(spark_steps or SPARK_STEPS)
         latest = settings.paths.marts_dir / "lead_features_latest.parquet"
         if "build" in steps:
@@ -130,13 +141,14 @@ def run_size(n_leads: int, days: int, engines: list[str], train_leads: int, root
             frame, seconds, lb, la = timed(training)
             rows.append({"leads": n_leads, "engine": engine, "step": "PIT training set (Feast)",
                          "rows": len(frame), "s": seconds, "load before": lb, "load after": la})
-            if scorer is None:
+            if scorer is None and "score" in steps:
                 leads = frame["lead_id"].drop_duplicates()
                 keep = leads.sample(min(train_leads, len(leads)), random_state=1)
                 sample = frame[frame["lead_id"].isin(set(keep))].reset_index(drop=True)
                 scorer = fit_scorer(final_split(sample, settings), settings).scorer
             del frame
         if "score" not in steps:
+            print_table(rows)
             continue
         if scorer is None:
             raise SystemExit("no scorer: the first engine must build the PIT training set")
@@ -176,9 +188,14 @@ def main() -> None:
                         help="leads whose training rows fit the scorer (untimed)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="where to generate and build (default: a temporary folder)")
+    parser.add_argument("--reuse-raw", action="store_true",
+                        help="keep the raw files already generated under --data-dir (same "
+                             "seed, leads and days), e.g. to run Spark's PIT after its build")
+    parser.add_argument("--spark-driver-memory", default=None,
+                        help="spark.driver_memory for this run (default: the settings' value)")
     args = parser.parse_args()
-    if "spark" in args.engines and "build" not in args.spark_steps \
-            and "duckdb" not in args.engines:
+    if "spark" in args.engines and "score" in args.spark_steps \
+            and "build" not in args.spark_steps and "duckdb" not in args.engines:
         parser.error("--spark-steps without build scores the DuckDB-built mart: "
                      "add --engines duckdb")
     logging.basicConfig(level=logging.WARNING)
@@ -189,7 +206,8 @@ def main() -> None:
         root = args.data_dir or Path(tmp)
         for n in args.leads:
             run_size(n, args.days, args.engines, args.train_leads, root, rows,
-                     args.spark_steps, args.top_nodes)
+                     args.spark_steps, args.top_nodes, args.spark_driver_memory,
+                     args.reuse_raw)
     print("\nFinal table above (s = wall-clock seconds; load = 1-minute load average).")
 
 
