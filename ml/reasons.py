@@ -254,35 +254,49 @@ def explain(
     wording = templates(vocabulary)
     groups = reason_groups(feature_names)
     if rows <= ONE_BY_ONE_ROWS:  # the service's few leads: each alone, in plain Python
-        reasons_for = np.empty(rows, dtype=object)
-        reasons_against = np.empty(rows, dtype=object)
-        left = []  # leads whose order of reasons needs the vectorised path
-        if groups:  # each reason's contribution, summed as the vectorised path sums it
-            order, starts = _group_layout(tuple(groups))
-            sums = np.add.reduceat(contributions[:, order], starts, axis=1).tolist()
-        else:
-            sums = [[] for _ in range(rows)]
-        members = _members(wording, feature_names, groups)
-        columns = _Columns(features)
-        for r, row in enumerate(contributions.tolist()):
-            one = _explain_one(row, sums[r], members, columns, r, n)
-            if one is None:
-                left.append(r)
-            else:
-                reasons_for[r], reasons_against[r] = one
-        if left:
-            rest = np.asarray(left)
-            reasons_for[rest], reasons_against[rest] = _explain_all(
-                contributions[rest], feature_names, _take(features, rest), n, wording, groups)
-        return reasons_for, reasons_against
+        return _explain_few(contributions, feature_names, features, n, wording, groups)
     return _explain_all(contributions, feature_names, features, n, wording, groups)
+
+
+def _explain_few(
+    contributions: np.ndarray,
+    feature_names: Sequence[str],
+    features: Features,
+    n: int,
+    wording: dict[str, Template],
+    groups: list[tuple[int, ...]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """`explain`, one lead at a time (`_explain_one`); the leads whose order of reasons is not
+    fixed by the values go to the vectorised path together."""
+    rows = contributions.shape[0]
+    reasons_for = np.empty(rows, dtype=object)
+    reasons_against = np.empty(rows, dtype=object)
+    if groups:  # each reason's contribution, summed as the vectorised path sums it
+        order, starts = _group_layout(tuple(groups))
+        sums = np.add.reduceat(contributions[:, order], starts, axis=1).tolist()
+    else:
+        sums = [[] for _ in range(rows)]
+    members = _members(wording, feature_names, groups)
+    columns = _Columns(features)
+    left = []
+    for r, row in enumerate(contributions.tolist()):
+        one = _explain_one(row, sums[r], members, columns, r, n)
+        if one is None:
+            left.append(r)
+        else:
+            reasons_for[r], reasons_against[r] = one
+    if left:
+        rest = np.asarray(left)
+        reasons_for[rest], reasons_against[rest] = _explain_all(
+            contributions[rest], feature_names, _take(features, rest), n, wording, groups)
+    return reasons_for, reasons_against
 
 
 def _take(features: Features, rows: np.ndarray) -> Features:
     """The leads `rows` of a frame or of a mapping of columns."""
     if isinstance(features, pd.DataFrame):
         return features.iloc[rows]
-    return {name: np.asarray(column)[rows] for name, column in features.items()}
+    return {name: _values(features, name, rows) for name in features}
 
 
 def _explain_all(
