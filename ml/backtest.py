@@ -229,7 +229,8 @@ def run_backtest(frame: pd.DataFrame, settings: Settings, *,
             jobs += [(family, REQUEST, masked, list(cfg.request_features))
                      for family in families if family != "rules"]
         for family, model, part, features in jobs:
-            fit = fit_tuned(part, settings, family=family, features=features)
+            fit = fit_tuned(part, settings, family=family, features=features,
+                            search=cfg.request_xgboost_search if model == REQUEST else None)
             # the request model on new leads only (part.test), the rules baseline beside it
             test = split.test if model == FULL else part.test
             truth = test[ORACLE].to_numpy() if ORACLE in test.columns else None

@@ -136,7 +136,8 @@ def train_challenger(
     if cfg.request_features:
         request_family = backtest.best_family(REQUEST)
         request = fit_tuned(request_training_split(split, settings), settings,
-                            family=request_family, features=list(cfg.request_features))
+                            family=request_family, features=list(cfg.request_features),
+                            search=cfg.request_xgboost_search)
         final.scorer.request_scorer = request.scorer
     oof, probability = backtest.out_of_fold(family)
     baselines = {name: backtest.out_of_fold(name)[1] for name in backtest.families(FULL)

@@ -182,14 +182,17 @@ def split_by_time(frame: pd.DataFrame, settings: Settings) -> Split:
 
 @dataclass
 class CalibrationReport:
-    """Validation Brier of each candidate (cross-fitted on validation) and the one kept."""
+    """Validation Brier and log loss of each candidate (cross-fitted on validation) and the
+    one kept."""
 
     method: str  # "none", "isotonic" or "sigmoid"
     brier: dict[str, float]
     requested: str
+    logloss: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "requested": self.requested, "brier": dict(self.brier)}
+        return {"method": self.method, "requested": self.requested, "brier": dict(self.brier),
+                "logloss": dict(self.logloss)}
 
 
 def rules_score(frame: pd.DataFrame) -> np.ndarray:
@@ -201,13 +204,17 @@ def _brier(y: np.ndarray, p: np.ndarray) -> float:
     return float(brier_score_loss(y, np.clip(p, 0.0, 1.0)))
 
 
+def _logloss(y: np.ndarray, p: np.ndarray) -> float:
+    return float(log_loss(y, np.clip(p, 1e-12, 1 - 1e-12), labels=[0, 1]))
+
+
 def choose_calibration(margin: np.ndarray, y: np.ndarray, requested: str,
                        seed: int, isotonic_min_gain: float = 0.0,
                        ) -> tuple[Calibrator | None, CalibrationReport]:
     """Pick and fit the calibrator on validation (margin, label) pairs.
 
-    Each candidate's Brier is measured out-of-fold (5-fold cross-fitting on validation), because
-    an isotonic fit scored on its own data always looks better than it is. With `auto` the
+    Each candidate's Brier (and log loss) is measured out-of-fold (5-fold cross-fitting on
+    validation), because an isotonic fit scored on its own data always looks better than it is. With `auto` the
     candidate with the lowest Brier is kept if it beats the uncalibrated model, except that
     isotonic (whose steps give many leads one score, so the top of the list cannot be ranked)
     must beat the best tie-free option by `isotonic_min_gain` of its Brier; the final
@@ -216,12 +223,13 @@ def choose_calibration(margin: np.ndarray, y: np.ndarray, requested: str,
     margin = np.asarray(margin, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
     brier = {"none": _brier(y, expit(margin))}
+    logloss = {"none": _logloss(y, expit(margin))}
     candidates = ["isotonic", "sigmoid"] if requested == "auto" else (
         [] if requested == "none" else [requested])
     folds = min(CALIBRATION_FOLDS, int(y.sum()), int(len(y) - y.sum()))
     for method in candidates:
         if folds < 2:
-            brier[method] = float("nan")
+            brier[method] = logloss[method] = float("nan")
             continue
         oof = np.empty_like(margin)
         kfold = StratifiedKFold(folds, shuffle=True, random_state=seed)
@@ -229,6 +237,7 @@ def choose_calibration(margin: np.ndarray, y: np.ndarray, requested: str,
             cal = Calibrator.fit(method, margin[fit_idx], y[fit_idx])  # type: ignore[arg-type]
             oof[eval_idx] = cal.transform(margin[eval_idx])
         brier[method] = _brier(y, oof)
+        logloss[method] = _logloss(y, oof)
     if requested == "auto":
         scored = {m: b for m, b in brier.items() if not np.isnan(b)}
         smooth = {m: b for m, b in scored.items() if m != "isotonic"}
@@ -238,7 +247,7 @@ def choose_calibration(margin: np.ndarray, y: np.ndarray, requested: str,
     else:
         chosen = requested
     calibrator = None if chosen == "none" else Calibrator.fit(chosen, margin, y)  # type: ignore[arg-type]
-    report = CalibrationReport(method=chosen, brier=brier, requested=requested)
+    report = CalibrationReport(method=chosen, brier=brier, requested=requested, logloss=logloss)
     log.info("calibration: kept %s (validation Brier %s)", chosen,
              {k: round(v, 5) for k, v in brier.items()})
     return calibrator, report
@@ -297,6 +306,14 @@ def xgboost_params(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _held_out_logloss(calibration: CalibrationReport, y: np.ndarray, p: np.ndarray) -> float:
+    """Validation log loss of the kept calibration, cross-fitted: a calibrator scored on the rows
+    it was fitted on (isotonic most) looks better than it is and would win a search unfairly.
+    In-sample only where no cross-fitted figure exists (too few rows of a class)."""
+    held_out = calibration.logloss.get(calibration.method, float("nan"))
+    return held_out if np.isfinite(held_out) else _logloss(y, p)
+
+
 @dataclass
 class FitResult:
     """One fitted scorer and what its validation said."""
@@ -306,7 +323,7 @@ class FitResult:
     calibration: CalibrationReport
     params: dict[str, Any]
     validation_auc: float
-    validation_logloss: float
+    validation_logloss: float  # of the kept calibration, cross-fitted on validation
     best_iteration: int | None = None
     seconds: float = 0.0
     split_summary: dict[str, Any] = field(default_factory=dict)
@@ -420,21 +437,27 @@ def fit_scorer(split: Split, settings: Settings, *, family: str = "xgboost",
         scorer=scorer, family=family, calibration=calibration,
         params={**params, "family": family, "calibration": cfg.calibration},
         validation_auc=float(roc_auc_score(y_val, val_proba)) if two else float("nan"),
-        validation_logloss=float(log_loss(y_val, np.clip(val_proba, 1e-12, 1 - 1e-12),
-                                          labels=[0, 1])),
+        validation_logloss=_held_out_logloss(calibration, y_val, val_proba),
         best_iteration=best_iteration, seconds=time.perf_counter() - started,
         split_summary=summary)
 
 
 def fit_tuned(split: Split, settings: Settings, *, family: str,
-              features: list[str] | None = None) -> FitResult:
-    """`fit_scorer`, with XGBoost's small search (training.xgboost_search) decided by
-    validation log loss: the test window never picks a parameter."""
-    if family != "xgboost" or len(settings.training.xgboost_search) <= 1:
-        overrides = settings.training.xgboost_search[0] if family == "xgboost" else None
+              features: list[str] | None = None,
+              search: list[dict[str, Any]] | None = None) -> FitResult:
+    """`fit_scorer`, with XGBoost's small search decided by validation log loss (cross-fitted
+    where a calibrator is fitted): the test window never picks a parameter.
+
+    Args:
+        search: overrides of training.xgboost to try (default: training.xgboost_search; the
+            request model passes training.request_xgboost_search). The first wins a tie.
+    """
+    search = settings.training.xgboost_search if search is None else search
+    if family != "xgboost" or len(search) <= 1:
+        overrides = (search[0] if search else None) if family == "xgboost" else None
         return fit_scorer(split, settings, family=family, features=features,
                           xgboost_overrides=overrides)
     fits = [fit_scorer(split, settings, family=family, features=features,
                        xgboost_overrides=overrides)
-            for overrides in settings.training.xgboost_search]
+            for overrides in search]
     return min(fits, key=lambda f: f.validation_logloss)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import numpy as np
 
 from ml.config import load_settings
 from orchestration.definitions import build_definitions
@@ -135,7 +136,9 @@ def smoke_traffic(settings: Any, requests: int = 300) -> dict[str, Any]:
     import pandas as pd
     from fastapi.testclient import TestClient
 
+    from ml.crm import crm_engine, read_current_scores
     from ml.serving.app import create_app
+    from ml.serving.schemas import ORIGINAL_EXAMPLE
 
     leads = pd.read_parquet(
         settings.paths.marts_dir / "lead_features_latest.parquet",
@@ -164,12 +167,36 @@ def smoke_traffic(settings: Any, requests: int = 300) -> dict[str, Any]:
             started = time.perf_counter()
             statuses.append(client.post("/predict", json=payload).status_code)
             latencies.append((time.perf_counter() - started) * 1000)
+        example = client.post("/predict", json=ORIGINAL_EXAMPLE)
+    engine = crm_engine(settings, read_only=True)
+    open_scores = read_current_scores(engine)["score"].to_numpy(float)
+    engine.dispose()
     return {
         "ready": True,
         "requests": len(statuses),
         "ok": sum(code == 200 for code in statuses),
         "p50_ms": round(sorted(latencies)[len(latencies) // 2], 1) if latencies else None,
+        "example": example.json() if example.status_code == 200 else
+        {"status": example.status_code},
+        "open_lead_scores": open_scores,
     }
+
+
+def example_line(smoke: dict[str, Any]) -> str:
+    """The README's payload (a new lead) against the nightly scores of the open leads: a new
+    lead's score is plausible when few stored leads score above it."""
+    example, scores = smoke.get("example") or {}, smoke.get("open_lead_scores")
+    if "score" not in example:
+        return f"the README payload was not scored ({example.get('status', 'not sent')})"
+    line = (f"the README payload scores {example['score']} ({example['tier']}, "
+            f"{example['scored_by']} model)")
+    if scores is None or not len(scores):
+        return line
+    p99 = float(np.percentile(scores, 99))
+    above = float(np.mean(scores > example["score"]))
+    verdict = "below" if example["score"] < p99 else "NOT below"
+    return (f"{line}: {verdict} the 99th percentile of the {len(scores):,} open leads' "
+            f"nightly scores ({p99:.1f}); {above:.1%} of them score higher")
 
 
 def drift_verdict(summary: dict[str, Any]) -> str:
@@ -237,6 +264,7 @@ def summary_lines(
         f"  drift           : {drift_verdict(drift.get('summary') or {})}",
         f"  reports         : {reports.get('data_drift_html', data_dir + '/reports')}",
         f"  real time       : {smoke_line(meta.get('smoke', {}))}",
+        f"  new lead        : {example_line(meta.get('smoke', {}))}",
         f"  asset checks    : {checks_line(meta.get('checks', {}))}",
         f"  explore         : make dagster   (Dagster UI on http://127.0.0.1:3000: this run, "
         f"recorded in {dagster_home})",

@@ -41,6 +41,17 @@ def test_monotone_patterns_expand_and_a_typo_is_refused(tmp_path):
         load_settings(path, env={})
 
 
+@pytest.mark.parametrize(("search", "expected"), [
+    ("[{max_dept: 2}]", r"request_xgboost_search entry \{'max_dept': 2\}.*max_dept"),
+    ("[{max_depth: 0}]", r"request_xgboost_search entry \{'max_depth': 0\}.*max_depth"),
+    ("[]", r"request_xgboost_search needs at least one entry"),
+])
+def test_a_search_entry_must_be_valid_xgboost_settings(tmp_path, search, expected):
+    path = _write(tmp_path, f"training:\n  request_xgboost_search: {search}\n")
+    with pytest.raises(ConfigError, match=expected):
+        load_settings(path, env={})
+
+
 def test_tiers_must_descend(tmp_path):
     path = _write(tmp_path, "scoring:\n  tiers: {A: 10, B: 20, C: 5}\n")
     with pytest.raises(ConfigError, match=r"scoring\.tiers"):

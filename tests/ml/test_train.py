@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import log_loss
 
 from ml.config import Settings, load_settings
 from ml.errors import ConfigError, DataError
@@ -19,6 +20,7 @@ from ml.train import (
     cut_at,
     final_split,
     fit_scorer,
+    fit_tuned,
     snapshot_dates,
     split_by_time,
 )
@@ -200,6 +202,34 @@ def test_calibration_keeps_what_lowers_brier():
     assert strict.method in {"sigmoid", "none"}
     # An explicit choice is honoured; "none" fits nothing.
     assert choose_calibration(true_logit, y, "none", seed=0)[0] is None
+
+
+def test_validation_log_loss_is_cross_fitted():
+    """The log loss a search compares is the kept calibrator's out-of-fold figure: isotonic
+    scored on the rows it was fitted on looks better than it is and would win unfairly."""
+    rng = np.random.default_rng(5)
+    true_logit = rng.normal(-2.5, 1.2, 3000)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-true_logit))).astype(int)
+    margin = 3 * true_logit + 1.0
+    calibrator, report = choose_calibration(margin, y, "isotonic", seed=0)
+    in_sample = log_loss(y, np.clip(calibrator.transform(margin), 1e-12, 1 - 1e-12))
+    assert set(report.logloss) == {"isotonic"} | {"none"}
+    assert report.logloss["isotonic"] > in_sample + 1e-4
+
+
+def test_search_keeps_the_lowest_validation_log_loss(split, ml_settings):
+    search = [{"max_depth": 1}, {"max_depth": 3}]
+    fits = [fit_scorer(split, ml_settings, xgboost_overrides=o) for o in search]
+    chosen = fit_tuned(split, ml_settings, family="xgboost", search=search)
+    best = min(fits, key=lambda f: f.validation_logloss)
+    assert chosen.params["max_depth"] == best.params["max_depth"]
+    assert chosen.validation_logloss == best.validation_logloss
+    for fit in fits:  # the figure compared is the kept calibration's cross-fitted one
+        assert fit.validation_logloss == fit.calibration.logloss[fit.calibration.method]
+    assert fits[0].validation_logloss != fits[1].validation_logloss
+    # One candidate is fitted as it is, whatever training.xgboost_search says.
+    assert fit_tuned(split, ml_settings, family="xgboost",
+                     search=[{"max_depth": 1}]).params["max_depth"] == 1
 
 
 def test_calibration_report_of_training(trained):

@@ -9,6 +9,7 @@ import shutil
 from datetime import timedelta
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 from pipeline_data import make_settings
@@ -23,7 +24,7 @@ from ml.retrain import load_training_set, save_training_set
 from ml.training_set import LABEL
 from orchestration.checks import ALL_CHECKS
 from orchestration.definitions import ALL_ASSETS
-from orchestration.demo import run_demo
+from orchestration.demo import example_line, run_demo, smoke_traffic
 from orchestration.resources import build_resources
 
 PYTHON_CHECKS = {
@@ -59,6 +60,23 @@ def test_full_graph_materializes_and_scores_every_open_lead(demo_run):
     assert meta["challenger_model"]["backtest_auc_mean"] >= 0.75
     assert meta["champion_model"]["champion_version"] is not None
     assert "max_psi" in meta["drift_report"]
+
+
+def test_the_demo_says_where_the_readme_payload_falls_among_open_leads(demo_run):
+    settings, ok, _ = demo_run
+    assert ok
+    smoke = smoke_traffic(settings, requests=20)
+    assert smoke["ok"] == smoke["requests"] == 20
+    example, scores = smoke["example"], smoke["open_lead_scores"]
+    assert example["scored_by"] == "request" and 0 < example["score"] < 100
+    assert len(scores) == len(pd.read_parquet(
+        settings.paths.marts_dir / "lead_features_latest.parquet"))
+    verdict = "below" if example["score"] < np.percentile(scores, 99) else "NOT below"
+    line = example_line(smoke)
+    assert f"scores {example['score']} ({example['tier']}, request model): {verdict} " in line
+    assert example_line({"example": {"status": 503}}) == "the README payload was not scored (503)"
+    high = example_line({**smoke, "open_lead_scores": np.full(10, 100.0)})
+    assert ": below the 99th percentile of the 10 open leads' nightly scores (100.0)" in high
 
 
 def test_every_open_lead_of_a_faulty_export_is_scored(demo_run):
