@@ -394,7 +394,8 @@ class TrainingSettings(_Section):
         for key in ("xgboost_search", "request_xgboost_search"):
             search = getattr(self, key)
             if not search:
-                raise ValueError(f"training.{key} needs at least one entry ({{}}: training.xgboost)")
+                raise ValueError(
+                    f"training.{key} needs at least one entry ({{}}: training.xgboost)")
             for overrides in search:  # each candidate must be valid training.xgboost settings
                 try:
                     XGBoostParams(**{**self.xgboost.model_dump(), **overrides})

@@ -214,11 +214,11 @@ def choose_calibration(margin: np.ndarray, y: np.ndarray, requested: str,
     """Pick and fit the calibrator on validation (margin, label) pairs.
 
     Each candidate's Brier (and log loss) is measured out-of-fold (5-fold cross-fitting on
-    validation), because an isotonic fit scored on its own data always looks better than it is. With `auto` the
-    candidate with the lowest Brier is kept if it beats the uncalibrated model, except that
-    isotonic (whose steps give many leads one score, so the top of the list cannot be ranked)
-    must beat the best tie-free option by `isotonic_min_gain` of its Brier; the final
-    calibrator is then refitted on all of validation.
+    validation), because an isotonic fit scored on its own data always looks better than it is.
+    With `auto` the candidate with the lowest Brier is kept if it beats the uncalibrated model,
+    except that isotonic (whose steps give many leads one score, so the top of the list cannot
+    be ranked) must beat the best tie-free option by `isotonic_min_gain` of its Brier; the
+    final calibrator is then refitted on all of validation.
     """
     margin = np.asarray(margin, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
