@@ -17,10 +17,19 @@ MLflow errors, so "no champion" cannot be told apart from "cannot tell", and dro
 would turn a registry hiccup into an outage. Deliberately retiring a model is therefore done by
 pointing @champion at another version (or stopping the service), not by deleting the alias.
 A challenger that is gone from the registry is dropped (the champion serves everyone anyway).
+
+The garbage collector. A loaded service holds ~490k Python objects (the models, Feast's registry,
+the libraries); CPython's full collection walks them all and holds the GIL for ~250 ms, which
+every request in flight waits out. At 500 req/s it ran one about every minute (30,000 requests
+in process: one full collection, 265 ms, the slowest request 269 ms). After each swap the
+manager therefore collects once (the old models' garbage goes) and freezes what is left
+(`gc.freeze`, `serving.freeze_heap`): later collections only walk objects created since (same
+run: none in 30,000 requests, the slowest 10 ms). A swap costs that one collection instead.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -115,6 +124,15 @@ def prepare_for_serving(scorer: LeadScorer) -> LeadScorer:
     return scorer
 
 
+def settle_heap() -> None:
+    """Collect everything once, then freeze what survives out of the collector's sight: the
+    models just swapped in and everything loaded before them are never walked again. Unfreezing
+    first lets this collection free what an earlier freeze kept (the models swapped out)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 @dataclass
 class ModelManager:
     """Polls the registry every `settings.serving.poll_interval_seconds` in a daemon thread
@@ -153,8 +171,9 @@ class ModelManager:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            state = self.refresh()
-            self._stop.wait(self.next_wait(state))
+            # no local keeps the polled state while waiting: a model swapped out meanwhile
+            # must not be kept alive by this thread (and then frozen, see settle_heap)
+            self._stop.wait(self.next_wait(self.refresh()))
 
     def refresh(self) -> ModelState:
         """Check the aliases once; load and swap in what changed. Never raises."""
@@ -171,6 +190,8 @@ class ModelManager:
                 )
                 if self.on_swap is not None:
                     self.on_swap(state)
+                if self.settings.serving.freeze_heap:
+                    settle_heap()
             if self.on_poll is not None:
                 self.on_poll(state)
             return state

@@ -215,3 +215,27 @@ def test_canary_rolls_back_a_slower_and_a_worse_challenger(make_client, scorers,
     served = drive(client, rounds=1)
     assert {p["variant"] for p in served} == {"champion"}
     assert {p["model_version"] for p in served} == {"1"}
+
+
+def test_a_swap_collects_the_old_model_and_freezes_the_heap(make_client, scorers):
+    """serving.freeze_heap: after a swap the heap is frozen out of the collector's sight, and
+    the model swapped out is freed even when it sits in a reference cycle (an earlier freeze
+    would otherwise keep it for good)."""
+    import copy
+    import gc
+    import weakref
+
+    def loader(settings, version):
+        scorer = copy.deepcopy(scorers[version])
+        scorer.cycle = scorer  # garbage only a collection frees
+        return scorer
+
+    aliases = Aliases(champion=1, challenger=None)
+    client = make_client(aliases=aliases, loader=loader, mode="off")
+    first = weakref.ref(client.app.state.manager.state.champion.scorer)
+    assert gc.get_freeze_count() > 0
+    aliases.versions["champion"] = 2
+    state = client.app.state.manager.refresh()
+    assert state.champion.version == 2 and first() is None
+    assert gc.get_freeze_count() > 0
+    assert client.post("/predict", json={"lead_id": IDS[0]}).json()["model_version"] == "2"
