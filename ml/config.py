@@ -606,7 +606,8 @@ class ServingSettings(_Section):
     prediction_log_url: str | None = None  # null: sqlite:///<data_dir>/serving/predictions.db
     # After each model swap, collect once and freeze what is left out of the garbage collector's
     # sight (gc.freeze): a full collection of the ~490k objects a loaded service holds stalls
-    # every request for ~250 ms, and at 500 req/s CPython ran one about every minute.
+    # every request for ~300 ms, and CPython ran one about every 50,000 requests
+    # (tests/benchmarks/bench_gc_pauses.py).
     freeze_heap: bool = True
     canary: CanarySettings = CanarySettings()
     ab: ABSettings = ABSettings()

@@ -47,7 +47,7 @@ def run_variant(freeze: bool, requests: int, config: Path | None) -> dict:
         else:
             pauses.append((time.perf_counter() - started[0]) * 1000)
 
-    with TestClient(create_app(settings, log_predictions=False)) as client:
+    with TestClient(create_app(settings)) as client:  # as served: the prediction log on
         deadline = time.monotonic() + 60
         while client.get("/ready").status_code != 200:
             if time.monotonic() > deadline:
