@@ -312,6 +312,10 @@ class XGBoostParams(_Section):
     eval_metric: Literal["logloss", "auc"] = "logloss"  # early stopping on validation
     n_jobs: int = Field(2, gt=0)
 
+    def with_overrides(self, overrides: dict[str, Any]) -> XGBoostParams:
+        """These settings with a search entry's values, validated (and typed) as settings."""
+        return XGBoostParams(**{**self.model_dump(), **overrides})
+
 
 class LogisticParams(_Section):
     l2: float = Field(1.0, ge=0)  # ridge penalty on standardised coefficients
@@ -336,7 +340,7 @@ class TrainingSettings(_Section):
     xgboost: XGBoostParams = XGBoostParams()
     # Small tuning budget: overrides of `xgboost` tried in every fold, chosen on the fold's
     # validation log loss (never its test window).
-    xgboost_search: list[dict[str, float | int]] = [{}]
+    xgboost_search: list[dict[str, Any]] = [{}]
     logistic: LogisticParams = LogisticParams()
     # The score may only rise with these features (monotone constraints in every family);
     # shell-style patterns allowed ("n_*": every windowed activity count).
@@ -363,7 +367,7 @@ class TrainingSettings(_Section):
     # The request model's own tuning budget (as `xgboost_search`, chosen per fit on validation
     # log loss). Ten inputs and a first week of data suit shallower trees: depth 2 had the
     # lower validation log loss in 9 of 9 fits of the default data (3 seeds x 3 samplings).
-    request_xgboost_search: list[dict[str, float | int]] = [{}, {"max_depth": 2}]
+    request_xgboost_search: list[dict[str, Any]] = [{}, {"max_depth": 2}]
     # Share of training rows in which each optional request field is blanked, so the request
     # model learns what "not given" means instead of guessing it.
     request_mask_share: float = Field(0.3, ge=0, lt=1)
@@ -398,7 +402,7 @@ class TrainingSettings(_Section):
                     f"training.{key} needs at least one entry ({{}}: training.xgboost)")
             for overrides in search:  # each candidate must be valid training.xgboost settings
                 try:
-                    XGBoostParams(**{**self.xgboost.model_dump(), **overrides})
+                    self.xgboost.with_overrides(overrides)
                 except ValidationError as exc:
                     problems = "; ".join(
                         f"{'.'.join(map(str, e['loc']))}: "

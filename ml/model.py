@@ -114,14 +114,31 @@ def _fit_platt(margin: np.ndarray, y: np.ndarray, iterations: int = 50) -> tuple
     n_pos, n_neg = y.sum(), len(y) - y.sum()
     target = np.where(y > 0.5, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
     X = np.column_stack([margin, np.ones_like(margin)])
+
+    def loss(w: np.ndarray) -> float:  # negative log-likelihood of the smoothed targets
+        z = X @ w
+        return float(np.sum(np.logaddexp(0.0, z) - target * z))
+
     w = np.array([1.0, 0.0])
+    current = loss(w)
     for _ in range(iterations):
         p = _sigmoid(X @ w)
         grad = X.T @ (p - target)
         hess = X.T @ (X * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
         step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-10:
+        # Backtracking: a full Newton step from a far start (an over-confident margin, where
+        # p(1-p) is tiny) overshoots and diverged to slopes of ~1e12, a step function.
+        size = 1.0
+        while size > 1e-10:
+            trial = w - size * step
+            trial_loss = loss(trial)
+            if trial_loss <= current - 1e-4 * size * float(grad @ step):
+                break
+            size /= 2
+        else:
+            break  # no decrease along the Newton direction: at the optimum up to rounding
+        w, current = trial, trial_loss
+        if np.abs(size * step).max() < 1e-10:
             break
     return float(w[0]), float(w[1])
 

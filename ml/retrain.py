@@ -133,6 +133,7 @@ def train_challenger(
     family = backtest.best_family(FULL)
     split = final_split(frame, settings)
     final = fit_tuned(split, settings, family=family)
+    request: FitResult | None = None
     if cfg.request_features:
         request_family = backtest.best_family(REQUEST)
         request = fit_tuned(request_training_split(split, settings), settings,
@@ -194,7 +195,9 @@ def train_challenger(
         },
     )
     params = {**final.params, **split.summary(), "backtest_folds": len(backtest.origins),
-              "backtest_step_days": cfg.backtest.step_days}
+              "backtest_step_days": cfg.backtest.step_days,
+              # the request model's parameters too: which search entry won is recorded
+              **({f"request.{k}": v for k, v in request.params.items()} if request else {})}
     existing = find_identical_version(settings, tags)
     if existing is not None:
         log.info(

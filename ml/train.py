@@ -19,7 +19,7 @@ from scipy.special import expit
 from sklearn.metrics import brier_score_loss, log_loss, precision_recall_curve, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from ml.config import Settings
+from ml.config import Settings, XGBoostParams
 from ml.errors import DataError
 from ml.linear import LinearModel
 from ml.model import LABEL, SNAPSHOT_COLUMNS, Calibrator, LeadScorer, feature_columns
@@ -287,9 +287,10 @@ def _categories(train: pd.DataFrame, categorical: list[str]) -> dict[str, list[s
     return {c: sorted(str(v) for v in train[c].dropna().unique()) for c in categorical}
 
 
-def xgboost_params(settings: Settings) -> dict[str, Any]:
-    """The booster parameters derived from settings.training."""
-    x = settings.training.xgboost
+def xgboost_params(settings: Settings, x: XGBoostParams | None = None) -> dict[str, Any]:
+    """The booster parameters derived from settings.training (or from `x`, its xgboost
+    settings with a search entry's overrides)."""
+    x = x or settings.training.xgboost
     return {
         "objective": "binary:logistic",
         "eval_metric": x.eval_metric,
@@ -397,10 +398,11 @@ def fit_scorer(split: Split, settings: Settings, *, family: str = "xgboost",
     monotone = settings.training.monotone(names)
     best_iteration = None
     if family == "xgboost":
-        params = {**xgboost_params(settings), **(xgboost_overrides or {})}
+        # a search entry goes through the settings' own validation and parameter names
+        x = cfg.xgboost.with_overrides(xgboost_overrides or {})
+        params = xgboost_params(settings, x)
         params["monotone_constraints"] = "(" + ",".join(map(str, monotone)) + ")"
-        rounds = int(params.pop("n_estimators", cfg.xgboost.n_estimators))
-        stopping = int(params.pop("early_stopping_rounds", cfg.xgboost.early_stopping_rounds))
+        rounds, stopping = x.n_estimators, x.early_stopping_rounds
         dtrain = scorer.dmatrix(train)
         dtrain.set_label(y_train)
         dtrain.set_weight(weight)

@@ -75,6 +75,8 @@ def test_the_demo_says_where_the_readme_payload_falls_among_open_leads(demo_run)
     line = example_line(smoke)
     assert f"scores {example['score']} ({example['tier']}, request model): {verdict} " in line
     assert example_line({"example": {"status": 503}}) == "the README payload was not scored (503)"
+    assert example_line({"example": example, "open_lead_scores": None}).endswith(
+        "; no open leads' scores to compare it with")
     high = example_line({**smoke, "open_lead_scores": np.full(10, 100.0)})
     assert ": below the 99th percentile of the 10 open leads' nightly scores (100.0)" in high
 
