@@ -395,6 +395,10 @@ class TrainingSettings(_Section):
             raise ValueError("training.families must name at least one model family")
         if len(set(self.families)) != len(self.families):
             raise ValueError("training.families lists a family twice")
+        return self
+
+    @model_validator(mode="after")
+    def _valid_searches(self) -> TrainingSettings:
         for key in ("xgboost_search", "request_xgboost_search"):
             search = getattr(self, key)
             if not search:
@@ -404,10 +408,7 @@ class TrainingSettings(_Section):
                 try:
                     self.xgboost.with_overrides(overrides)
                 except ValidationError as exc:
-                    problems = "; ".join(
-                        f"{'.'.join(map(str, e['loc']))}: "
-                        f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
-                        for e in exc.errors())
+                    problems = "; ".join(f"{_key_of(e)}: {_problem(e)}" for e in exc.errors())
                     raise ValueError(f"training.{key} entry {overrides}: {problems}") from None
         return self
 
@@ -843,15 +844,21 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 def _format_errors(err: ValidationError, source: str, root: yaml.Node | None = None) -> str:
     lines = [f"invalid settings in {source}:"]
     for e in err.errors():
-        key = ".".join(str(part) for part in e["loc"]) or "(top level)"
         line = _line_of(root, e["loc"])
         at = f" (line {line})" if line else ""
-        if e["type"] == "extra_forbidden":
-            problem = "unknown key (check the spelling against config/training_config.yaml)"
-        else:
-            problem = f"{e['msg']} (got {_short(e.get('input'))})"
-        lines.append(f"  - {key}: {problem}{at}")
+        lines.append(f"  - {_key_of(e)}: {_problem(e)}{at}")
     return "\n".join(lines)
+
+
+def _key_of(error: Any) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+
+
+def _problem(error: Any) -> str:
+    """One validation error in words: a misspelt key is named as such, any other with its value."""
+    if error["type"] == "extra_forbidden":
+        return "unknown key (check the spelling against config/training_config.yaml)"
+    return f"{error['msg']} (got {_short(error.get('input'))})"
 
 
 def load_settings(

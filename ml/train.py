@@ -454,12 +454,10 @@ def fit_tuned(split: Split, settings: Settings, *, family: str,
         search: overrides of training.xgboost to try (default: training.xgboost_search; the
             request model passes training.request_xgboost_search). The first wins a tie.
     """
+    if family != "xgboost":
+        return fit_scorer(split, settings, family=family, features=features)
     search = settings.training.xgboost_search if search is None else search
-    if family != "xgboost" or len(search) <= 1:
-        overrides = (search[0] if search else None) if family == "xgboost" else None
-        return fit_scorer(split, settings, family=family, features=features,
-                          xgboost_overrides=overrides)
     fits = [fit_scorer(split, settings, family=family, features=features,
                        xgboost_overrides=overrides)
-            for overrides in search]
+            for overrides in search or [{}]]
     return min(fits, key=lambda f: f.validation_logloss)
